@@ -1,0 +1,291 @@
+"""Settings: a TOML file plus ``MAGSLEEP_*`` environment variables, validated once, with no I/O.
+
+Precedence (highest first): keyword arguments, environment (``MAGSLEEP_INFLUX__URL``, nested
+keys joined by ``__``), the TOML file, defaults. The file is ``--config``, else
+``$MAGSLEEP_CONFIG``, else ``config/magsleep.toml`` when it exists.
+
+Secrets (InfluxDB token/password, API tokens) are :class:`pydantic.SecretStr`; they can also come
+from a file path (``token_file``), read when the secret is first needed, never at validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from collector.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/magsleep.toml")
+ENV_CONFIG = "MAGSLEEP_CONFIG"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def default_state_dir() -> Path:
+    """Where magsleep keeps its outbox, journal, registry and the local InfluxDB."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "magsleep"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
+    """The secret's value, from the setting itself or from the file it points at."""
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    if file is not None:
+        try:
+            return file.expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {file}: {exc.strerror}; fix the path") from exc
+    return None
+
+
+class InfluxSettings(_Section):
+    """Where points go. ``embedded`` uses the private local InfluxDB 1.x (``magsleep influx start``)."""
+
+    version: Literal[1, 2] = 1
+    embedded: bool = True
+    url: str = "http://127.0.0.1:8086"
+    # 1.x (and the v1-compatible API of 2.x/3.x)
+    database: str = "magsleep"
+    retention_policy: str = ""
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    # 2.x
+    org: str = ""
+    bucket: str = "magsleep"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8086")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_v2(self) -> InfluxSettings:
+        if self.version == 2 and not self.embedded and not self.org:
+            raise ValueError("influx.org is required when influx.version = 2")
+        return self
+
+    def password_value(self) -> str | None:
+        return read_secret(self.password, self.password_file)
+
+    def token_value(self) -> str | None:
+        return read_secret(self.token, self.token_file)
+
+
+class StorageSettings(_Section):
+    state_dir: Path = Field(default_factory=default_state_dir)
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    outbox: bool = True
+    outbox_max_mb: int = Field(default=1024, ge=1)
+    max_retry_backoff_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class PersonSettings(_Section):
+    name: str
+    age: int = Field(default=40, ge=1, le=120)
+    sex: Literal["female", "male"] = "female"
+    timezone: str = "UTC"
+    night_start: dtime = dtime(18, 0)
+    night_end: dtime = dtime(14, 0)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                "must be 1-64 letters, digits, '_', '.', '-' starting with a letter or digit"
+            )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        if v not in available_timezones():
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name like 'Europe/Berlin'")
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DoseSettings(_Section):
+    ceiling_elemental_mg: float = Field(default=2000.0, gt=0)
+    daily_warning_elemental_mg: float = Field(default=350.0, gt=0)
+    default_form: str = "glycinate"
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    tokens: list[SecretStr] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class BleSettings(_Section):
+    adapter: str = "hci0"
+    scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    connect_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    silence_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class AnalysisSettings(_Section):
+    dose_window_h: tuple[float, float] = (0.0, 4.0)
+    washout_nights: int = Field(default=0, ge=0, le=60)
+    min_nights_per_arm: int = Field(default=3, ge=1)
+
+    @field_validator("dose_window_h")
+    @classmethod
+    def _check_window(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (0 <= v[0] < v[1] <= 24):
+            raise ValueError("must be [start, end] hours before lights out with 0 <= start < end <= 24")
+        return v
+
+
+class Settings(BaseSettings):
+    """All of magsleep's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAGSLEEP_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Set by load_settings before validation; a class-level slot keeps pydantic from seeing it.
+    _toml_path: ClassVar[Path | None] = None
+
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    persons: list[PersonSettings] = Field(default_factory=list)
+    doses: DoseSettings = Field(default_factory=DoseSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    ble: BleSettings = Field(default_factory=BleSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("persons")
+    @classmethod
+    def _unique_persons(cls, v: list[PersonSettings]) -> list[PersonSettings]:
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"person names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
+        return tuple(sources)
+
+    def person(self, name: str) -> PersonSettings:
+        for p in self.persons:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.persons) or "none configured"
+        raise ConfigError(f"unknown person {name!r} (known: {known}); add a [[persons]] entry")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.storage.state_dir.expanduser() / "outbox.sqlite"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data with every secret replaced by '***'."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+
+        def walk(node: Any, src: Any) -> Any:
+            if isinstance(src, SecretStr):
+                return "***" if src.get_secret_value() else ""
+            if isinstance(src, BaseModel):
+                return {k: walk(node[k], getattr(src, k)) for k in node}
+            if isinstance(src, list):
+                return [walk(n, s) for n, s in zip(node, src, strict=True)]
+            return node
+
+        return walk(data, self)  # type: ignore[no-any-return]
+
+
+def resolve_config_path(explicit: Path | None = None) -> tuple[Path | None, bool]:
+    """The config file to read and whether the user asked for it explicitly."""
+    if explicit is not None:
+        return explicit, True
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env), True
+    return (DEFAULT_CONFIG_PATH, False) if DEFAULT_CONFIG_PATH.is_file() else (None, False)
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid settings in {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against config/magsleep.example.toml"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate settings once. Raises :class:`ConfigError` with a message per bad key."""
+    path, explicit = resolve_config_path(config)
+    if path is not None and not path.is_file():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist; create it from "
+                              "config/magsleep.example.toml or fix the path")
+        path = None
+    source = str(path) if path else "environment/defaults"
+    Settings._toml_path = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"cannot parse {source}: {exc}") from None
+    finally:
+        Settings._toml_path = None
+
+

@@ -1,0 +1,190 @@
+"""A private InfluxDB 1.x process: for tests, the demo and users without an InfluxDB of their own.
+
+Debian's ``influxdb`` package (1.6.7) provides ``influxd``; the package's own service is never
+used. We write a private config (HTTP on 127.0.0.1:<port>, reporting and ``_internal``
+monitoring off, RPC bound to loopback), keep meta/data/wal under one directory, wait for /ping
+and stop the process by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from collector.errors import LocalInfluxError
+
+INFLUXD_CANDIDATES = ("influxd", "/usr/bin/influxd")
+
+_CONFIG_TEMPLATE = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{root}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+  index-version = "inmem"
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = false
+  log-enabled = false
+  write-tracing = false
+  max-body-size = 0
+
+[logging]
+  level = "warn"
+
+[continuous_queries]
+  enabled = false
+
+[subscriber]
+  enabled = false
+"""
+
+
+def find_influxd() -> str:
+    for cand in INFLUXD_CANDIDATES:
+        path = shutil.which(cand)
+        if path:
+            return path
+    raise LocalInfluxError(
+        "influxd not found; install Debian's InfluxDB 1.x with "
+        "'sudo apt-get install --no-install-recommends influxdb' (scripts/setup does this)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ping(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as resp:  # noqa: S310
+            return int(resp.status) == 204
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInflux:
+    """A running private influxd."""
+
+    root: Path
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _state_file(root: Path) -> Path:
+    return root / "magsleep-influxd.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(root: Path) -> LocalInflux | None:
+    """The instance recorded under ``root`` if its process is alive and answers /ping."""
+    sf = _state_file(root)
+    try:
+        info = json.loads(sf.read_text())
+        inst = LocalInflux(root=root, port=int(info["port"]), pid=int(info["pid"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    if _pid_alive(inst.pid) and ping(inst.url):
+        return inst
+    return None
+
+
+def start(root: Path, port: int | None = None, timeout: float = 30.0) -> LocalInflux:
+    """Start influxd with its data under ``root`` (or return the one already running there)."""
+    root = root.expanduser().resolve()
+    running = status(root)
+    if running is not None:
+        return running
+    binary = find_influxd()
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    conf = root / "influxdb.conf"
+    conf.write_text(_CONFIG_TEMPLATE.format(root=root, port=port, rpc_port=free_port()))
+    log = (root / "influxd.log").open("ab")
+    proc = subprocess.Popen(
+        [binary, "run", "-config", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    inst = LocalInflux(root=root, port=port, pid=proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (root / "influxd.log").read_text(errors="replace")[-2000:]
+            raise LocalInfluxError(f"influxd exited with code {proc.returncode}:\n{tail}")
+        if ping(inst.url, timeout=0.5):
+            _state_file(root).write_text(json.dumps({"port": port, "pid": proc.pid}))
+            return inst
+        time.sleep(0.05)
+    proc.kill()
+    raise LocalInfluxError(f"influxd did not answer /ping on {inst.url} within {timeout:.0f} s")
+
+
+def stop(root: Path, timeout: float = 15.0) -> bool:
+    """Stop the instance recorded under ``root``. True if one was running."""
+    root = root.expanduser().resolve()
+    sf = _state_file(root)
+    try:
+        pid = int(json.loads(sf.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return False
+    was_alive = _pid_alive(pid)
+    if was_alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+    sf.unlink(missing_ok=True)
+    return was_alive
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
