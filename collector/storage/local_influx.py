@@ -50,6 +50,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   log-enabled = false
   write-tracing = false
   max-body-size = 0
+  max-row-limit = 0
 
 [logging]
   level = "warn"

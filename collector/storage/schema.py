@@ -100,7 +100,9 @@ MEASUREMENTS: dict[str, Measurement] = {
              TagSpec("device", "device alias (device stages) or the staging method", False)),
             (
                 FieldSpec("stage", "string", "", "wake | light | deep | rem | nrem | sleep | unknown | not_worn"),
-                FieldSpec("stage_code", "int", "", "0 wake, 1 light, 2 deep, 3 rem, 4 nrem, 5 sleep, -1 unknown, -2 not worn"),
+                FieldSpec(
+                    "stage_code", "int", "", "0 wake, 1 light, 2 deep, 3 rem, 4 nrem, 5 sleep, -1 unknown, -2 not worn"
+                ),
                 FieldSpec("probability", "float", "0-1", "classifier probability of the stage (computed only)"),
                 FieldSpec("epoch_s", "int", "s", "epoch length (30 computed, 600 Bangle.js sleeplog)"),
             ),
@@ -159,7 +161,7 @@ MEASUREMENTS: dict[str, Measurement] = {
         ),
         Measurement(
             "night_tag",
-            "A tag the person put on a night (no-dose, alcohol, caffeine_late, training, illness, lights_out, lights_on).",
+            "A tag the person put on a night: no_dose, alcohol, caffeine_late, training, illness, lights_out/on.",
             (PERSON, TagSpec("tag", "no_dose | alcohol | caffeine_late | training | illness | lights_out | lights_on")),
             (
                 FieldSpec("night", "string", "date", "the evening's date"),

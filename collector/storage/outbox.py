@@ -1,0 +1,247 @@
+"""A durable local outbox: every point is committed to SQLite (WAL) before it counts as written.
+
+Rows hold chunks of line protocol (``kind='w'``) or a queued delete (``kind='d'``, JSON), in
+arrival order (``seq``). The pipeline removes a row only after InfluxDB accepted it. Lines that
+InfluxDB rejects for good (400/422 after isolating them) move to the ``rejected`` table, where
+they stay for inspection: nothing stored is ever silently lost.
+
+With ``synchronous=NORMAL`` in WAL mode a commit survives the process being killed (SIGKILL);
+a power cut may lose the last transactions. :class:`MemoryOutbox` has the same interface and
+keeps everything in memory (``storage.outbox = false``).
+
+All methods are blocking; the pipeline calls them from one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from collector.errors import OutboxFullError, StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    kind: str  # 'w' (lines) or 'd' (delete)
+    body: str
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOp:
+    measurement: str
+    tags: Mapping[str, str]
+    time_ns: int
+
+    def to_json(self) -> str:
+        return json.dumps({"m": self.measurement, "tags": dict(self.tags), "t": self.time_ns})
+
+    @staticmethod
+    def from_json(text: str) -> DeleteOp:
+        d = json.loads(text)
+        return DeleteOp(str(d["m"]), {str(k): str(v) for k, v in d["tags"].items()}, int(d["t"]))
+
+
+class OutboxStore(Protocol):
+    max_bytes: int
+
+    def append(self, kind: str, bodies: list[tuple[str, int]]) -> None: ...
+    def head(self, max_lines: int) -> list[Entry]: ...
+    def remove(self, seqs: list[int]) -> None: ...
+    def replace(self, seq: int, body: str, lines: int) -> None: ...
+    def reject(self, lines: list[str], error: str) -> None: ...
+    def totals(self) -> tuple[int, int, int]: ...
+    def rejected_count(self) -> int: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('w', 'd')),
+    body TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    line TEXT NOT NULL,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+
+class SqliteOutbox:
+    """The outbox in a SQLite file (WAL mode)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(
+                f"cannot open the outbox {path}: {exc}. It is left untouched; move it aside to "
+                "start a new one (its pending points are then not delivered)."
+            ) from exc
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(LENGTH(body)), 0) FROM outbox"
+        ).fetchone()
+        self._rows, self._lines, self._bytes = int(row[0]), int(row[1]), int(row[2])
+
+    def append(self, kind: str, bodies: list[tuple[str, int]]) -> None:
+        size = sum(len(b) for b, _ in bodies)
+        if self._bytes + size > self.max_bytes:
+            raise OutboxFullError(
+                f"the outbox {self.path} holds {self._bytes / 1e6:.0f} MB, its limit "
+                f"(storage.outbox_max_mb); new points are refused until InfluxDB is reachable "
+                "again and it drains. Check the InfluxDB URL and that it runs."
+            )
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO outbox (kind, body, lines, created) VALUES (?, ?, ?, ?)",
+                [(kind, b, n, now) for b, n in bodies],
+            )
+        self._rows += len(bodies)
+        self._lines += sum(n for _, n in bodies)
+        self._bytes += size
+
+    def head(self, max_lines: int) -> list[Entry]:
+        """The oldest entries: consecutive writes up to ``max_lines`` lines, or one delete."""
+        out: list[Entry] = []
+        total = 0
+        cur = self._db.execute("SELECT seq, kind, body, lines FROM outbox ORDER BY seq LIMIT 2000")
+        for seq, kind, body, lines in cur:
+            if kind == "d":
+                if not out:
+                    out.append(Entry(seq, kind, body, lines))
+                break
+            if out and total + lines > max_lines:
+                break
+            out.append(Entry(seq, kind, body, lines))
+            total += lines
+        cur.close()
+        return out
+
+    def remove(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(LENGTH(body)), 0) FROM outbox "
+                f"WHERE seq IN ({','.join('?' * len(seqs))})",
+                seqs,
+            ).fetchone()
+            self._db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
+        self._rows -= int(row[0])
+        self._lines -= int(row[1])
+        self._bytes -= int(row[2])
+
+    def replace(self, seq: int, body: str, lines: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            old = self._db.execute("SELECT lines, LENGTH(body) FROM outbox WHERE seq = ?", (seq,)).fetchone()
+            if old is None:
+                return
+            self._db.execute("UPDATE outbox SET body = ?, lines = ? WHERE seq = ?", (body, lines, seq))
+        self._lines += lines - int(old[0])
+        self._bytes += len(body) - int(old[1])
+
+    def reject(self, lines: list[str], error: str) -> None:
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO rejected (line, error, at) VALUES (?, ?, ?)", [(ln, error, now) for ln in lines]
+            )
+
+    def totals(self) -> tuple[int, int, int]:
+        return self._rows, self._lines, self._bytes
+
+    def rejected_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryOutbox:
+    """The same interface in memory: fast, but lost if the process dies."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._q: deque[Entry] = deque()
+        self._seq = 0
+        self._lines = 0
+        self._bytes = 0
+        self.rejected: list[tuple[str, str]] = []
+
+    def append(self, kind: str, bodies: list[tuple[str, int]]) -> None:
+        size = sum(len(b) for b, _ in bodies)
+        if self._bytes + size > self.max_bytes:
+            raise OutboxFullError("the in-memory buffer is full; InfluxDB has been unreachable too long")
+        for body, n in bodies:
+            self._seq += 1
+            self._q.append(Entry(self._seq, kind, body, n))
+            self._lines += n
+            self._bytes += len(body)
+
+    def head(self, max_lines: int) -> list[Entry]:
+        out: list[Entry] = []
+        total = 0
+        for e in self._q:
+            if e.kind == "d":
+                if not out:
+                    out.append(e)
+                break
+            if out and total + e.lines > max_lines:
+                break
+            out.append(e)
+            total += e.lines
+        return out
+
+    def remove(self, seqs: list[int]) -> None:
+        drop = set(seqs)
+        keep: deque[Entry] = deque()
+        for e in self._q:
+            if e.seq in drop:
+                self._lines -= e.lines
+                self._bytes -= len(e.body)
+            else:
+                keep.append(e)
+        self._q = keep
+
+    def replace(self, seq: int, body: str, lines: int) -> None:
+        for i, e in enumerate(self._q):
+            if e.seq == seq:
+                self._lines += lines - e.lines
+                self._bytes += len(body) - len(e.body)
+                self._q[i] = Entry(seq, e.kind, body, lines)
+                return
+
+    def reject(self, lines: list[str], error: str) -> None:
+        self.rejected.extend((ln, error) for ln in lines)
+
+    def totals(self) -> tuple[int, int, int]:
+        return len(self._q), self._lines, self._bytes
+
+    def rejected_count(self) -> int:
+        return len(self.rejected)
+
+    def close(self) -> None:
+        return None
