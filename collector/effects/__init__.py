@@ -1,0 +1,1 @@
+"""Effects of magnesium on sleep: night tagging, estimates with honest intervals, trial plans."""
