@@ -122,9 +122,7 @@ class PersonSettings(_Section):
     @classmethod
     def _check_name(cls, v: str) -> str:
         if not _NAME_RE.match(v):
-            raise ValueError(
-                "must be 1-64 letters, digits, '_', '.', '-' starting with a letter or digit"
-            )
+            raise ValueError("must be 1-64 letters, digits, '_', '.', '-' starting with a letter or digit")
         return v
 
     @field_validator("timezone")
@@ -274,8 +272,9 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     path, explicit = resolve_config_path(config)
     if path is not None and not path.is_file():
         if explicit:
-            raise ConfigError(f"config file {path} does not exist; create it from "
-                              "config/magsleep.example.toml or fix the path")
+            raise ConfigError(
+                f"config file {path} does not exist; create it from config/magsleep.example.toml or fix the path"
+            )
         path = None
     source = str(path) if path else "environment/defaults"
     Settings._toml_path = path
@@ -287,5 +286,3 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"cannot parse {source}: {exc}") from None
     finally:
         Settings._toml_path = None
-
-

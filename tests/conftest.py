@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import urllib.parse
@@ -88,7 +89,5 @@ def influx_db(influx_server: InfluxServer) -> Iterator[str]:
     try:
         yield name
     finally:
-        try:
+        with contextlib.suppress(OSError):  # a test stopped the server; it restarts it
             influx_server.drop_database(name)
-        except OSError:
-            pass  # the server was stopped by the test; it is restarted for the next one

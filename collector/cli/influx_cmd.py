@@ -35,8 +35,10 @@ def ping() -> None:
     if local_influx.ping(target.url, timeout=s.influx.timeout_s):
         console.print(f"[green]InfluxDB at {target.url} answers /ping[/green]")
     else:
-        fail(f"InfluxDB at {target.url} does not answer /ping; is it running? "
-             "(magsleep influx start runs a local one)", code=1)
+        fail(
+            f"InfluxDB at {target.url} does not answer /ping; is it running? (magsleep influx start runs a local one)",
+            code=1,
+        )
 
 
 @app.command("start")

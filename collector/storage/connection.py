@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 from collector.errors import StorageError
@@ -63,3 +64,8 @@ def influx_target(settings: Settings, *, url: str | None = None) -> InfluxTarget
         _password=i.password_value(),
         _token=i.token_value(),
     )
+
+
+def basic_auth(username: str, password: str) -> str:
+    """An HTTP Basic Authorization header value."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")

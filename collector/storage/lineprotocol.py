@@ -24,12 +24,8 @@ Precision = Literal["ns", "us", "ms", "s"]
 
 _DIVISOR: dict[str, int] = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
-_ESCAPE_MEASUREMENT = str.maketrans(
-    {",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
-)
-_ESCAPE_KEY = str.maketrans(
-    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
-)
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 
 
@@ -128,8 +124,7 @@ def format_value(value: FieldValue) -> str | None:
         return format_value(str(value))
     if hasattr(value, "dtype"):  # numpy scalar
         return format_value(value.item())
-    raise ValidationError(f"field value {value!r} has unsupported type {t.__name__}; "
-                          "use int, float, bool or str")
+    raise ValidationError(f"field value {value!r} has unsupported type {t.__name__}; use int, float, bool or str")
 
 
 def format_fields(fields: Mapping[str, FieldValue]) -> str:

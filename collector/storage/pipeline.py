@@ -272,7 +272,8 @@ class Pipeline:
         while self._fill_warned < len(FILL_WARNINGS) and fill >= FILL_WARNINGS[self._fill_warned]:
             log.warning(
                 "outbox is %.0f%% full (%d lines waiting); is InfluxDB reachable?",
-                FILL_WARNINGS[self._fill_warned] * 100, lines,
+                FILL_WARNINGS[self._fill_warned] * 100,
+                lines,
             )
             self._fill_warned += 1
         if lines >= self.batch_size:
@@ -415,8 +416,9 @@ class Pipeline:
         remaining = [ln for i, ln in enumerate(lines) if not accepted[i] and i not in bad]
         for i, msg in rejected:
             measurement = lines[i].split(",", 1)[0].split(" ", 1)[0]
-            log.error("InfluxDB rejected a %s line for good (kept in the outbox's rejected table): %s",
-                      measurement, msg)
+            log.error(
+                "InfluxDB rejected a %s line for good (kept in the outbox's rejected table): %s", measurement, msg
+            )
         bad_lines = [lines[i] for i, _ in rejected]
         seqs = [e.seq for e in entries]
 

@@ -17,7 +17,7 @@ import aiohttp
 
 from collector.errors import QueryError
 from collector.settings import Settings
-from collector.storage.connection import InfluxTarget, influx_target
+from collector.storage.connection import InfluxTarget, basic_auth, influx_target
 
 Row = dict[str, Any]
 
@@ -39,11 +39,10 @@ class InfluxReader:
         self._t = target
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
-        self._auth: aiohttp.BasicAuth | None = None
         if target.token:
             self._headers["Authorization"] = f"Token {target.token}"
         elif target.username:
-            self._auth = aiohttp.BasicAuth(target.username, target.password or "")
+            self._headers["Authorization"] = basic_auth(target.username, target.password or "")
 
     @classmethod
     def from_settings(cls, settings: Settings, *, url: str | None = None) -> InfluxReader:
@@ -78,9 +77,9 @@ class InfluxReader:
         url = f"{self._t.url}/query"
         try:
             if post:
-                req = s.post(url, data=args, headers=self._headers, auth=self._auth)
+                req = s.post(url, data=args, headers=self._headers)
             else:
-                req = s.get(url, params=args, headers=self._headers, auth=self._auth)
+                req = s.get(url, params=args, headers=self._headers)
             async with req as resp:
                 text = await resp.text()
                 if resp.status != 200:

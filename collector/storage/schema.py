@@ -70,8 +70,7 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("contact", "bool", "", "sensor contact detected (absent if unsupported)"),
                 FieldSpec("energy_kj", "int", "kJ", "energy expended since reset (absent if not sent)"),
             ),
-            "heart_rate,device=h10-alice,person=alice,source=device bpm=58i,contact=true "
-            "1732400000000000000",
+            "heart_rate,device=h10-alice,person=alice,source=device bpm=58i,contact=true 1732400000000000000",
         ),
         Measurement(
             "rr",
@@ -90,14 +89,16 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("magnitude_g", "float", "g", "mean acceleration magnitude minus 1 g"),
                 FieldSpec("epoch_s", "int", "s", "length of the epoch the activity covers"),
             ),
-            "motion,device=pinetime-bob,person=bob,source=device activity=12.5,epoch_s=30i "
-            "1732400000000000000",
+            "motion,device=pinetime-bob,person=bob,source=device activity=12.5,epoch_s=30i 1732400000000000000",
         ),
         Measurement(
             "sleep_stage",
             "One sleep-staging epoch starting at the timestamp.",
-            (PERSON, TagSpec("source", "device | computed | sim"),
-             TagSpec("device", "device alias (device stages) or the staging method", False)),
+            (
+                PERSON,
+                TagSpec("source", "device | computed | sim"),
+                TagSpec("device", "device alias (device stages) or the staging method", False),
+            ),
             (
                 FieldSpec("stage", "string", "", "wake | light | deep | rem | nrem | sleep | unknown | not_worn"),
                 FieldSpec(
@@ -112,22 +113,30 @@ MEASUREMENTS: dict[str, Measurement] = {
         Measurement(
             "supplement_dose",
             "One logged supplement dose (the SQLite dose journal is the source of truth).",
-            (PERSON, TagSpec("supplement", "magnesium, ..."), TagSpec("form", "glycinate, citrate, ..."),
-             TagSpec("source", "cli | api | web | import | sim")),
+            (
+                PERSON,
+                TagSpec("supplement", "magnesium, ..."),
+                TagSpec("form", "glycinate, citrate, ..."),
+                TagSpec("source", "cli | api | web | import | sim"),
+            ),
             (
                 FieldSpec("dose_id", "string", "", "UUID of the dose (idempotency key)"),
                 FieldSpec("amount_mg", "float", "mg", "amount of the compound"),
                 FieldSpec("elemental_mg", "float", "mg", "elemental magnesium"),
                 FieldSpec("note", "string", "", "free text (may be empty)"),
             ),
-            'supplement_dose,form=glycinate,person=alice,source=cli,supplement=magnesium '
+            "supplement_dose,form=glycinate,person=alice,source=cli,supplement=magnesium "
             'amount_mg=1500,dose_id="8c1d...",elemental_mg=210,note="" 1732397400000000000',
         ),
         Measurement(
             "night",
             "Nightly summary, stamped at 12:00 UTC of the evening's date (a stable key per night).",
-            (PERSON, TagSpec("dose", "magnesium | control | unknown"),
-             TagSpec("staging", "device | computed | none"), TagSpec("source", "computed | sim", False)),
+            (
+                PERSON,
+                TagSpec("dose", "magnesium | control | unknown"),
+                TagSpec("staging", "device | computed | none"),
+                TagSpec("source", "computed | sim", False),
+            ),
             (
                 FieldSpec("night", "string", "date", "the evening's date, YYYY-MM-DD"),
                 FieldSpec("lights_out", "int", "ns", "lights out, UTC epoch ns"),
@@ -173,8 +182,11 @@ MEASUREMENTS: dict[str, Measurement] = {
         Measurement(
             "effect",
             "An estimated effect of magnesium on one nightly metric, stamped at computation time.",
-            (PERSON, TagSpec("metric", "night field name, e.g. sol_min"),
-             TagSpec("comparison", "mg_vs_control | before_after | band_<lo>_<hi> | form_<form>")),
+            (
+                PERSON,
+                TagSpec("metric", "night field name, e.g. sol_min"),
+                TagSpec("comparison", "mg_vs_control | before_after | band_<lo>_<hi> | form_<form>"),
+            ),
             (
                 FieldSpec("estimate", "float", "metric unit", "magnesium minus control"),
                 FieldSpec("ci_low", "float", "metric unit", "95% CI lower bound"),
@@ -191,7 +203,7 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("unit", "string", "", "unit of the estimate"),
                 FieldSpec("summary", "string", "", "the result in plain words"),
             ),
-            'effect,comparison=mg_vs_control,metric=sol_min,person=alice estimate=-14.2,ci_low=-22.1,'
+            "effect,comparison=mg_vs_control,metric=sol_min,person=alice estimate=-14.2,ci_low=-22.1,"
             'ci_high=-6.3,n_mg=41i,n_control=39i,unit="min" 1732400000000000000',
         ),
         Measurement(

@@ -19,7 +19,7 @@ from typing import Protocol
 import aiohttp
 
 from collector.errors import WriteError
-from collector.storage.connection import InfluxTarget
+from collector.storage.connection import InfluxTarget, basic_auth
 
 
 class Writer(Protocol):
@@ -86,11 +86,10 @@ class V1Writer:
         if target.retention_policy:
             self._params["rp"] = target.retention_policy
         self._headers: dict[str, str] = {"Content-Type": "text/plain; charset=utf-8"}
-        self._auth: aiohttp.BasicAuth | None = None
         if target.token:
             self._headers["Authorization"] = f"Token {target.token}"
         elif target.username:
-            self._auth = aiohttp.BasicAuth(target.username, target.password or "")
+            self._headers["Authorization"] = basic_auth(target.username, target.password or "")
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -105,8 +104,10 @@ class V1Writer:
         s = self._get_session()
         try:
             async with s.post(
-                f"{self._t.url}/write", params=self._params, data=body,
-                headers=self._headers, auth=self._auth,
+                f"{self._t.url}/write",
+                params=self._params,
+                data=body,
+                headers=self._headers,
             ) as resp:
                 if resp.status in (200, 204):
                     return
@@ -123,17 +124,17 @@ class V1Writer:
         s = self._get_session()
         params = {"q": q, "db": self._t.database}
         try:
-            async with s.post(f"{self._t.url}/query", data=params, headers=self._query_headers(),
-                              auth=self._auth) as resp:
+            async with s.post(f"{self._t.url}/query", data=params, headers=self._query_headers()) as resp:
                 text = await resp.text()
                 if resp.status != 200:
-                    raise WriteError(f"InfluxDB refused {q.split()[0]} ({resp.status}): "
-                                     f"{_error_text(text)}", status=resp.status,
-                                     retry_after=_retry_after(resp.headers))
+                    raise WriteError(
+                        f"InfluxDB refused {q.split()[0]} ({resp.status}): {_error_text(text)}",
+                        status=resp.status,
+                        retry_after=_retry_after(resp.headers),
+                    )
                 for result in json.loads(text).get("results", []):
                     if "error" in result:
-                        raise WriteError(f"InfluxDB refused {q.split()[0]}: {result['error']}",
-                                         status=400)
+                        raise WriteError(f"InfluxDB refused {q.split()[0]}: {result['error']}", status=400)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise WriteError(f"cannot reach InfluxDB at {self._t.url}: {exc!r}", status=0) from exc
 
@@ -162,7 +163,9 @@ class V2Writer:
 
         self._t = target
         self._client = InfluxDBClientAsync(
-            url=target.url, token=target.token or "", org=target.org,
+            url=target.url,
+            token=target.token or "",
+            org=target.org,
             timeout=int(target.timeout_s * 1000),
         )
 
@@ -172,14 +175,17 @@ class V2Writer:
 
         try:
             await self._client.write_api().write(
-                bucket=self._t.bucket, org=self._t.org, record=body,
+                bucket=self._t.bucket,
+                org=self._t.org,
+                record=body,
                 write_precision=WritePrecision.NS,  # type: ignore[arg-type]
             )
         except ApiException as exc:
             headers = {str(k): str(v) for k, v in (exc.headers or {}).items()}
             raise WriteError(
                 f"InfluxDB refused the write ({exc.status}): {_error_text(str(exc.body or ''))}",
-                status=int(exc.status or 0), retry_after=_retry_after(headers),
+                status=int(exc.status or 0),
+                retry_after=_retry_after(headers),
             ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise WriteError(f"cannot reach InfluxDB at {self._t.url}: {exc!r}", status=0) from exc
@@ -188,16 +194,13 @@ class V2Writer:
         from influxdb_client.rest import ApiException
 
         at = datetime.fromtimestamp(time_ns / 1e9, tz=UTC)
-        pred = " AND ".join(
-            [f'_measurement="{measurement}"'] + [f'{k}="{v}"' for k, v in sorted(tags.items())]
-        )
+        pred = " AND ".join([f'_measurement="{measurement}"'] + [f'{k}="{v}"' for k, v in sorted(tags.items())])
         try:
             await self._client.delete_api().delete(
                 start=at, stop=at, predicate=pred, bucket=self._t.bucket, org=self._t.org
             )
         except ApiException as exc:
-            raise WriteError(f"InfluxDB refused the delete ({exc.status})",
-                             status=int(exc.status or 0)) from None
+            raise WriteError(f"InfluxDB refused the delete ({exc.status})", status=int(exc.status or 0)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise WriteError(f"cannot reach InfluxDB at {self._t.url}: {exc!r}", status=0) from exc
 

@@ -10,6 +10,6 @@ from collector.settings import InfluxSettings, PersonSettings, Settings, Storage
 def make_settings(url: str, db: str, state_dir: Path, **storage: object) -> Settings:
     return Settings(
         influx=InfluxSettings(embedded=False, url=url, database=db),
-        storage=StorageSettings(state_dir=state_dir, **storage),  # type: ignore[arg-type]
+        storage=StorageSettings(state_dir=state_dir, **storage),
         persons=[PersonSettings(name="alice"), PersonSettings(name="bob")],
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.storage.lineprotocol import Point
+from collector.storage.lineprotocol import FieldValue, Point
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader
 from collector.storage.schema import MEASUREMENTS, FieldSpec
@@ -14,8 +14,9 @@ from tests.storage.helpers import make_settings
 T0 = 1_732_400_000_000_000_000
 
 
-def _value(f: FieldSpec, i: int) -> int | float | bool | str:
-    return {"int": 7 + i, "float": 1.5 + i, "bool": i % 2 == 0, "string": f'v "{i}" \\ x'}[f.type]
+def _value(f: FieldSpec, i: int) -> FieldValue:
+    values: dict[str, FieldValue] = {"int": 7 + i, "float": 1.5 + i, "bool": i % 2 == 0, "string": f'v "{i}" \\ x'}
+    return values[f.type]
 
 
 def sample_points() -> list[Point]:
@@ -41,10 +42,10 @@ async def test_every_measurement_round_trips(influx_server: InfluxServer, influx
             assert len(rows) == 1, p.measurement
             row = rows[0]
             assert row["time"] == p.time_ns
-            for k, v in p.tags.items():
-                assert row[k] == v
-            for k, v in p.fields.items():
-                assert row[k] == v, (p.measurement, k)
+            for tk, tv in p.tags.items():
+                assert row[tk] == tv
+            for fk, fv in p.fields.items():
+                assert row[fk] == fv, (p.measurement, fk)
 
 
 async def test_float_fields_given_ints_stay_floats(influx_server: InfluxServer, influx_db: str, tmp_path: Path) -> None:
@@ -65,14 +66,14 @@ async def test_bad_lines_are_isolated_and_good_lines_kept(
     settings = make_settings(influx_server.url, influx_db, tmp_path, batch_size=1000)
     good = [f"heart_rate,device=d,person=alice,source=sim bpm={60 + i % 20}i {T0 + i}" for i in range(500)]
     bad = "heart_rate,device=d,person=alice bpm=oops= 1"
-    lines = good[:250] + [bad] + good[250:]
+    lines = [*good[:250], bad, *good[250:]]
     async with Pipeline.from_settings(settings) as pipe:
         await pipe.put_lines(lines)
         await pipe.flush(timeout=30)
         assert pipe.rejected_count() == 1
         assert pipe.stats.lines_rejected == 1
         assert pipe.stats.lines_written == 500
-    rows = influx_server.rows('SELECT count(bpm) FROM heart_rate', influx_db)
+    rows = influx_server.rows("SELECT count(bpm) FROM heart_rate", influx_db)
     assert rows[0]["count"] == 500
 
 
@@ -83,8 +84,12 @@ async def test_type_conflict_line_is_rejected_not_retried_forever(
     async with Pipeline.from_settings(settings) as pipe:
         await pipe.put_lines([f"motion,device=d,person=a,source=sim steps=5i {T0}"])
         await pipe.flush(timeout=20)
-        await pipe.put_lines([f'motion,device=d,person=a,source=sim steps="x" {T0 + 1}',
-                              f"motion,device=d,person=a,source=sim steps=6i {T0 + 2}"])
+        await pipe.put_lines(
+            [
+                f'motion,device=d,person=a,source=sim steps="x" {T0 + 1}',
+                f"motion,device=d,person=a,source=sim steps=6i {T0 + 2}",
+            ]
+        )
         await pipe.flush(timeout=20)
         assert pipe.rejected_count() == 1
     rows = influx_server.rows("SELECT steps FROM motion", influx_db)
