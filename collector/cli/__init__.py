@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from collector.cli import common, config_cmd, influx_cmd
+from collector.cli import common, config_cmd, effects_cmd, influx_cmd
 from collector.errors import MagsleepError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.callback()(common.root_callback)
 app.command("version")(common.version)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(influx_cmd.app, name="influx")
+app.command("effects")(effects_cmd.effects)
+app.add_typer(effects_cmd.plan_app, name="plan")
 
 
 def main(argv: list[str] | None = None) -> None:

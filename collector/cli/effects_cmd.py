@@ -1,0 +1,317 @@
+"""``magsleep effects`` (does magnesium change my sleep?) and ``magsleep plan`` (a trial schedule)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from collector.cli.common import console, err_console, fail, get_settings
+from collector.effects.analysis import EffectResult
+from collector.effects.io import EffectsRun, Source, parse_date, run_effects, write_plan_points
+from collector.effects.metrics import METRICS, metric
+from collector.effects.planner import PlanSpec
+from collector.effects.store import PlanStore, StoredPlan, new_plan, tonight
+from collector.errors import MagsleepError, StorageError
+from collector.settings import Settings
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class DesignOpt(StrEnum):
+    randomised = "randomised"
+    blocks = "blocks"
+
+
+class SourceOpt(StrEnum):
+    real = "real"
+    sim = "sim"
+    all = "all"
+
+
+_COMPARISON_TITLES = {
+    "mg_vs_control": "Magnesium vs control nights",
+    "before_after": "Before/after (baseline vs supplementation, segmented regression)",
+}
+
+
+def _persons(settings: Settings, person: list[str] | None) -> list[str]:
+    if person:
+        for p in person:
+            settings.person(p)  # raises ConfigError with the known names
+        return person
+    if not settings.persons:
+        fail("no persons configured; add a [[persons]] entry to the settings file")
+    return [p.name for p in settings.persons]
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.{digits}f}"
+
+
+def _p(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _comparison_title(c: str) -> str:
+    if c in _COMPARISON_TITLES:
+        return _COMPARISON_TITLES[c]
+    if c.startswith("band_"):
+        _, lo, hi = c.split("_")
+        return f"Dose band {lo}-{hi} mg elemental vs control" if hi != "inf" else f"Dose band {lo}+ mg vs control"
+    return f"Form {c.removeprefix('form_')} vs control"
+
+
+def _render_table(run: EffectsRun) -> None:
+    d = run.data
+    counts: dict[str, int] = {}
+    for n in d.nights:
+        counts[n.status] = counts.get(n.status, 0) + 1
+    bits = [f"{v} {k}" for k, v in sorted(counts.items())]
+    if d.flagged:
+        bits.append(f"{d.flagged} flagged (too little signal, left out)")
+    console.print(f"\n[bold]{run.person}[/bold]: {len(d.nights)} nights ({', '.join(bits) or 'none'}); "
+                  f"arms from {d.dose_source}"
+                  + (f"; trial plan {run.plan_id}" if run.plan_id else "; no trial plan"))
+    by_comp: dict[str, list[EffectResult]] = {}
+    for r in run.results:
+        by_comp.setdefault(r.comparison, []).append(r)
+    for comp, rows in by_comp.items():
+        if comp != "mg_vs_control" and not any(r.reported for r in rows):
+            r0 = rows[0]
+            console.print(f"[dim]{_comparison_title(comp)}: not reported ({r0.n_mg} vs "
+                          f"{r0.n_control} nights)[/dim]")
+            continue
+        t = Table(title=_comparison_title(comp), title_justify="left", show_lines=False)
+        for col, just in (("metric", "left"), ("effect", "right"), ("95% CI", "right"),
+                          ("p", "right"), ("p adj", "right"), ("p perm", "right"),
+                          ("P(benefit)", "right"), ("n mg/ctl", "right"), ("nights needed", "right")):
+            t.add_column(col, justify=just)  # type: ignore[arg-type]
+        for r in rows:
+            needed = f"{r.nights_needed} ({r.half_width})" if r.nights_needed else "—"
+            if r.reported:
+                t.add_row(r.metric, f"{_num(r.estimate)} {r.unit}",
+                          f"{_num(r.ci_low)} to {_num(r.ci_high)}", _p(r.p), _p(r.p_adj),
+                          _p(r.p_perm), _num(r.prob_benefit, 2), f"{r.n_mg}/{r.n_control}", needed)
+            else:
+                t.add_row(f"[dim]{r.metric}[/dim]", "[dim]not enough nights[/dim]", "", "", "",
+                          "", "", f"{r.n_mg}/{r.n_control}", needed)
+        console.print(t)
+        for r in rows:
+            console.print(f"  {r.summary}", highlight=False)
+    console.print("[dim]effect = magnesium minus control; sol/waso/awakenings modelled as ratios "
+                  "(shown at the control nights' typical value); p from regression with weekend "
+                  "term and AR(1) errors; p adj = Benjamini-Hochberg; nights needed = per arm for "
+                  "the stated 95% CI half-width. See docs/effects.md.[/dim]")
+
+
+def _json(runs: list[EffectsRun]) -> str:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    out = []
+    for run in runs:
+        counts: dict[str, int] = {}
+        for n in run.data.nights:
+            counts[n.status] = counts.get(n.status, 0) + 1
+        out.append({
+            "person": run.person,
+            "nights": counts,
+            "flagged_nights": run.data.flagged,
+            "arms_from": run.data.dose_source,
+            "plan_id": run.plan_id,
+            "results": [{k: clean(v) for k, v in asdict(r).items()} for r in run.results],
+        })
+    return json.dumps(out, indent=2, default=str)
+
+
+PersonsOpt = Annotated[
+    list[str] | None, typer.Option("--person", "-p", help="Person (repeatable; default: all).")]
+MetricsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--metric", "-m", help=f"Metric (repeatable): {', '.join(METRICS)}.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
+WriteOpt = Annotated[
+    bool, typer.Option("--write/--no-write", help="Write effect points to InfluxDB.")]
+SourceOptT = Annotated[
+    SourceOpt, typer.Option(help="real (default; simulated nights left out), sim or all.")]
+StartOpt = Annotated[str | None, typer.Option(
+    help="Before/after: first supplementation night (default: the first dose).")]
+BaselineEndOpt = Annotated[str | None, typer.Option(
+    help="Before/after: baseline nights end before this date (default: --start).")]
+
+
+def effects(
+    person: PersonsOpt = None,
+    metric_: MetricsOpt = None,
+    since: Annotated[str | None, typer.Option(help="Only nights from this date (YYYY-MM-DD).")] = None,
+    fmt: FormatOpt = Format.table,
+    write: WriteOpt = True,
+    source: SourceOptT = SourceOpt.real,
+    start: StartOpt = None,
+    baseline_end: BaselineEndOpt = None,
+) -> None:
+    """Estimate the effect of evening magnesium on each sleep metric, with honest intervals."""
+    settings = get_settings()
+    try:
+        persons = _persons(settings, person)
+        metrics = [metric(m).name for m in metric_] if metric_ else None
+        since_d = parse_date(since, "--since") if since else None
+        start_d = parse_date(start, "--start") if start else None
+        end_d = parse_date(baseline_end, "--baseline-end") if baseline_end else None
+        src: Source = "sim" if source is SourceOpt.sim else "all" if source is SourceOpt.all else "real"
+        runs = asyncio.run(run_effects(settings, persons, metrics=metrics, since=since_d,
+                                       source=src, write=write, supplement_start=start_d,
+                                       baseline_end=end_d))
+    except MagsleepError as exc:
+        fail(str(exc))
+    if fmt is Format.json:
+        console.print_json(_json(runs))
+    else:
+        for run in runs:
+            _render_table(run)
+
+
+# -- plan -------------------------------------------------------------------------------------------
+
+plan_app = typer.Typer(help="A trial schedule of magnesium and control nights.")
+
+
+def _one_person(settings: Settings, person: str | None) -> str:
+    if person:
+        settings.person(person)
+        return person
+    if len(settings.persons) == 1:
+        return settings.persons[0].name
+    if not settings.persons:
+        fail("no persons configured; add a [[persons]] entry to the settings file")
+    fail(f"several persons are configured; pass --person ({', '.join(p.name for p in settings.persons)})")
+
+
+def _today(settings: Settings, person: str) -> date:
+    return tonight(datetime.now(settings.person(person).tz))
+
+
+def render_calendar(plan: StoredPlan, today: date | None, washout: int) -> Table:
+    """The plan as a week-per-row calendar."""
+    t = Table(title=f"{plan.person}: {plan.spec.design} plan {plan.plan_id} "
+                    f"({plan.spec.weeks} weeks from {plan.spec.start}, seed {plan.seed})",
+              title_justify="left")
+    t.add_column("week of")
+    for day in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"):
+        t.add_column(day, justify="center")
+    first = plan.spec.start - timedelta(days=plan.spec.start.weekday())
+    last = max(plan.nights)
+    mg_days = [d for d, m in plan.nights.items() if m]
+    week = first
+    while week <= last:
+        cells = []
+        for i in range(7):
+            d = week + timedelta(days=i)
+            if d not in plan.nights:
+                cells.append("")
+                continue
+            if plan.nights[d]:
+                cell = f"[bold green]{d.day:>2} Mg[/bold green]"
+            elif washout and any(0 < (d - m).days <= washout for m in mg_days):
+                cell = f"[yellow]{d.day:>2} wash[/yellow]"
+            else:
+                cell = f"[dim]{d.day:>2} —[/dim]"
+            if d == today:
+                cell = f"[reverse]{cell}[/reverse]"
+            cells.append(cell)
+        t.add_row(week.isoformat(), *cells)
+        week += timedelta(days=7)
+    return t
+
+
+@plan_app.callback(invoke_without_command=True)
+def plan(
+    ctx: typer.Context,
+    weeks: Annotated[int, typer.Option(help="Length of the trial in weeks.")] = 8,
+    design: Annotated[
+        DesignOpt, typer.Option(help="randomised (nights within weeks) or blocks.")
+    ] = DesignOpt.randomised,
+    block_weeks: Annotated[int, typer.Option(help="Blocks design: weeks per block (1-4).")] = 2,
+    seed: Annotated[int | None, typer.Option(help="Random seed (recorded with the plan).")] = None,
+    person: Annotated[str | None, typer.Option("--person", "-p", help="Person (default: the only one).")] = None,
+    start: Annotated[str | None, typer.Option(help="First evening YYYY-MM-DD (default: tonight).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace the person's active plan.")] = False,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Mirror the plan to InfluxDB (trial_plan).")] = True,
+) -> None:
+    """Create a trial plan (magsleep plan --weeks 8); `plan today` / `plan show` read it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = get_settings()
+    name = _one_person(settings, person)
+    try:
+        first = parse_date(start, "--start") if start else _today(settings, name)
+        spec = PlanSpec(first, weeks, "blocks" if design is DesignOpt.blocks else "randomised",
+                        block_weeks)
+        store = PlanStore.from_settings(settings)
+        new = new_plan(name, spec, seed)
+        old = store.save(new, replace=replace)
+    except MagsleepError as exc:
+        fail(str(exc))
+    console.print(render_calendar(new, _today(settings, name), settings.analysis.washout_nights))
+    n_mg = sum(new.nights.values())
+    console.print(f"{n_mg} magnesium and {len(new.nights) - n_mg} control nights. "
+                  "Take magnesium only on Mg evenings, within "
+                  f"{settings.analysis.dose_window_h[1]:g} h before lights out; log every dose.")
+    if write:
+        try:
+            asyncio.run(write_plan_points(settings, new.points(), old.points() if old else ()))
+        except StorageError as exc:
+            err_console.print(f"[yellow]plan saved locally; InfluxDB copy not yet written: {exc}[/yellow]")
+
+
+@plan_app.command("today")
+def plan_today(
+    person: Annotated[str | None, typer.Option("--person", "-p", help="Person (default: the only one).")] = None,
+) -> None:
+    """Is tonight a magnesium night?"""
+    settings = get_settings()
+    name = _one_person(settings, person)
+    p = PlanStore.from_settings(settings).active(name)
+    if p is None:
+        fail(f"{name} has no trial plan; create one with: magsleep plan --weeks 8", code=1)
+    d = _today(settings, name)
+    if d not in p.nights:
+        where = "has not started yet" if d < p.spec.start else "has ended"
+        console.print(f"{d}: no planned night (the plan from {p.spec.start} {where}).")
+        return
+    if p.nights[d]:
+        console.print(f"{d}: [bold green]magnesium night[/bold green] for {name}: take your dose "
+                      f"within {settings.analysis.dose_window_h[1]:g} h before lights out and log it.")
+    else:
+        console.print(f"{d}: [bold]control night[/bold] for {name}: no magnesium tonight "
+                      "(tag it with --no-dose to confirm).")
+
+
+@plan_app.command("show")
+def plan_show(
+    person: Annotated[str | None, typer.Option("--person", "-p", help="Person (default: the only one).")] = None,
+) -> None:
+    """Show the active plan as a calendar."""
+    settings = get_settings()
+    name = _one_person(settings, person)
+    p = PlanStore.from_settings(settings).active(name)
+    if p is None:
+        fail(f"{name} has no trial plan; create one with: magsleep plan --weeks 8", code=1)
+    console.print(render_calendar(p, _today(settings, name), settings.analysis.washout_nights))

@@ -1,0 +1,211 @@
+"""The thin I/O layer: nights, doses and tags from InfluxDB in; ``effect`` points out."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from collector.effects.analysis import AnalysisOptions, EffectResult, NightData, analyse_person
+from collector.effects.metrics import METRICS
+from collector.effects.store import PlanStore, night_time_ns
+from collector.effects.tagging import COVARIATE_TAGS, Dose, DoseStatus, NightKey, tag_nights
+from collector.errors import ValidationError
+from collector.settings import Settings
+from collector.storage.lineprotocol import FieldValue, Point
+from collector.storage.pipeline import Pipeline
+from collector.storage.reader import InfluxReader, Row, quote_str
+
+Source = Literal["real", "sim", "all"]
+_STAGING_RANK = {"computed": 0, "device": 1, "none": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class PersonData:
+    """What the analysis of one person is computed from, plus counts for the report."""
+
+    person: str
+    nights: list[NightData]
+    flagged: int = 0
+    excluded: Mapping[str, int] = field(default_factory=dict)
+    dose_source: str = "doses"
+
+
+def _keep(row: Row, source: Source) -> bool:
+    is_sim = row.get("source") == "sim"
+    return source == "all" or (source == "sim") == is_sim
+
+
+def _since_clause(since: date | None) -> str:
+    return f" AND time >= {night_time_ns(since)}" if since else ""
+
+
+def build_nights(
+    person: str,
+    night_rows: Sequence[Row],
+    dose_rows: Sequence[Row],
+    tag_rows: Sequence[Row],
+    settings: Settings,
+    *,
+    source: Source = "real",
+) -> PersonData:
+    """Turn raw rows into :class:`NightData` (pure: used by the CLI and by tests)."""
+    best: dict[date, Row] = {}
+    for row in night_rows:
+        if not _keep(row, source) or not row.get("night"):
+            continue
+        d = date.fromisoformat(str(row["night"]))
+        prev = best.get(d)
+        rank = _STAGING_RANK.get(str(row.get("staging")), 3)
+        if prev is None or rank < _STAGING_RANK.get(str(prev.get("staging")), 3):
+            best[d] = row
+    flagged = sum(1 for r in best.values() if r.get("flagged") is True)
+    usable = {d: r for d, r in sorted(best.items()) if r.get("flagged") is not True}
+    tags: dict[date, dict[str, bool]] = {}
+    for row in sorted(tag_rows, key=lambda r: int(r["time"])):
+        if row.get("night") and row.get("tag"):
+            tags.setdefault(date.fromisoformat(str(row["night"])), {})[str(row["tag"])] = (
+                row.get("value") is not False)
+    tag_sets = {d: [t for t, v in ts.items() if v] for d, ts in tags.items()}
+    doses = [
+        Dose(int(r["time"]), float(r.get("elemental_mg") or 0.0), str(r.get("form") or ""),
+             str(r.get("supplement") or "magnesium"))
+        for r in dose_rows if _keep(r, source)
+    ]
+    keys = [NightKey(d, _int(r.get("lights_out")), _int(r.get("lights_on"))) for d, r in usable.items()]
+    out: list[NightData] = []
+    dose_source = "doses"
+    if doses:
+        an = settings.analysis
+        person_tz = settings.person(person).tz if any(p.name == person for p in settings.persons) else None
+        tagged = tag_nights(keys, doses, tag_sets, window_h=an.dose_window_h,
+                            washout_nights=an.washout_nights, tz=person_tz)
+        for nd, (_, row) in zip(tagged, usable.items(), strict=True):
+            out.append(NightData(nd.night, nd.status, _values(row), nd.elemental_mg, nd.form,
+                                 nd.covariates))
+    else:  # no dose journal in InfluxDB (e.g. imported nights): trust the night's own dose tag
+        dose_source = "night dose tags"
+        for d, row in usable.items():
+            tag = row.get("dose")
+            status: DoseStatus = "magnesium" if tag == "magnesium" else (
+                "control" if tag == "control" else "unknown")
+            if status != "magnesium" and "no_dose" in tag_sets.get(d, ()):
+                status = "control"
+            cov = {t: t in tag_sets.get(d, ()) for t in COVARIATE_TAGS}
+            out.append(NightData(d, status, _values(row), float(row.get("elemental_mg") or 0.0),
+                                 str(row.get("form") or ""), cov))
+    excluded: dict[str, int] = {}
+    for n in out:
+        if n.status not in ("magnesium", "control"):
+            excluded[n.status] = excluded.get(n.status, 0) + 1
+    return PersonData(person, out, flagged, excluded, dose_source)
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if v is not None else None
+
+
+def _values(row: Row) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in METRICS:
+        v = row.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[name] = float(v)
+    return out
+
+
+async def load_person(
+    reader: InfluxReader, settings: Settings, person: str, *, since: date | None = None,
+    source: Source = "real",
+) -> PersonData:
+    p = quote_str(person)
+    since_q = _since_clause(since)
+    nights = await reader.query(f"SELECT * FROM night WHERE person = {p}{since_q}")
+    # doses from a day before the first night on, so the first evening's dose is seen
+    dose_since = f" AND time >= {night_time_ns(since) - 2 * 86_400_000_000_000}" if since else ""
+    doses = await reader.query(f"SELECT * FROM supplement_dose WHERE person = {p}{dose_since}")
+    tags = await reader.query(f"SELECT * FROM night_tag WHERE person = {p}{since_q}")
+    return build_nights(person, nights, doses, tags, settings, source=source)
+
+
+def effect_points(results: Iterable[EffectResult], time_ns: int) -> list[Point]:
+    """``effect`` points (schema in collector/storage/schema.py); absent numbers are left out."""
+    pts: list[Point] = []
+    for r in results:
+        fields: dict[str, FieldValue] = {
+            "n_mg": r.n_mg, "n_control": r.n_control, "reported": r.reported, "unit": r.unit,
+            "summary": r.summary,
+        }
+        for name in ("estimate", "ci_low", "ci_high", "p", "p_adj", "p_perm", "prob_benefit",
+                     "effect_size"):
+            v = getattr(r, name)
+            if v is not None and math.isfinite(v):
+                fields[name] = float(v)
+        if r.nights_needed is not None:
+            fields["nights_needed"] = int(r.nights_needed)
+        pts.append(Point("effect", {"person": r.person, "metric": r.metric,
+                                    "comparison": r.comparison}, fields, time_ns))
+    return pts
+
+
+@dataclass(frozen=True, slots=True)
+class EffectsRun:
+    person: str
+    data: PersonData
+    results: list[EffectResult]
+    plan_id: str | None
+
+
+async def run_effects(
+    settings: Settings,
+    persons: Sequence[str],
+    *,
+    metrics: Sequence[str] | None = None,
+    since: date | None = None,
+    source: Source = "real",
+    write: bool = True,
+    supplement_start: date | None = None,
+    baseline_end: date | None = None,
+    now_ns: int | None = None,
+) -> list[EffectsRun]:
+    """Read, analyse and (optionally) write effects for each person."""
+    opts = AnalysisOptions(min_nights_per_arm=settings.analysis.min_nights_per_arm)
+    store = PlanStore.from_settings(settings)
+    runs: list[EffectsRun] = []
+    async with InfluxReader.from_settings(settings) as reader:
+        for person in persons:
+            data = await load_person(reader, settings, person, since=since, source=source)
+            plan = store.active(person)
+            results = analyse_person(
+                person, data.nights, opts, metrics=metrics,
+                plan=plan.info() if plan is not None else None,
+                supplement_start=supplement_start, baseline_end=baseline_end,
+            )
+            runs.append(EffectsRun(person, data, results, plan.plan_id if plan else None))
+    if write:
+        stamp = now_ns if now_ns is not None else time.time_ns()
+        pts = [p for run in runs for p in effect_points(run.results, stamp)]
+        async with Pipeline.from_settings(settings, name="effects") as pipe:
+            await pipe.put(pts)
+            await pipe.flush(timeout=settings.influx.timeout_s * 3)
+    return runs
+
+
+async def write_plan_points(settings: Settings, points: Sequence[Point],
+                            deletions: Sequence[Point] = ()) -> None:
+    """Mirror a plan into InfluxDB, removing the nights of the plan it replaced."""
+    async with Pipeline.from_settings(settings, name="effects") as pipe:
+        for p in deletions:
+            await pipe.delete(p.measurement, p.tags, p.time_ns)
+        await pipe.put(points)
+        await pipe.flush(timeout=settings.influx.timeout_s * 3)
+
+
+def parse_date(value: str, what: str) -> date:
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()  # noqa: DTZ007 - a calendar date
+    except ValueError:
+        raise ValidationError(f"{what} must be a date like 2026-11-20, not {value!r}") from None
