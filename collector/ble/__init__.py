@@ -1,0 +1,1 @@
+"""Bluetooth LE: device profiles, the device registry and the collector daemon."""
