@@ -1,0 +1,358 @@
+"""The dose HTTP API (``/api/v1``) and the phone page (``/app/``), on aiohttp.
+
+Standalone: :func:`create_app` / :func:`serve` (``magsleep api``). Inside the daemon:
+:func:`mount` adds the routes and the dose service to the daemon's application, writing
+through the daemon's pipeline.
+
+Security: Bearer tokens from ``api.tokens`` compared in constant time; without tokens the API
+only binds a loopback address (:func:`check_bind`); bodies above ``api.max_body_bytes`` get 413;
+CORS headers only for origins listed in ``api.cors_origins``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pydantic
+from aiohttp import web
+
+from collector.doses.forms import FORM_NAMES, Form
+from collector.doses.model import (
+    ConflictError,
+    DoseCreate,
+    DoseList,
+    DosePatch,
+    DoseValidationError,
+    ErrorBody,
+    FieldProblem,
+    Health,
+    NotFoundError,
+    Person,
+    PersonList,
+    ProblemDetail,
+    Source,
+    problems_from_pydantic,
+)
+from collector.doses.openapi import openapi_document
+from collector.doses.service import DoseService, PointSink
+from collector.errors import ConfigError, MagsleepError
+from collector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).parent / "web"
+API = "/api/v1"
+DOSE_SERVICE = web.AppKey("dose_service", DoseService)
+PIPELINE = web.AppKey("dose_pipeline", object)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ListQuery(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    person: str | None = pydantic.Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    since: pydantic.AwareDatetime | None = None
+    until: pydantic.AwareDatetime | None = None
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse a non-loopback address unless at least one API token is configured."""
+    if not is_loopback(host) and not _tokens(settings):
+        raise ConfigError(
+            f"refusing to bind the API to {host} without a token: anyone on the network could "
+            "log or delete doses. Add a token to api.tokens (e.g. `openssl rand -hex 32`) or "
+            "bind 127.0.0.1")
+
+
+def _tokens(settings: Settings) -> list[bytes]:
+    return [t.get_secret_value().encode() for t in settings.api.tokens if t.get_secret_value()]
+
+
+def token_ok(header: str | None, tokens: Iterable[bytes]) -> bool:
+    """Whether ``header`` is ``Bearer <one of tokens>``; every token is compared (constant time)."""
+    given = b""
+    if header is not None and header[:7].lower() == "bearer ":
+        given = header[7:].strip().encode()
+    ok = False
+    for t in tokens:
+        ok |= hmac.compare_digest(given, t)
+    return ok and bool(given)
+
+
+def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=model.model_dump_json(), status=status,
+                        content_type="application/json")
+
+
+def _error(status: int, message: str, problems: Iterable[FieldProblem] = (),
+           headers: dict[str, str] | None = None) -> web.Response:
+    body = ErrorBody(error=message,
+                     detail=[ProblemDetail(field=p.field, reason=p.reason) for p in problems])
+    return web.Response(text=body.model_dump_json(), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def endpoint(settings: Settings, *, auth: bool = True) -> Callable[[Handler], Handler]:
+    """Wrap a handler: auth, size limit, errors as JSON with what to fix, CORS."""
+    tokens = _tokens(settings)
+    max_body = settings.api.max_body_bytes
+    origins = set(settings.api.cors_origins)
+
+    def wrap(handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            resp = await _handle(request)
+            origin = request.headers.get("Origin")
+            if origin and origin in origins:
+                resp.headers["Access-Control-Allow-Origin"] = origin
+                resp.headers["Vary"] = "Origin"
+            return resp
+
+        async def _handle(request: web.Request) -> web.StreamResponse:
+            if auth and tokens and not token_ok(request.headers.get("Authorization"), tokens):
+                return _error(401, "missing or wrong API token; send 'Authorization: Bearer "
+                              "<token>' with a token from api.tokens",
+                              headers={"WWW-Authenticate": 'Bearer realm="magsleep"'})
+            if request.content_length is not None and request.content_length > max_body:
+                return _error(413, f"request body over {max_body} bytes; send one dose per "
+                              "request (api.max_body_bytes)")
+            try:
+                return await handler(request)
+            except web.HTTPRequestEntityTooLarge:
+                return _error(413, f"request body over {max_body} bytes; send one dose per "
+                              "request (api.max_body_bytes)")
+            except pydantic.ValidationError as exc:
+                problems = problems_from_pydantic(exc)
+                return _error(422, "invalid request: " + "; ".join(map(str, problems)), problems)
+            except DoseValidationError as exc:
+                return _error(422, f"invalid dose: {exc}", exc.problems)
+            except NotFoundError as exc:
+                return _error(404, str(exc))
+            except ConflictError as exc:
+                return _error(409, str(exc))
+            except MagsleepError as exc:
+                log.warning("dose API: %s", exc)
+                return _error(503, f"{exc}")
+
+        return wrapped
+
+    return wrap
+
+
+async def _body(request: web.Request, max_body: int) -> bytes:
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(16384):
+        data += chunk
+        if len(data) > max_body:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_body, actual_size=len(data))
+    return bytes(data)
+
+
+def _dose_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["id"])
+    except ValueError:
+        raise DoseValidationError([FieldProblem(
+            "id", "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab")]) from None
+
+
+def add_routes(app: web.Application, settings: Settings, *, with_root: bool = True) -> None:
+    """Register the API and phone-page routes on ``app`` (the service is ``app[DOSE_SERVICE]``)."""
+    ep = endpoint(settings)
+    public = endpoint(settings, auth=False)
+    max_body = settings.api.max_body_bytes
+
+    def svc(request: web.Request) -> DoseService:
+        return request.app[DOSE_SERVICE]
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        pending = await svc(request).pending()
+        return _json(Health(status="ok", journal=f"{pending} operation(s) queued for InfluxDB"))
+
+    async def openapi(request: web.Request) -> web.StreamResponse:
+        return web.json_response(openapi_document())
+
+    async def persons(request: web.Request) -> web.StreamResponse:
+        s = svc(request)
+        people = [Person(name=n, timezone=str(s.rules.tz(n))) for n in s.rules.persons()]
+        return _json(PersonList(persons=people, forms=[Form(f) for f in FORM_NAMES],
+                                default_form=s.rules.default_form()))
+
+    async def list_doses(request: web.Request) -> web.StreamResponse:
+        q = ListQuery.model_validate(dict(request.query))
+        doses = await svc(request).list_doses(person=q.person, since=q.since, until=q.until,
+                                              limit=q.limit)
+        return _json(DoseList(doses=doses))
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        body = DoseCreate.model_validate_json(await _body(request, max_body) or b"null")
+        res = await svc(request).add(body, default_source=Source.api)
+        return _json(res, status=201 if res.created else 200)
+
+    async def get_one(request: web.Request) -> web.StreamResponse:
+        return _json(await svc(request).get(_dose_id(request)))
+
+    async def patch(request: web.Request) -> web.StreamResponse:
+        uid = _dose_id(request)
+        body = DosePatch.model_validate_json(await _body(request, max_body) or b"null")
+        return _json(await svc(request).update(uid, body))
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        return _json(await svc(request).delete(_dose_id(request)))
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    async def asset(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in _ASSETS:
+            return _error(404, f"no file {name!r}; the page is at /app/")
+        return web.FileResponse(WEB_DIR / name, headers=_PAGE_HEADERS)
+
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin", "")
+        if origin not in settings.api.cors_origins:
+            return _error(403, f"origin {origin!r} is not in api.cors_origins")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        })
+
+    r = app.router
+    r.add_get("/healthz", public(healthz))
+    r.add_get(f"{API}/openapi.json", public(openapi))
+    r.add_get(f"{API}/persons", ep(persons))
+    r.add_get(f"{API}/doses", ep(list_doses))
+    r.add_post(f"{API}/doses", ep(create))
+    r.add_get(f"{API}/doses/{{id}}", ep(get_one))
+    r.add_patch(f"{API}/doses/{{id}}", ep(patch))
+    r.add_delete(f"{API}/doses/{{id}}", ep(delete))
+    r.add_get("/app/", page)
+    r.add_get("/app/{name}", asset)
+    if with_root:
+        r.add_get("/", _to_app)
+    if settings.api.cors_origins:
+        for path in (f"{API}/persons", f"{API}/doses", f"{API}/doses/{{id}}"):
+            r.add_route("OPTIONS", path, preflight)
+
+
+_ASSETS = {"app.js", "style.css", "index.html"}
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _to_app(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/app/")
+
+
+def mount(
+    app: web.Application,
+    settings: Settings,
+    *,
+    sink: PointSink | None,
+    extra_persons: Callable[[], Iterable[str]] | None = None,
+) -> None:
+    """Add the dose API to the daemon's ``app``, writing through its pipeline ``sink``."""
+
+    async def lifecycle(a: web.Application) -> AsyncIterator[None]:
+        async with DoseService(settings, sink=sink, extra_persons=extra_persons) as svc:
+            a[DOSE_SERVICE] = svc
+            yield
+
+    app.cleanup_ctx.append(lifecycle)
+    add_routes(app, settings)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    extra_persons: Callable[[], Iterable[str]] | None = None,
+    now: Callable[[], datetime] | None = None,
+    influx: bool = True,
+) -> web.Application:
+    """The standalone application with its own pipeline (outbox ``outbox-api.sqlite``)."""
+    app = web.Application(client_max_size=settings.api.max_body_bytes)
+
+    async def lifecycle(a: web.Application) -> AsyncIterator[None]:
+        pipe = None
+        if influx:
+            from collector.storage.pipeline import Pipeline
+
+            pipe = Pipeline.from_settings(settings, name="api")
+            await pipe.start()
+            a[PIPELINE] = pipe
+        kwargs: dict[str, Any] = {"sink": pipe, "extra_persons": extra_persons}
+        if now is not None:
+            kwargs["now"] = now
+        try:
+            async with DoseService(settings, **kwargs) as svc:
+                a[DOSE_SERVICE] = svc
+                yield
+        finally:
+            if pipe is not None:
+                await pipe.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    add_routes(app, settings)
+    return app
+
+
+async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the standalone API until interrupted."""
+    h = host or settings.api.host
+    p = settings.api.port if port is None else port
+    check_bind(h, settings)
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, h, p)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {h}:{p}: {exc.strerror}; pick another "
+                              "--port or stop what uses it") from None
+        shown = f"[{h}]" if ":" in h else h
+        log.warning("dose API and phone page on http://%s:%d/app/", shown, p)
+        print(f"dose API and phone page on http://{shown}:{p}/app/  (Ctrl-C stops)", flush=True)  # noqa: T201
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+__all__ = [
+    "DOSE_SERVICE",
+    "PIPELINE",
+    "add_routes",
+    "check_bind",
+    "create_app",
+    "json",
+    "mount",
+    "serve",
+    "token_ok",
+]

@@ -1,0 +1,200 @@
+"""The dose model: what is stored (:class:`Dose`), what is sent to create or change one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID
+
+import pydantic
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from collector.doses.forms import Form, parse_form
+from collector.errors import ValidationError
+
+NOTE_MAX = 500
+SUPPLEMENT_RE = r"^[a-z][a-z0-9_-]{0,31}$"
+PERSON_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Source(StrEnum):
+    """Where a dose was logged."""
+
+    cli = "cli"
+    api = "api"
+    web = "web"
+    import_ = "import"
+
+
+class NightTagName(StrEnum):
+    """Tags a person can put on a night (lights_out/lights_on belong to the nights area)."""
+
+    no_dose = "no_dose"
+    alcohol = "alcohol"
+    caffeine_late = "caffeine_late"
+    training = "training"
+    illness = "illness"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class DoseValidationError(ValidationError):
+    """A dose is invalid; ``problems`` names each bad field and what to fix."""
+
+    def __init__(self, problems: Iterable[FieldProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class NotFoundError(ValidationError):
+    """No dose with that id (or it was deleted)."""
+
+
+class ConflictError(ValidationError):
+    """The id is taken by a different dose, or by one that was deleted."""
+
+
+def _form_before(v: Any) -> Any:
+    return parse_form(v) if isinstance(v, str) else v
+
+
+Amount = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dose(_Strict):
+    """One logged dose as stored in the journal."""
+
+    id: UUID = Field(description="idempotency key chosen by the client")
+    person: str = Field(pattern=PERSON_RE)
+    supplement: str = Field(default="magnesium", pattern=SUPPLEMENT_RE)
+    form: Form
+    amount_mg: Amount = Field(description="mass of the compound, mg")
+    elemental_mg: Amount = Field(description="elemental magnesium, mg")
+    elemental_computed: bool = Field(
+        description="true when elemental_mg was computed from the form's share"
+    )
+    taken_at: AwareDatetime
+    note: str = Field(default="", max_length=NOTE_MAX)
+    source: Source
+    recorded_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class DoseCreate(_Strict):
+    """Body of POST /api/v1/doses. Missing fields get defaults from the settings."""
+
+    id: UUID | None = Field(
+        default=None, description="idempotency key; send the same id to retry safely"
+    )
+    person: str | None = Field(
+        default=None, pattern=PERSON_RE, description="default: the only configured person"
+    )
+    supplement: str = Field(default="magnesium", pattern=SUPPLEMENT_RE)
+    form: Form | None = Field(default=None, description="default: doses.default_form")
+    amount_mg: Amount = Field(description="mass of the compound, mg")
+    elemental_mg: Amount | None = Field(
+        default=None, description="elemental magnesium, mg; default: computed from the form"
+    )
+    taken_at: datetime | None = Field(
+        default=None, description="default now; without an offset it is the person's local time"
+    )
+    note: str = Field(default="", max_length=NOTE_MAX)
+    source: Source = Source.api
+
+    _form = field_validator("form", mode="before")(_form_before)
+
+
+class DosePatch(_Strict):
+    """Body of PATCH /api/v1/doses/{id}: only the fields to change."""
+
+    person: str | None = Field(default=None, pattern=PERSON_RE)
+    supplement: str | None = Field(default=None, pattern=SUPPLEMENT_RE)
+    form: Form | None = None
+    amount_mg: Amount | None = None
+    elemental_mg: Amount | None = None
+    taken_at: datetime | None = None
+    note: str | None = Field(default=None, max_length=NOTE_MAX)
+
+    _form = field_validator("form", mode="before")(_form_before)
+
+
+class DoseResult(_Strict):
+    """A dose with the warnings its logging raised (e.g. the daily level passed)."""
+
+    dose: Dose
+    warnings: list[str] = Field(default_factory=list)
+    created: bool = Field(default=False, description="false when the id was already stored")
+
+
+class DoseList(_Strict):
+    doses: list[Dose]
+
+
+class NightTag(_Strict):
+    person: str = Field(pattern=PERSON_RE)
+    night: date = Field(description="the evening's date")
+    tag: NightTagName
+    recorded_at: AwareDatetime
+
+
+class Person(_Strict):
+    name: str
+    timezone: str
+
+
+class PersonList(_Strict):
+    persons: list[Person]
+    forms: list[Form]
+    default_form: Form
+
+
+class ProblemDetail(_Strict):
+    field: str
+    reason: str
+
+
+class ErrorBody(_Strict):
+    """Every error response: a message saying what to fix, and per-field details for 422."""
+
+    error: str
+    detail: list[ProblemDetail] = Field(default_factory=list)
+
+
+class Health(_Strict):
+    status: str
+    journal: str
+
+
+def problems_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> list[FieldProblem]:
+    """Per-field problems from a pydantic error, phrased as what to fix."""
+    out: list[FieldProblem] = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+        msg: str = err["msg"]
+        typ = err["type"]
+        if typ == "missing":
+            msg = "is required"
+        elif typ == "extra_forbidden":
+            msg = "unknown field; remove it"
+        elif typ == "string_pattern_mismatch" and loc.endswith("person"):
+            msg = "must be 1-64 letters, digits, '_', '.', '-' (a configured person name)"
+        elif typ == "uuid_parsing" or typ == "uuid_type":
+            msg = "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab"
+        elif typ == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        out.append(FieldProblem(prefix + loc, msg))
+    return out

@@ -1,0 +1,154 @@
+"""The OpenAPI 3.1 document of the dose API, generated from the pydantic models.
+
+``collector/doses/openapi.json`` is the committed copy; regenerate it with
+``python -m collector.doses.openapi`` (a test checks the two are equal).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from collector import __version__
+from collector.doses.model import Dose, DoseCreate, DoseList, DosePatch, DoseResult, ErrorBody, Health, PersonList
+
+OPENAPI_FILE = Path(__file__).parent / "openapi.json"
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _err(text: str) -> dict[str, Any]:
+    return {"description": text, "content": _content("ErrorBody")}
+
+
+_AUTH_ERRORS = {"401": _err("missing or wrong Bearer token")}
+_ID_PARAM = {
+    "name": "id", "in": "path", "required": True,
+    "schema": {"type": "string", "format": "uuid"}, "description": "dose id",
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document (the served one)."""
+    models: list[tuple[type[BaseModel], Any]] = [
+        (DoseCreate, "validation"), (DosePatch, "validation"), (Dose, "serialization"),
+        (DoseResult, "serialization"), (DoseList, "serialization"), (PersonList, "serialization"),
+        (ErrorBody, "serialization"), (Health, "serialization"),
+    ]
+    _, top = models_json_schema(models, ref_template=_REF)
+    schemas = top.get("$defs", {})
+    doses_get_params = [
+        {"name": "person", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
+        {"name": "since", "in": "query", "required": False,
+         "schema": {"type": "string", "format": "date-time"},
+         "description": "only doses taken at or after (with a UTC offset)"},
+        {"name": "until", "in": "query", "required": False,
+         "schema": {"type": "string", "format": "date-time"}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    ]
+    invalid = _err("invalid input: every problem with its field and reason")
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "liveness", "security": [],
+            "responses": {"200": {"description": "ok", "content": _content("Health")}},
+        }},
+        "/api/v1/persons": {"get": {
+            "operationId": "listPersons", "summary": "configured persons and dose forms",
+            "responses": {"200": {"description": "persons", "content": _content("PersonList")},
+                          **_AUTH_ERRORS},
+        }},
+        "/api/v1/doses": {
+            "get": {
+                "operationId": "listDoses", "summary": "doses, newest first",
+                "parameters": doses_get_params,
+                "responses": {"200": {"description": "doses", "content": _content("DoseList")},
+                              "422": invalid, **_AUTH_ERRORS},
+            },
+            "post": {
+                "operationId": "createDose",
+                "summary": "log a dose; the same id twice stores one dose",
+                "requestBody": {"required": True, "content": _content("DoseCreate")},
+                "responses": {
+                    "201": {"description": "logged", "content": _content("DoseResult")},
+                    "200": {"description": "this id was logged before; the stored dose",
+                            "content": _content("DoseResult")},
+                    "409": _err("the id belongs to a different or a deleted dose"),
+                    "413": _err("body too large"),
+                    "422": invalid,
+                    **_AUTH_ERRORS,
+                },
+            },
+        },
+        "/api/v1/doses/{id}": {
+            "parameters": [_ID_PARAM],
+            "get": {
+                "operationId": "getDose", "summary": "one dose",
+                "responses": {"200": {"description": "the dose", "content": _content("Dose")},
+                              "404": _err("no such dose"), "422": invalid, **_AUTH_ERRORS},
+            },
+            "patch": {
+                "operationId": "updateDose",
+                "summary": "change a dose (InfluxDB: old point deleted, new one written)",
+                "requestBody": {"required": True, "content": _content("DosePatch")},
+                "responses": {"200": {"description": "changed", "content": _content("DoseResult")},
+                              "404": _err("no such dose"), "413": _err("body too large"),
+                              "422": invalid, **_AUTH_ERRORS},
+            },
+            "delete": {
+                "operationId": "deleteDose", "summary": "delete a dose; returns it",
+                "responses": {"200": {"description": "deleted", "content": _content("Dose")},
+                              "404": _err("no such dose"), "422": invalid, **_AUTH_ERRORS},
+            },
+        },
+    }
+    for item in paths.values():
+        for op in item.values():
+            if isinstance(op, dict) and "responses" in op and op["operationId"] != "healthz":
+                op["responses"]["503"] = _err("storage unavailable; retry later")
+    paths["/api/v1/openapi.json"] = {"get": {
+        "operationId": "openapi", "summary": "this document", "security": [],
+        "responses": {"200": {"description": "OpenAPI 3.1",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "magsleep dose API", "version": __version__,
+                 "description": "Log supplement doses. Auth: 'Authorization: Bearer <token>' "
+                                "with a token from api.tokens (not needed when none is set)."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    OPENAPI_FILE.write_text(render(), encoding="utf-8")
+    sys.stderr.write(f"wrote {OPENAPI_FILE}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,518 @@
+"""Dose logic shared by the CLI, the HTTP API and the phone page.
+
+Pure rules (:func:`build_dose`, :func:`apply_patch`, :func:`check_rules`) turn input into a valid
+:class:`Dose` or a :class:`DoseValidationError` listing every problem. :class:`DoseService` runs
+the journal on one worker thread (so concurrent requests are serialised) and hands the journal's
+queued InfluxDB operations to the storage pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import partial
+from pathlib import Path
+from typing import Protocol, TypeVar
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+import pydantic
+
+from collector.doses.forms import FORM_NAMES, Form, elemental_share, parse_form
+from collector.doses.journal import JOURNAL_NAME, DoseJournal
+from collector.doses.model import (
+    ConflictError,
+    Dose,
+    DoseCreate,
+    DosePatch,
+    DoseResult,
+    DoseValidationError,
+    FieldProblem,
+    NightTag,
+    NightTagName,
+    NotFoundError,
+    Source,
+    problems_from_pydantic,
+)
+from collector.errors import ConfigError, MagsleepError
+from collector.settings import Settings
+from collector.storage.lineprotocol import Point
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FUTURE_TOLERANCE = timedelta(minutes=10)
+MAX_AGE = timedelta(days=365)
+
+
+class PointSink(Protocol):
+    """The part of :class:`collector.storage.pipeline.Pipeline` the doses need."""
+
+    async def put(self, points: Iterable[Point]) -> None: ...
+
+    async def delete(self, measurement: str, tags: Mapping[str, str], time_ns: int) -> None: ...
+
+    async def flush(self, timeout: float | None = None) -> None: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def journal_path(settings: Settings) -> Path:
+    return settings.storage.state_dir.expanduser() / JOURNAL_NAME
+
+
+class Rules:
+    """What validation needs to know: the settings, who exists, and the time now."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        extra_persons: Callable[[], Iterable[str]] | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self._extra = extra_persons
+        self.now = now
+
+    def persons(self) -> list[str]:
+        names = [p.name for p in self.settings.persons]
+        if self._extra is not None:
+            names += [n for n in self._extra() if n not in names]
+        return names
+
+    def tz(self, person: str) -> tzinfo:
+        for p in self.settings.persons:
+            if p.name == person:
+                return ZoneInfo(p.timezone)
+        return UTC
+
+    def default_form(self) -> Form:
+        try:
+            return parse_form(self.settings.doses.default_form)
+        except ValueError as exc:
+            raise ConfigError(f"doses.default_form: {exc}") from None
+
+    def resolve_person(self, person: str | None, problems: list[FieldProblem]) -> str:
+        known = self.persons()
+        if person is None:
+            if len(known) == 1:
+                return known[0]
+            problems.append(FieldProblem(
+                "person",
+                "is required when more than one person is configured; use one of: "
+                + ", ".join(known)
+                if known
+                else "no persons configured; add a [[persons]] entry to the config",
+            ))
+            return ""
+        if person not in known:
+            hint = ", ".join(known) if known else "none configured"
+            problems.append(FieldProblem(
+                "person",
+                f"unknown person {person!r}; use one of: {hint} "
+                "(or add a [[persons]] entry to the config)",
+            ))
+        return person
+
+    def resolve_time(self, value: datetime | None, tz: tzinfo) -> datetime:
+        if value is None:
+            return self.now().astimezone(tz)
+        if value.tzinfo is None or value.utcoffset() is None:
+            return value.replace(tzinfo=tz)
+        return value.astimezone(tz)
+
+
+def check_rules(dose: Dose, rules: Rules, problems: list[FieldProblem]) -> None:
+    """Rules that need the settings and the time: ceiling, time window, elemental vs amount."""
+    ceiling = rules.settings.doses.ceiling_elemental_mg
+    if dose.elemental_mg > ceiling:
+        problems.append(FieldProblem(
+            "elemental_mg" if not dose.elemental_computed else "amount_mg",
+            f"{dose.elemental_mg:.1f} mg elemental magnesium is above the ceiling of {ceiling:g} mg;"
+            " check the amount (mg of the compound, not µg or g) or raise"
+            " doses.ceiling_elemental_mg",
+        ))
+    if dose.elemental_mg > dose.amount_mg:
+        problems.append(FieldProblem(
+            "elemental_mg",
+            f"elemental magnesium ({dose.elemental_mg:g} mg) cannot exceed the amount of the "
+            f"compound ({dose.amount_mg:g} mg); give the elemental amount from the label",
+        ))
+    now = rules.now()
+    if dose.taken_at > now + FUTURE_TOLERANCE:
+        problems.append(FieldProblem(
+            "taken_at",
+            f"{dose.taken_at.isoformat(timespec='minutes')} is more than 10 minutes in the "
+            "future; give the time you took it (check the date and time zone)",
+        ))
+    if dose.taken_at < now - MAX_AGE:
+        problems.append(FieldProblem(
+            "taken_at",
+            f"{dose.taken_at.isoformat(timespec='minutes')} is more than a year back; "
+            "check the date (doses older than 365 days are not accepted)",
+        ))
+
+
+def _elemental(
+    form: Form, amount: float, given: float | None, problems: list[FieldProblem]
+) -> tuple[float, bool]:
+    if given is not None:
+        return given, False
+    share = elemental_share(form)
+    if share is None:
+        problems.append(FieldProblem(
+            "elemental_mg",
+            f"is required for form {form.value!r} (its magnesium share is unknown); give the "
+            "elemental magnesium from the label",
+        ))
+        return amount, False
+    return amount * share, True
+
+
+def _resolve_time(
+    rules: Rules, value: datetime | None, tz: tzinfo, problems: list[FieldProblem]
+) -> datetime:
+    try:
+        return rules.resolve_time(value, tz)
+    except (OverflowError, ValueError):
+        problems.append(FieldProblem(
+            "taken_at", "is out of range; give a date and time within the last year"))
+        return rules.now()
+
+
+def _make_dose(**values: object) -> Dose:
+    try:
+        return Dose.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise DoseValidationError(problems_from_pydantic(exc)) from None
+
+
+def build_dose(create: DoseCreate, rules: Rules, default_source: Source | None = None) -> Dose:
+    """A complete, valid dose from ``create``; raises :class:`DoseValidationError`."""
+    problems: list[FieldProblem] = []
+    person = rules.resolve_person(create.person, problems)
+    tz = rules.tz(person)
+    form = create.form or rules.default_form()
+    elemental, computed = _elemental(form, create.amount_mg, create.elemental_mg, problems)
+    now = rules.now()
+    source = create.source
+    if default_source is not None and "source" not in create.model_fields_set:
+        source = default_source
+    taken = _resolve_time(rules, create.taken_at, tz, problems)
+    if elemental <= 0:
+        problems.append(FieldProblem("amount_mg", "is too small to contain any magnesium; give mg"))
+    if problems:
+        raise DoseValidationError(problems)
+    dose = _make_dose(
+        id=create.id or uuid4(),
+        person=person,
+        supplement=create.supplement,
+        form=form,
+        amount_mg=create.amount_mg,
+        elemental_mg=elemental,
+        elemental_computed=computed,
+        taken_at=taken,
+        note=create.note,
+        source=source,
+        recorded_at=now,
+        updated_at=now,
+    )
+    check_rules(dose, rules, problems)
+    if problems:
+        raise DoseValidationError(problems)
+    return dose
+
+
+def apply_patch(dose: Dose, patch: DosePatch, rules: Rules) -> Dose:
+    """``dose`` changed by ``patch``; elemental mg is recomputed if it was computed before."""
+    problems: list[FieldProblem] = []
+    given = patch.model_fields_set
+    person = dose.person
+    if "person" in given and patch.person is not None:
+        person = rules.resolve_person(patch.person, problems)
+    form = patch.form if patch.form is not None else dose.form
+    amount = patch.amount_mg if patch.amount_mg is not None else dose.amount_mg
+    if patch.elemental_mg is not None:
+        elemental, computed = patch.elemental_mg, False
+    elif dose.elemental_computed:
+        elemental, computed = _elemental(form, amount, None, problems)
+    else:
+        elemental, computed = dose.elemental_mg, False
+    for name in ("person", "supplement", "form", "amount_mg", "taken_at", "note"):
+        if name in given and getattr(patch, name) is None:
+            problems.append(FieldProblem(name, "cannot be null; leave it out to keep the value"))
+    if problems:
+        raise DoseValidationError(problems)
+    taken = dose.taken_at
+    if patch.taken_at is not None:
+        taken = _resolve_time(rules, patch.taken_at, rules.tz(person), problems)
+    if elemental <= 0:
+        problems.append(FieldProblem("amount_mg", "is too small to contain any magnesium; give mg"))
+    if problems:
+        raise DoseValidationError(problems)
+    values = dose.model_dump()
+    values.update({
+        "person": person,
+        "supplement": patch.supplement or dose.supplement,
+        "form": form,
+        "amount_mg": amount,
+        "elemental_mg": elemental,
+        "elemental_computed": computed,
+        "taken_at": taken,
+        "note": patch.note if patch.note is not None else dose.note,
+        "updated_at": rules.now(),
+    })
+    new = _make_dose(**values)
+    check_rules(new, rules, problems)
+    if problems:
+        raise DoseValidationError(problems)
+    return new
+
+
+def same_request(stored: Dose, create: DoseCreate, fresh: Dose) -> bool:
+    """Whether a repeated POST asks for the stored dose (fields it set explicitly match)."""
+    for name in create.model_fields_set:
+        if name in ("id", "source"):
+            continue
+        if name == "taken_at":
+            if stored.taken_at != fresh.taken_at:
+                return False
+        elif getattr(stored, name) != getattr(fresh, name):
+            return False
+    return True
+
+
+class DoseService:
+    """Journal + validation + InfluxDB hand-off. Use as ``async with``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: PointSink | None = None,
+        extra_persons: Callable[[], Iterable[str]] | None = None,
+        now: Callable[[], datetime] = utcnow,
+        path: Path | None = None,
+        durable_sink: bool = True,
+        flush_timeout_s: float = 5.0,
+    ) -> None:
+        """``durable_sink``: the sink keeps what ``put`` accepted (a pipeline with an outbox).
+        Otherwise journal operations are acknowledged only after ``flush`` succeeded."""
+        self.durable_sink = durable_sink
+        self.flush_timeout_s = flush_timeout_s
+        self.settings = settings
+        self.rules = Rules(settings, extra_persons=extra_persons, now=now)
+        self.sink = sink
+        self.path = path or journal_path(settings)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dose-journal")
+        self._journal: DoseJournal | None = None
+        self._drain_lock = asyncio.Lock()
+        self._sink_down = False
+
+    async def __aenter__(self) -> DoseService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._journal = await self._run(lambda: DoseJournal(self.path))
+        await self.drain()
+
+    async def close(self) -> None:
+        if self._journal is not None:
+            journal = self._journal
+            await self._run(journal.close)
+            self._journal = None
+        self._pool.shutdown(wait=True)
+
+    @property
+    def journal(self) -> DoseJournal:
+        if self._journal is None:
+            raise MagsleepError("the dose service is not started; use `async with DoseService(...)`")
+        return self._journal
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    # -- doses -------------------------------------------------------------------------------
+
+    async def add(self, create: DoseCreate, *, default_source: Source | None = None) -> DoseResult:
+        if create.id is not None:
+            stored = await self._run(lambda: self.journal.get(create.id))  # type: ignore[arg-type]
+            if stored is not None:
+                return self._replay(stored, create, default_source)
+        dose = build_dose(create, self.rules, default_source)
+        saved, created = await self._run(partial(self.journal.insert, dose))
+        if not created:
+            return self._replay(saved, create, default_source)
+        warnings = await self._run(partial(self._daily_warnings, saved))
+        await self.drain()
+        return DoseResult(dose=saved, warnings=warnings, created=True)
+
+    def _replay(self, stored: Dose, create: DoseCreate, src: Source | None) -> DoseResult:
+        try:
+            fresh = build_dose(create, self.rules, src)
+        except DoseValidationError:
+            fresh = None
+        if fresh is None or not same_request(stored, create, fresh):
+            raise ConflictError(
+                f"id {stored.id} is already used by a different dose; send a new id, or PATCH "
+                f"/api/v1/doses/{stored.id} to change it"
+            )
+        return DoseResult(dose=stored, warnings=[], created=False)
+
+    async def journal_get(self, dose_id: UUID) -> Dose | None:
+        return await self._run(partial(self.journal.get, dose_id))
+
+    async def get(self, dose_id: UUID) -> Dose:
+        dose = await self._run(lambda: self.journal.get(dose_id))
+        if dose is None:
+            raise NotFoundError(f"no dose with id {dose_id}; list them with GET /api/v1/doses")
+        return dose
+
+    async def list_doses(
+        self,
+        *,
+        person: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Dose]:
+        return await self._run(
+            lambda: self.journal.list_doses(person=person, since=since, until=until, limit=limit)
+        )
+
+    async def update(self, dose_id: UUID, patch: DosePatch) -> DoseResult:
+        old = await self.get(dose_id)
+        new = apply_patch(old, patch, self.rules)
+        stored = await self._run(lambda: self.journal.replace(new))
+        warnings = await self._run(lambda: self._daily_warnings(stored))
+        await self.drain()
+        return DoseResult(dose=stored, warnings=warnings, created=False)
+
+    async def delete(self, dose_id: UUID) -> Dose:
+        now = self.rules.now()
+        old = await self._run(lambda: self.journal.delete(dose_id, now))
+        await self.drain()
+        return old
+
+    def _daily_warnings(self, dose: Dose) -> list[str]:
+        if dose.supplement != "magnesium":
+            return []
+        level = self.settings.doses.daily_warning_elemental_mg
+        tz = self.rules.tz(dose.person)
+        day = dose.taken_at.astimezone(tz).date()
+        start = datetime(day.year, day.month, day.day, tzinfo=tz)
+        end = start + timedelta(days=1)
+        total = dose.elemental_mg + self.journal.elemental_total(
+            dose.person, dose.supplement, start, end, dose.id
+        )
+        if total <= level:
+            return []
+        return [
+            f"{dose.person}'s supplemental elemental magnesium on {day.isoformat()} is now "
+            f"{total:.0f} mg, above the daily level of {level:g} mg (doses.daily_warning_elemental_mg;"
+            " the US adult upper level for supplements is 350 mg, EFSA's 250 mg). The dose is"
+            " logged; check the amounts if this is a mistake."
+        ]
+
+    # -- night tags --------------------------------------------------------------------------
+
+    async def tag_night(
+        self, person: str | None, night: date, tags: Sequence[NightTagName], *, remove: bool = False
+    ) -> list[tuple[NightTagName, bool]]:
+        """Set (or remove) tags on a night; returns each tag and whether it changed."""
+        problems: list[FieldProblem] = []
+        name = self.rules.resolve_person(person, problems)
+        today = self.rules.now().astimezone(self.rules.tz(name or "")).date()
+        if night > today:
+            problems.append(FieldProblem(
+                "night", f"{night} is in the future; tag a night that has begun (YYYY-MM-DD)"
+            ))
+        if not tags:
+            problems.append(FieldProblem(
+                "tag", "give at least one tag: " + ", ".join(t.value for t in NightTagName)
+            ))
+        if problems:
+            raise DoseValidationError(problems)
+        now = self.rules.now()
+        out: list[tuple[NightTagName, bool]] = []
+        for t in tags:
+            if remove:
+                changed = await self._run(partial(self.journal.remove_tag, name, night, t))
+            else:
+                tag = NightTag(person=name, night=night, tag=t, recorded_at=now)
+                changed = await self._run(partial(self.journal.set_tag, tag))
+            out.append((t, changed))
+        await self.drain()
+        return out
+
+    async def night_tags(
+        self, *, person: str | None = None, since: date | None = None
+    ) -> list[NightTag]:
+        return await self._run(lambda: self.journal.list_tags(person=person, since=since))
+
+    # -- InfluxDB ----------------------------------------------------------------------------
+
+    async def sync(self) -> int:
+        """Queue every live dose and tag for InfluxDB again and hand them over."""
+        n = await self._run(self.journal.enqueue_all)
+        await self.drain()
+        return n
+
+    async def pending(self) -> int:
+        return await self._run(self.journal.pending_count)
+
+    async def drain(self) -> int:
+        """Hand queued journal operations to the pipeline, in order; returns how many."""
+        if self.sink is None or self._sink_down:
+            return 0
+        sink = self.sink
+        done = 0
+        async with self._drain_lock:
+            while True:
+                ops = await self._run(partial(self.journal.pending, 500))
+                if not ops:
+                    return done
+                last = 0
+                try:
+                    for op in ops:
+                        p = op.point
+                        if op.kind == "put":
+                            await sink.put([p])
+                        else:
+                            await sink.delete(p.measurement, p.tags, p.time_ns)
+                        last = op.seq
+                    if not self.durable_sink:
+                        await sink.flush(timeout=self.flush_timeout_s)
+                except MagsleepError as exc:
+                    log.log(logging.WARNING if self.durable_sink else logging.DEBUG,
+                            "dose journal: %s; the doses stay queued in the journal and are "
+                            "sent again later (or with `magsleep dose sync`)", exc)
+                    if last and self.durable_sink:
+                        await self._run(partial(self.journal.ack, last))
+                    else:
+                        self._sink_down = True  # do not wait on it again in this process
+                    return done
+                await self._run(partial(self.journal.ack, last))
+                done += len(ops)
+
+
+__all__ = [
+    "FORM_NAMES",
+    "DoseService",
+    "PointSink",
+    "Rules",
+    "apply_patch",
+    "build_dose",
+    "check_rules",
+    "journal_path",
+]
