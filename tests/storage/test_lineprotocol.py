@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from influxdb_client.client.write.point import Point as ClientPoint
 
 from collector.errors import ValidationError
-from collector.storage.lineprotocol import Point, encode_line, encode_points
+from collector.storage.lineprotocol import Point, RowEncoder, Tags, encode_line, encode_points
 from collector.storage.pipeline import Pipeline
 from tests.conftest import InfluxServer
 from tests.storage.helpers import make_settings
@@ -37,7 +37,7 @@ def client_line(m: str, tags: dict[str, str], fields: dict[str, object], t: int)
     return str(p.to_line_protocol())
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     m=name,
     tags=st.dictionaries(text, text, max_size=4),
@@ -121,3 +121,53 @@ async def test_escaping_round_trips_through_the_server(
         assert r["activity"] == float(i)
         (fk,) = [k for k in p.fields if k != "activity"]
         assert r[fk] == p.fields[fk]
+
+
+layouts = st.lists(
+    st.tuples(name, st.sampled_from(["int", "float", "bool", "string"])),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda f: f[0],
+)
+
+
+def _val(ftype: str) -> st.SearchStrategy[object]:
+    return {
+        "int": st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.none()),
+        "float": st.one_of(st.floats(), st.integers(min_value=-(2**50), max_value=2**50), st.none()),
+        "bool": st.one_of(st.booleans(), st.none()),
+        "string": st.one_of(text, st.none()),
+    }[ftype]
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), m=name, tags=st.dictionaries(text, text, max_size=3), as_tags=st.booleans())
+def test_row_encoder_matches_point_encoding(data: st.DataObject, m: str, tags: dict[str, str], as_tags: bool) -> None:
+    layout = data.draw(layouts)
+    rows = data.draw(
+        st.lists(st.tuples(st.integers(min_value=0, max_value=2**62), *[_val(t) for _, t in layout]), max_size=5)
+    )
+    tagset = Tags(tags) if as_tags else tags
+    got = RowEncoder(m, layout).lines(tagset, rows)
+    floats = {n for n, t in layout if t == "float"}
+    pts = [
+        Point(
+            m,
+            tags,
+            {n: (float(v) if n in floats and type(v) is int else v) for (n, _), v in zip(layout, row[1:], strict=True)},  # type: ignore[misc]
+            row[0],
+        )
+        for row in rows
+    ]
+    assert got == encode_points(pts)
+    assert got == [ln for ln in (client_line(m, tags, dict(p.fields), p.time_ns) for p in pts) if ln]
+
+
+def test_tags_behave_as_an_immutable_mapping() -> None:
+    t = Tags({"person": "alice"}, device="d 1")
+    assert dict(t) == {"device": "d 1", "person": "alice"}
+    assert t == {"person": "alice", "device": "d 1"}
+    assert hash(t) == hash(Tags(device="d 1", person="alice"))
+    assert t.with_(device="x")["device"] == "x"
+    assert t["device"] == "d 1"
+    assert encode_points([Point("m", t, {"v": 1}, 1)]) == [r"m,device=d\ 1,person=alice v=1i 1"]
