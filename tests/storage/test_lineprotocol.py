@@ -154,7 +154,7 @@ def test_row_encoder_matches_point_encoding(data: st.DataObject, m: str, tags: d
         Point(
             m,
             tags,
-            {n: (float(v) if n in floats and type(v) is int else v) for (n, _), v in zip(layout, row[1:], strict=True)},  # type: ignore[misc]
+            {n: (float(v) if n in floats and type(v) is int else v) for (n, _), v in zip(layout, row[1:], strict=True)},
             row[0],
         )
         for row in rows
