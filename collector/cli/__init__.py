@@ -12,6 +12,7 @@ import typer
 
 from collector.cli import common, config_cmd, effects_cmd, influx_cmd
 from collector.cli import dose_cmd, night_cmd
+from collector.cli import dashboards_cmd, report_cmd
 from collector.errors import MagsleepError
 
 app = typer.Typer(
@@ -30,6 +31,8 @@ app.add_typer(night_cmd.app, name="night")
 app.command("api")(dose_cmd.api)
 app.command("effects")(effects_cmd.effects)
 app.add_typer(effects_cmd.plan_app, name="plan")
+app.add_typer(dashboards_cmd.app, name="dashboards")
+app.command("report")(report_cmd.report)
 
 
 def main(argv: list[str] | None = None) -> None:
