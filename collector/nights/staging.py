@@ -1,0 +1,324 @@
+"""Sleep staging: device stages when present, else sleepecg features + the NumPy GRU classifier.
+
+Features are computed by sleepecg 0.6.0's own functions, with two additions:
+
+- intervals across a dropout (between segments, see :mod:`collector.nights.artefacts`) are set to
+  NaN so they are never read as one long beat;
+- sleepecg raises ``ValueError: shape mismatch`` in the frequency-domain step when *no* analysis
+  window is free of missing RR. Then the same computation runs through :func:`_freq_features_safe`
+  (sleepecg's code with the empty case handled; identical output otherwise, tested).
+
+Each 30-s epoch gets a quality flag (clean beats covering at least :data:`MIN_EPOCH_COVERAGE` of it).
+Unusable epochs enter the classifier fully masked, as sleepecg masks unscored epochs in training,
+and come out as ``unknown``: no stage is invented where there is no signal.
+
+Optional motion: Cole-Kripke (1992) sleep/wake from per-minute activity. Combination rule (HR first):
+
+1. an epoch staged from HR keeps its stage, except that sleep becomes wake when Cole-Kripke scores
+   its minute *and* a neighbouring minute as wake (sustained movement; HR-only staging misses it);
+2. an epoch with no usable HR but motion gets Cole-Kripke's ``sleep``/``wake`` (no probability);
+3. motion never turns HR wake into sleep (actigraphy overcalls sleep in quiet wakefulness).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import time as dtime
+from typing import Any, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+from scipy.integrate import trapezoid
+from scipy.interpolate import interp1d
+from scipy.signal import periodogram
+
+from collector.errors import AnalysisError
+from collector.nights.artefacts import Beats
+from collector.nights.model import load_classifier
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+EPOCH_S = 30
+#: An epoch is staged when clean (or corrected) beats cover at least this share of it.
+MIN_EPOCH_COVERAGE = 0.5
+
+# Stage codes of the sleep_stage measurement (collector/storage/schema.py).
+WAKE, LIGHT, DEEP, REM, NREM, SLEEP, UNKNOWN, NOT_WORN = 0, 1, 2, 3, 4, 5, -1, -2
+STAGE_NAMES = {WAKE: "wake", LIGHT: "light", DEEP: "deep", REM: "rem", NREM: "nrem", SLEEP: "sleep",
+               UNKNOWN: "unknown", NOT_WORN: "not_worn"}
+STAGE_CODES = {v: k for k, v in STAGE_NAMES.items()}
+SLEEP_CODES = (LIGHT, DEEP, REM, NREM, SLEEP)
+
+# Classifier output class -> stage code (class 0 is sleepecg's UNDEFINED).
+_CLASS_MAP = {
+    "wake-rem-nrem": np.array([UNKNOWN, NREM, REM, WAKE]),
+    "wake-sleep": np.array([UNKNOWN, SLEEP, WAKE]),
+}
+
+#: Cole et al. 1992 (Sleep 15:461), 1-min epochs: D = P * sum(W_i * A_i), i = -4..+2; D >= 1 is wake.
+COLE_KRIPKE_WEIGHTS = (106.0, 54.0, 58.0, 76.0, 230.0, 74.0, 67.0)
+COLE_KRIPKE_P = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Hypnogram:
+    """Stages per fixed-length epoch from ``start_ns``; ``prob`` is NaN where there is none."""
+
+    start_ns: int
+    epoch_s: int
+    codes: I64
+    prob: F64
+    source: Literal["device", "computed"]
+    method: str
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + len(self.codes) * self.epoch_s * 1_000_000_000
+
+    def times_ns(self) -> I64:
+        t: I64 = self.start_ns + np.arange(len(self.codes), dtype=np.int64) * (self.epoch_s * 1_000_000_000)
+        return t
+
+    def resample(self, epoch_s: int = EPOCH_S) -> Hypnogram:
+        """The same hypnogram on shorter epochs (``self.epoch_s`` must be a multiple of ``epoch_s``)."""
+        if self.epoch_s == epoch_s:
+            return self
+        if self.epoch_s % epoch_s:
+            raise AnalysisError(f"cannot resample {self.epoch_s}-s epochs to {epoch_s} s")
+        k = self.epoch_s // epoch_s
+        return Hypnogram(self.start_ns, epoch_s, np.repeat(self.codes, k), np.repeat(self.prob, k),
+                         self.source, self.method)
+
+    def slice(self, start_ns: int, end_ns: int) -> Hypnogram:
+        """Epochs starting in [start_ns, end_ns), padded with ``unknown`` where not covered."""
+        step = self.epoch_s * 1_000_000_000
+        n = max(0, -(-(end_ns - start_ns) // step))
+        codes = np.full(n, UNKNOWN, dtype=np.int64)
+        prob = np.full(n, np.nan)
+        src = (start_ns - self.start_ns + np.arange(n) * step) // step
+        ok = (src >= 0) & (src < len(self.codes))
+        codes[ok] = self.codes[src[ok]]
+        prob[ok] = self.prob[src[ok]]
+        return Hypnogram(start_ns, self.epoch_s, codes, prob, self.source, self.method)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What sleepecg's metadata features need: age in years and sex."""
+
+    age: int
+    sex: Literal["female", "male"]
+
+    @property
+    def gender(self) -> int:
+        return 1 if self.sex == "male" else 0  # sleepecg Gender: FEMALE 0, MALE 1
+
+
+# --------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------
+
+
+def _nanpsd_safe(x: F64, fs: float, max_nans: float) -> tuple[F64, F64]:
+    """sleepecg's ``_nanpsd`` without its crash when no row is free of NaN."""
+    nfft = x.shape[1]
+    pxx = np.full((x.shape[0], nfft // 2 + 1), np.nan)
+    nan_fraction = np.mean(np.isnan(x), axis=1)
+    full = nan_fraction == 0
+    if np.any(full):
+        f, pxx[full] = periodogram(x=x[full], fs=fs)
+    else:
+        f = np.fft.rfftfreq(nfft, 1 / fs)
+    empty = nan_fraction == 1
+    for i in np.where((nan_fraction <= max_nans) & ~(full | empty))[0]:
+        valid = x[i][~np.isnan(x[i])]
+        _, pxx[i] = periodogram(valid, fs=fs, window="hann", nfft=nfft)
+    return f, pxx
+
+
+def _freq_features_safe(
+    rri: F64, rri_times: F64, stage_times: NDArray[Any], lookback: int, lookforward: int, fs: float, max_nans: float
+) -> F64:
+    """sleepecg's ``_hrv_frequencydomain_features`` with :func:`_nanpsd_safe`."""
+    interp_times = np.arange(stage_times[0] - lookback, stop=stage_times[-1] + lookforward, step=1 / fs)
+    rri_interp = interp1d(rri_times, rri, bounds_error=False)(interp_times)
+    window_size = int((lookback + lookforward) * fs)
+    window_step = int(fs * (stage_times[1] - stage_times[0] if len(stage_times) > 1 else EPOCH_S))
+    windows = sliding_window_view(rri_interp, window_size)[::window_step]
+    freq, psd = _nanpsd_safe(windows, fs, max_nans)
+    tp = freq <= 0.4
+    vlf_m = (freq > 0.0033) & (freq <= 0.04)
+    lf_m = (freq > 0.04) & (freq <= 0.15)
+    hf_m = (freq > 0.15) & (freq <= 0.4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = trapezoid(psd[:, tp], freq[tp])
+        vlf = trapezoid(psd[:, vlf_m], freq[vlf_m])
+        lf = trapezoid(psd[:, lf_m], freq[lf_m])
+        hf = trapezoid(psd[:, hf_m], freq[hf_m])
+        out: F64 = np.vstack((total, vlf, lf, lf / (lf + hf) * 100, hf, hf / (lf + hf) * 100, lf / hf)).T
+    return out
+
+
+def extract_features(
+    heartbeat_times: F64,
+    n_epochs: int,
+    start_time: dtime,
+    subject: Subject,
+    params: dict[str, Any],
+    *,
+    breaks: NDArray[np.bool_] | None = None,
+) -> F64:
+    """sleepecg's feature matrix (n_epochs x features) for heartbeat times in s from the start.
+
+    ``breaks[i]`` marks the interval ending at beat ``i + 1`` as a dropout (set to NaN).
+    """
+    from sleepecg.feature_extraction import (
+        _TIME_DOMAIN_EXPECTED_WARNING_MESSAGES,
+        _hrv_frequencydomain_features,
+        _hrv_timedomain_features,
+        _metadata_features,
+        _parse_feature_selection,
+        preprocess_rri,
+    )
+    from sleepecg.io.sleep_readers import SleepRecord, SubjectData
+
+    groups, _ids, cols = _parse_feature_selection(list(params["feature_selection"]))
+    lookback, lookforward = int(params["lookback"]), int(params["lookforward"])
+    fs = float(params.get("fs_rri_resample", 4))
+    max_nans = float(params.get("max_nans", 0))
+    stage_times = np.arange(n_epochs) * EPOCH_S
+    rri = preprocess_rri(np.diff(heartbeat_times), min_rri=params.get("min_rri"), max_rri=params.get("max_rri"))
+    if breaks is not None:
+        rri[breaks] = np.nan
+    rri_times = heartbeat_times[1:]
+    record = SleepRecord(recording_start_time=start_time, heartbeat_times=heartbeat_times,
+                         subject_data=SubjectData(gender=subject.gender, age=subject.age))
+    blocks: list[F64] = []
+    for g in groups:
+        if g == "hrv-time":
+            with warnings.catch_warnings():
+                for message in _TIME_DOMAIN_EXPECTED_WARNING_MESSAGES:
+                    warnings.filterwarnings("ignore", message=message)
+                blocks.append(_hrv_timedomain_features(rri, rri_times, stage_times, lookback, lookforward))
+        elif g == "hrv-frequency":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    blocks.append(_hrv_frequencydomain_features(
+                        rri, rri_times, stage_times, lookback, lookforward, fs, max_nans))
+                except ValueError as exc:
+                    if "shape mismatch" not in str(exc):
+                        raise
+                    blocks.append(_freq_features_safe(rri, rri_times, stage_times, lookback, lookforward, fs, max_nans))
+        elif g == "metadata":
+            blocks.append(_metadata_features(record, n_epochs))
+        else:
+            raise AnalysisError(f"feature group {g!r} is not supported by magsleep's staging")
+    feats: F64 = np.hstack(blocks)[:, cols]
+    return feats
+
+
+# --------------------------------------------------------------------------------------------
+# Quality, classification, motion
+# --------------------------------------------------------------------------------------------
+
+
+def epoch_coverage(beat_t: F64, nn_ms: F64, n_epochs: int, epoch_s: int = EPOCH_S) -> F64:
+    """Share of each epoch covered by valid intervals (binned by the beat that ends them)."""
+    ok = np.isfinite(nn_ms) & (beat_t >= 0)
+    idx = (beat_t[ok] // epoch_s).astype(np.int64)
+    inside = idx < n_epochs
+    cov = np.bincount(idx[inside], weights=nn_ms[ok][inside] / 1000.0, minlength=n_epochs)[:n_epochs]
+    r: F64 = np.minimum(cov / epoch_s, 1.0)
+    return r
+
+
+def cole_kripke(activity_per_min: F64, scale: float = 1.0) -> NDArray[np.bool_]:
+    """Wake (True) per minute from activity counts per minute (NaN counts as no movement).
+
+    ``scale`` converts a device's counts to the AMI counts the coefficients were fitted on.
+    """
+    a = np.nan_to_num(np.asarray(activity_per_min, dtype=np.float64) * scale)
+    n = a.size
+    pad = np.pad(a, (4, 2))
+    d = np.zeros(n)
+    for k, w in enumerate(COLE_KRIPKE_WEIGHTS):  # k = 0 is A(-4)
+        d += w * pad[k : k + n]
+    wake: NDArray[np.bool_] = COLE_KRIPKE_P * d >= 1.0
+    return wake
+
+
+def stage_beats(
+    beats: Beats,
+    start_ns: int,
+    end_ns: int,
+    start_time: dtime,
+    subject: Subject,
+    *,
+    classifier: str = "wrn-gru-mesa",
+    activity_per_min: F64 | None = None,
+    motion_scale: float = 1.0,
+) -> tuple[Hypnogram, F64]:
+    """Computed hypnogram for [start_ns, end_ns) and the per-epoch coverage (0-1).
+
+    ``start_time`` is the local clock time of ``start_ns`` (a sleepecg feature);
+    ``activity_per_min`` (optional) holds activity counts per minute from ``start_ns``.
+    """
+    n = int((end_ns - start_ns) // (EPOCH_S * 1_000_000_000))
+    codes = np.full(n, UNKNOWN, dtype=np.int64)
+    prob = np.full(n, np.nan)
+    clf = load_classifier(classifier)
+    method = classifier
+    cov = np.zeros(n)
+    if n > 0 and beats.t_s.size:
+        rel = beats.t_s + (beats.t0_ns - start_ns) / 1e9
+        inside = (rel >= 0) & (rel < n * EPOCH_S)
+        t = rel[inside]
+        nn = beats.nn_ms[inside]
+        seg = beats.segment[inside]
+        cov = epoch_coverage(t, nn, n)
+        usable = cov >= MIN_EPOCH_COVERAGE
+        if t.size >= 3 and np.any(usable):
+            breaks = (np.diff(seg) != 0) | ~np.isfinite(nn[1:])
+            feats = extract_features(t, n, start_time, subject, clf.feature_extraction_params, breaks=breaks)
+            feats[~usable, :] = clf.mask_value
+            p = clf.predict_proba(feats)
+            cls = p.argmax(axis=1)
+            mapped = _CLASS_MAP[clf.stages_mode][cls]
+            codes[usable] = mapped[usable]
+            prob[usable] = p[usable, cls[usable]]
+    if activity_per_min is not None and n > 0:
+        method += "+cole-kripke"
+        combined = combine_motion(codes, np.asarray(activity_per_min, dtype=np.float64), motion_scale)
+        prob[combined != codes] = np.nan  # the HR probability no longer describes the stage
+        codes = combined
+    return Hypnogram(start_ns, EPOCH_S, codes, prob, "computed", method), cov
+
+
+def combine_motion(codes: I64, activity_per_min: F64, scale: float = 1.0) -> I64:
+    """Apply the documented HR + Cole-Kripke rule to 30-s stage codes (see the module docstring)."""
+    out = codes.copy()
+    n = out.size
+    n_min = -(-n // 2)
+    act = np.full(n_min, np.nan)
+    m = min(n_min, activity_per_min.size)
+    act[:m] = activity_per_min[:m]
+    have = np.isfinite(act)
+    wake = cole_kripke(act, scale)
+    sustained = wake & (np.roll(wake, 1) | np.roll(wake, -1))
+    if n_min > 0:
+        sustained[0] = wake[0] and n_min > 1 and bool(wake[1])
+        sustained[-1] = wake[-1] and n_min > 1 and bool(wake[-2])
+    per_epoch = np.repeat(np.arange(n_min), 2)[:n]
+    w_e = wake[per_epoch]
+    s_e = sustained[per_epoch]
+    h_e = have[per_epoch]
+    is_sleep = np.isin(out, SLEEP_CODES)
+    out[is_sleep & s_e & h_e] = WAKE
+    no_hr = out == UNKNOWN
+    out[no_hr & h_e & w_e] = WAKE
+    out[no_hr & h_e & ~w_e] = SLEEP
+    return out

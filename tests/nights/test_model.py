@@ -1,0 +1,106 @@
+"""The NumPy forward pass and feature path against keras's own predictions (stored reference)."""
+
+from __future__ import annotations
+
+from datetime import time as dtime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sleepecg.feature_extraction import extract_features as sleepecg_features
+from sleepecg.io.sleep_readers import SleepRecord, SubjectData
+
+from collector.nights.model import load_classifier
+from collector.nights.staging import Subject, extract_features
+
+REF = Path(__file__).parent / "data" / "staging_reference.npz"
+CLASSIFIERS = ("wrn-gru-mesa", "ws-gru-mesa")
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict[str, np.ndarray]:
+    return dict(np.load(REF))
+
+
+def _case(ref: dict[str, np.ndarray], i: int) -> tuple[np.ndarray, dtime, Subject]:
+    start, age, gender = (int(x) for x in ref[f"case{i}_meta"])
+    hb = np.concatenate(([0.0], np.cumsum(ref[f"case{i}_rr"].astype(np.int64)) / 1024))
+    return hb, dtime(start // 3600, start % 3600 // 60, start % 60), Subject(age, "male" if gender else "female")
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("case", [0, 1, 2])
+def test_end_to_end_matches_keras_stage(ref, name, case):
+    """Our features + NumPy pass vs sleepecg.stage() through keras on the same heartbeats."""
+    hb, start, subj = _case(ref, case)
+    clf = load_classifier(name)
+    feats = extract_features(hb, int(hb[-1] // 30), start, subj, clf.feature_extraction_params)
+    p = clf.predict_proba(feats)
+    want = ref[f"case{case}_prob_{name}"]
+    assert p.shape == want.shape
+    assert np.max(np.abs(p - want)) < 1e-5
+    assert np.array_equal(p.argmax(1), want.argmax(1))
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_reference_is_not_trivially_one_class(ref, name):
+    labels = np.concatenate([ref[f"case{i}_prob_{name}"].argmax(1) for i in range(3)])
+    assert len(np.unique(labels)) >= 2
+
+
+@pytest.mark.parametrize("kind", ["crash", "masked"])
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_forward_pass_matches_keras_predict(ref, name, kind):
+    """Feature matrices with masked cells and fully masked time steps, vs keras model.predict."""
+    clf = load_classifier(name)
+    x = ref[f"{kind}_features_{name}"]
+    p = clf.predict_proba(x)
+    want = ref[f"{kind}_prob_{name}"]
+    assert np.max(np.abs(p - want)) < 1e-5
+    assert np.array_equal(p.argmax(1), want.argmax(1))
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_features_equal_sleepecg_extract_features(ref, case):
+    hb, start, subj = _case(ref, case)
+    clf = load_classifier("wrn-gru-mesa")
+    rec = SleepRecord(heartbeat_times=hb, recording_start_time=start,
+                      subject_data=SubjectData(gender=subj.gender, age=subj.age))
+    with pytest.warns(RuntimeWarning):
+        want = sleepecg_features([rec], **clf.feature_extraction_params)[0][0]
+    got = extract_features(hb, int(hb[-1] // 30), start, subj, clf.feature_extraction_params)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_crash_case_raises_in_sleepecg_and_not_here(ref):
+    rr = ref["crash_rr"].astype(np.int64)
+    hb = np.concatenate(([0.0], np.cumsum(rr) / 1024))
+    clf = load_classifier("wrn-gru-mesa")
+    rec = SleepRecord(heartbeat_times=hb, recording_start_time=dtime(23), subject_data=SubjectData(gender=0, age=40))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        sleepecg_features([rec], **clf.feature_extraction_params)
+    feats = extract_features(hb, int(hb[-1] // 30), dtime(23), Subject(40, "female"), clf.feature_extraction_params)
+    assert feats.shape == (int(hb[-1] // 30), 36)
+    assert np.isfinite(feats[:, :26]).mean() > 0.9  # time-domain features exist where beats exist
+
+
+def test_safe_frequency_features_equal_sleepecg_when_it_works(ref):
+    from sleepecg.feature_extraction import _hrv_frequencydomain_features, preprocess_rri
+
+    from collector.nights.staging import _freq_features_safe
+
+    hb, _, _ = _case(ref, 0)
+    rri = preprocess_rri(np.diff(hb), 0.3, 2)
+    rri[500:530] = np.nan  # some windows partly missing
+    st = np.arange(int(hb[-1] // 30)) * 30
+    with np.errstate(all="ignore"):
+        want = _hrv_frequencydomain_features(rri, hb[1:], st, 120, 150, 4, 0.5)
+        got = _freq_features_safe(rri, hb[1:], st, 120, 150, 4, 0.5)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_unknown_classifier_is_a_clear_error():
+    from collector.errors import AnalysisError
+
+    with pytest.raises(AnalysisError, match="not found"):
+        load_classifier("nope")
