@@ -10,9 +10,10 @@ import sys
 
 import typer
 
-from collector.cli import common, config_cmd, effects_cmd, influx_cmd
+from collector.cli import common, config_cmd, effects_cmd, influx_cmd, schema_cmd
 from collector.cli import dose_cmd, night_cmd
 from collector.cli import dashboards_cmd, report_cmd
+from collector.cli import sim_cmd
 from collector.errors import MagsleepError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.callback()(common.root_callback)
 app.command("version")(common.version)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(influx_cmd.app, name="influx")
+app.command("schema")(schema_cmd.schema)
 app.add_typer(dose_cmd.app, name="dose")
 app.add_typer(night_cmd.app, name="night")
 app.command("api")(dose_cmd.api)
@@ -33,6 +35,7 @@ app.command("effects")(effects_cmd.effects)
 app.add_typer(effects_cmd.plan_app, name="plan")
 app.add_typer(dashboards_cmd.app, name="dashboards")
 app.command("report")(report_cmd.report)
+app.add_typer(sim_cmd.app, name="sim")
 
 
 def main(argv: list[str] | None = None) -> None:

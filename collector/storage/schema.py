@@ -291,3 +291,36 @@ def normalize(p: Point) -> Point:
     if fix is None:
         return p
     return Point(p.measurement, p.tags, fix, p.time_ns)
+
+
+def render_markdown() -> str:
+    """docs/schema.md, generated from :data:`MEASUREMENTS` (a test keeps the file in step)."""
+    out = [
+        "# InfluxDB schema",
+        "",
+        "<!-- Generated from collector/storage/schema.py by `magsleep schema > docs/schema.md`. -->",
+        "",
+        "One schema for every InfluxDB magsleep writes to (1.x database or 2.x/3.x bucket).",
+        "",
+        "- Timestamps are UTC, nanosecond precision.",
+        "- `person` names whose data it is (a configured person). It is never called `user`,",
+        "  a reserved word in InfluxQL.",
+        "- `source` says where a point came from: `device` (read from a wearable), `computed`",
+        "  (derived by magsleep), `sim` (simulated; never mixed silently with real data). For doses",
+        "  it says how the dose was logged.",
+        "- Float fields always hold floats (an integer value is written as a float), so a field's type",
+        "  never changes between shards.",
+        "- The same series (measurement + tags) and timestamp is the same point: writing it again",
+        "  replaces it. Re-sending after a crash therefore never duplicates data.",
+        "",
+        "| measurement | what |",
+        "| --- | --- |",
+    ]
+    out += [f"| [{m.name}](#{m.name}) | {m.doc} |" for m in MEASUREMENTS.values()]
+    for m in MEASUREMENTS.values():
+        out += ["", f"## {m.name}", "", m.doc, "", "| tag | required | meaning |", "| --- | --- | --- |"]
+        out += [f"| `{t.name}` | {'yes' if t.required else 'no'} | {t.doc} |" for t in m.tags]
+        out += ["", "| field | type | unit | meaning |", "| --- | --- | --- | --- |"]
+        out += [f"| `{f.name}` | {f.type} | {f.unit or '-'} | {f.doc} |" for f in m.fields]
+        out += ["", "Example line:", "", "```", m.example, "```"]
+    return "\n".join(out) + "\n"
