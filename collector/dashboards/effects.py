@@ -25,7 +25,7 @@ from collector.dashboards.common import (
 from collector.dashboards.influxql import InfluxQL
 
 UID = "magsleep-effects"
-METRIC = "\"metric\" = '$metric'"
+METRIC = '"metric" =~ /^$metric$/'  # multi-value: Grafana sends (a|b)
 
 EFFECT_COLUMNS = (
     ("estimate", "difference"),
@@ -45,6 +45,7 @@ def metric_variable() -> dash.CustomVariable:
         .values(",".join(m.field for m in METRICS))
         .multi(True)
         .include_all(True)
+        .all_value(".*")
         .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
     )
 

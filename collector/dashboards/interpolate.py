@@ -81,13 +81,13 @@ def interpolate(query: str, ctx: Context) -> str:
         var = ctx.variables.get(name)
         if var is None:
             return m.group(0)  # e.g. $tag_x in an alias: left for Grafana
-        in_regex = _in_regex(query, m.start())
-        values = [var.value] if isinstance(var.value, str) else list(var.value)
-        if values == [ALL] and var.all_value is not None:
+        if var.value in (ALL, [ALL]) and var.all_value is not None:
             return var.all_value
-        if not in_regex:
-            return ",".join(values)
-        escaped = [escape_regex(v) for v in values]
+        if isinstance(var.value, str):
+            # A single value is escaped only where it stands inside a /regex/.
+            return escape_regex(var.value) if _in_regex(query, m.start()) else var.value
+        # Several values are always joined as a regex group, wherever they stand.
+        escaped = [escape_regex(v) for v in var.value]
         return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
     return _VAR.sub(repl, query)
