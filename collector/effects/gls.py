@@ -4,7 +4,9 @@ Nights are indexed by their day number, so gaps (missing nights) are handled exa
 ``d`` days apart have error correlation ``rho**d``. The model is fitted by generalised least
 squares after the exact (Prais-Winsten) whitening transform; ``rho`` is estimated by restricted
 maximum likelihood (REML), which is much less biased in short series than the lag-1
-autocorrelation of OLS residuals. Inference uses Student's t with ``n - p`` degrees of freedom.
+autocorrelation of OLS residuals. With rho estimated, the coefficient's variance gets the
+Kackar-Harville term (how much the estimate moves with rho, times rho's variance) and the t
+interval uses Satterthwaite degrees of freedom; with rho known it is the exact t with n - p df.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class GlsFit:
 
     estimate: float
     se: float
-    df: int
+    df: float
     t: float
     p: float
     ci_low: float
@@ -85,6 +87,49 @@ def estimate_rho(y: FloatArray, x: FloatArray, days: NDArray[np.int64]) -> float
     return float(res.x)
 
 
+def _core(
+    y: FloatArray, x: FloatArray, days: NDArray[np.int64], rho: float
+) -> tuple[FloatArray, FloatArray, float]:
+    """GLS coefficients, their unscaled covariance and the residual variance at ``rho``."""
+    phi = _phi(days, rho)
+    yw, xw = whiten(y, phi), whiten(x, phi)
+    xtx_inv: FloatArray = np.linalg.inv(xw.T @ xw).astype(np.float64)
+    beta: FloatArray = xtx_inv @ (xw.T @ yw)
+    s2 = float(np.sum((yw - xw @ beta) ** 2)) / (x.shape[0] - x.shape[1])
+    return beta, xtx_inv, s2
+
+
+def _rho_adjustment(
+    y: FloatArray, x: FloatArray, days: NDArray[np.int64], k: int, rho: float, var_k: float
+) -> tuple[float, float]:
+    """Degrees of freedom and extra variance for coefficient ``k`` allowing for estimated rho.
+
+    The variance of coefficient ``k`` depends on rho; its sampling variance is approximated by
+    the delta method (rho's variance from the curvature of the REML objective) plus the usual
+    chi-square part for sigma^2; Satterthwaite's formula turns that into degrees of freedom.
+    With randomised nights the variance barely depends on rho and df stays near n - p; with
+    blocks or before/after it drops, widening the interval as it should.
+    """
+    n, p = x.shape
+    h = 0.01
+    lo, hi = RHO_BOUNDS
+    r0 = min(max(rho, lo + h), hi - h)
+    f = [_reml_objective(r, y, x, days) for r in (r0 - h, r0, r0 + h)]
+    curv = (f[0] - 2 * f[1] + f[2]) / h**2
+    var_rho = 2.0 / curv if curv > 0 and np.isfinite(curv) else (1 - rho**2) / n
+    var_rho = min(var_rho, 1.0)
+    v, b = [], []
+    for r in (r0 - h, r0 + h):
+        beta, inv, s2 = _core(y, x, days, r)
+        v.append(s2 * inv[k, k])
+        b.append(float(beta[k]))
+    extra = ((b[1] - b[0]) / (2 * h)) ** 2 * var_rho  # Kackar-Harville: beta moves with rho
+    grad = (v[1] - v[0]) / (2 * h)
+    var_v = grad**2 * var_rho + 2 * var_k**2 / (n - p)
+    df = float(min(n - p, 2 * var_k**2 / var_v)) if var_v > 0 else float(n - p)
+    return df, extra
+
+
 def fit_gls(
     y: FloatArray,
     x: FloatArray,
@@ -94,21 +139,26 @@ def fit_gls(
     rho: float | None = None,
     level: float = 0.95,
 ) -> GlsFit:
-    """GLS fit of ``y`` on the columns of ``x`` with AR(1) errors; inference for column ``k``."""
+    """GLS fit of ``y`` on the columns of ``x`` with AR(1) errors; inference for column ``k``.
+
+    With ``rho`` given it is treated as known (t with n - p df, exact for normal errors);
+    otherwise it is estimated by REML and the df are reduced by Satterthwaite's approximation.
+    """
     n, p = x.shape
     if n <= p + 1:
         raise AnalysisError(f"{n} nights are too few for a model with {p} terms")
     if np.linalg.matrix_rank(x) < p:
         raise AnalysisError("the model terms are collinear (e.g. every night has the same dose)")
+    known = rho is not None
     if rho is None:
         rho = estimate_rho(y, x, days)
-    phi = _phi(days, rho)
-    yw, xw = whiten(y, phi), whiten(x, phi)
-    xtx_inv = np.linalg.inv(xw.T @ xw)
-    beta = xtx_inv @ (xw.T @ yw)
-    df = n - p
-    s2 = float(np.sum((yw - xw @ beta) ** 2)) / df
-    se = float(np.sqrt(s2 * xtx_inv[k, k]))
+    beta, xtx_inv, s2 = _core(y, x, days, rho)
+    var_k = s2 * float(xtx_inv[k, k])
+    df = float(n - p)
+    if not known:
+        df, extra = _rho_adjustment(y, x, days, k, rho, var_k)
+        var_k += extra
+    se = float(np.sqrt(var_k))
     est = float(beta[k])
     t = est / se if se > 0 else float("inf")
     p_val = float(2 * stats.t.sf(abs(t), df))

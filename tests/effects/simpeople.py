@@ -94,15 +94,77 @@ def simulate(
         m = MODELS[name]
         lin = m.mean + m.weekend * weekend + effects.get(name, 0.0) * treat + m.sd * ar1(rng, n, rho)
         if m.kind == "log1p":
-            values[name] = np.expm1(lin)
+            values[name] = np.maximum(np.expm1(lin), 0.0)  # latencies are never negative
         elif m.kind == "poisson":
             values[name] = rng.poisson(np.exp(lin)).astype(float)
         else:
             values[name] = lin
-    keep = rng.random(n) >= missing
+    keep = np.asarray(rng.random(n) >= missing, dtype=bool)
     nights = [
         NightData(d, "magnesium" if t else "control", {k: float(v[i]) for k, v in values.items()},
                   dose_mg if t else 0.0, form if t else "")
         for i, (d, t) in enumerate(zip(dates, treat, strict=True)) if keep[i]
     ]
     return Person(nights, plan, dict(effects))
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    people: int
+    coverage: float  # share of 95% CIs containing the planted effect
+    reject: float  # share with regression p < 0.05
+    reject_perm: float | None  # share with randomisation p < 0.05 (None: not randomised)
+    reject_naive: float  # share with a naive Welch t-test p < 0.05
+    mean_n_per_arm: float
+
+
+def run_scenario(
+    seed: int,
+    people: int,
+    design: str,
+    metric_name: str = "tst_min",
+    effect: float = 0.0,
+    *,
+    weeks: int = 8,
+    permutations: int = 0,
+    rho: float = 0.3,
+) -> ScenarioResult:
+    """Simulate ``people`` people and analyse each; rates of coverage and rejection."""
+    from scipy import stats
+
+    from collector.effects.analysis import AnalysisOptions, compare
+    from collector.effects.metrics import METRICS
+
+    spec = METRICS[metric_name]
+    rng = np.random.default_rng(seed)
+    opts = AnalysisOptions(permutations=max(permutations, 1), seed=seed)
+    cover = rej = rej_perm = rej_naive = 0
+    n_arm = 0.0
+    ba = design == "before_after"
+    for _ in range(people):
+        p = simulate(rng, design, weeks, {metric_name: effect} if effect else {}, rho=rho,
+                     metrics=(metric_name,))
+        arm = {n.night: n.status == "magnesium" for n in p.nights}
+        r = compare("sim", spec, p.nights, arm, "before_after" if ba else "mg_vs_control", opts,
+                    plan=p.plan, trend=ba, randomise=permutations > 0 and not ba)
+        assert r.model_estimate is not None and r.model_se is not None and r.p is not None
+        if spec.scale == "log1p":
+            assert r.ratio_low is not None and r.ratio_high is not None
+            lo, hi = math.log(r.ratio_low), math.log(r.ratio_high)
+        else:
+            assert r.ci_low is not None and r.ci_high is not None
+            lo, hi = r.ci_low, r.ci_high
+        cover += lo <= effect <= hi
+        rej += r.p < 0.05
+        rej_perm += r.p_perm is not None and r.p_perm < 0.05
+        y = np.array([n.values[metric_name] for n in p.nights])
+        if spec.scale == "log1p":
+            y = np.log1p(y)
+        t = np.array([n.status == "magnesium" for n in p.nights])
+        rej_naive += stats.ttest_ind(y[t], y[~t], equal_var=False).pvalue < 0.05
+        n_arm += (r.n_mg + r.n_control) / 2
+    return ScenarioResult(
+        people, cover / people, rej / people,
+        rej_perm / people if permutations > 0 and not ba else None,
+        rej_naive / people, n_arm / people,
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from collector.effects.gls import estimate_rho, fit_gls, permutation_coefs, whiten, _phi
+from collector.effects.gls import _phi, estimate_rho, fit_gls, permutation_coefs, whiten
 from collector.errors import AnalysisError
 from tests.effects.simpeople import ar1
 

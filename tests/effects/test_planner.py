@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_same_seed_same_plan() -> None:
         ({"weeks": 8, "design": "crossover"}, "design must be"),
     ],
 )
-def test_bad_plans_are_refused(kwargs: dict, message: str) -> None:
+def test_bad_plans_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         PlanSpec(START, **kwargs)
 
