@@ -1,0 +1,209 @@
+// magsleep phone page: log a dose with one tap. No build step, no dependencies.
+"use strict";
+(function () {
+  const API = "/api/v1";
+  const store = window.localStorage;
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    tokenBox: $("token-box"), token: $("token"), saveToken: $("save-token"),
+    form: $("dose-form"), person: $("person"), formSel: $("form"), amount: $("amount"),
+    note: $("note"), took: $("took"), status: $("status"), pendingBox: $("pending-box"),
+    pendingText: $("pending-text"), retry: $("retry"), discard: $("discard"), recent: $("recent"),
+  };
+
+  function uuid4() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);  // available without a secure context, unlike randomUUID
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  function mg(x) { return (Math.round(x * 10) / 10).toString(); }
+
+  function headers(json) {
+    const h = {};
+    const t = store.getItem("magsleep.token");
+    if (t) h["Authorization"] = "Bearer " + t;
+    if (json) h["Content-Type"] = "application/json";
+    return h;
+  }
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function call(method, path, body) {
+    let resp;
+    try {
+      resp = await fetch(API + path, {
+        method, headers: headers(body !== undefined),
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError(0, "No connection to the magsleep server. The dose is kept here; tap Retry.");
+    }
+    let data = null;
+    try { data = await resp.json(); } catch (e) { data = null; }
+    if (resp.status === 401) {
+      els.tokenBox.hidden = false;
+      throw new ApiError(401, "The server needs a valid API token: paste it above.");
+    }
+    if (!resp.ok) {
+      const msg = data && data.error ? data.error : `server answered ${resp.status}`;
+      throw new ApiError(resp.status, msg);
+    }
+    return data;
+  }
+
+  function setStatus(kind, text, warnings) {
+    els.status.className = kind;
+    els.status.textContent = text;
+    for (const w of warnings || []) {
+      const s = document.createElement("span");
+      s.className = "warn";
+      s.textContent = "⚠ " + w;
+      els.status.appendChild(s);
+    }
+  }
+
+  function remember() {
+    store.setItem("magsleep.person", els.person.value);
+    store.setItem("magsleep.form", els.formSel.value);
+    store.setItem("magsleep.amount", els.amount.value);
+  }
+
+  function pending() {
+    try { return JSON.parse(store.getItem("magsleep.pending") || "null"); } catch (e) { return null; }
+  }
+
+  function showPending() {
+    const p = pending();
+    els.pendingBox.hidden = !p;
+    if (p) {
+      const when = new Date(p.taken_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      els.pendingText.textContent =
+        `Not saved yet: ${mg(p.amount_mg)} mg ${p.form} for ${p.person} at ${when}.`;
+    }
+  }
+
+  async function send(body) {
+    store.setItem("magsleep.pending", JSON.stringify(body));  // kept until the server has it
+    els.took.disabled = true; els.retry.disabled = true;
+    try {
+      const res = await call("POST", "/doses", body);
+      store.removeItem("magsleep.pending");
+      const d = res.dose;
+      setStatus("ok", `Logged ${mg(d.amount_mg)} mg ${d.form} (${mg(d.elemental_mg)} mg elemental).`,
+                res.warnings);
+      await loadRecent();
+    } catch (e) {
+      if (e.status === 422 || e.status === 409) {
+        store.removeItem("magsleep.pending");  // the server said no: fix the entry, not retry
+        setStatus("err", "Not logged: " + e.message);
+      } else {
+        setStatus("err", "Not logged: " + e.message);
+      }
+    } finally {
+      els.took.disabled = false; els.retry.disabled = false;
+      showPending();
+    }
+  }
+
+  function renderRecent(doses) {
+    els.recent.replaceChildren();
+    if (!doses.length) {
+      const li = document.createElement("li");
+      li.textContent = "No doses yet.";
+      els.recent.appendChild(li);
+      return;
+    }
+    for (const d of doses) {
+      const li = document.createElement("li");
+      li.dataset.id = d.id;
+      const what = document.createElement("span");
+      what.className = "what";
+      what.textContent = `${mg(d.amount_mg)} mg ${d.form} · ${d.person}`;
+      const when = document.createElement("span");
+      when.className = "when";
+      when.textContent = new Date(d.taken_at).toLocaleString([], {
+        weekday: "short", hour: "2-digit", minute: "2-digit" }) +
+        ` · ${mg(d.elemental_mg)} mg Mg` + (d.note ? ` · ${d.note}` : "");
+      what.appendChild(when);
+      const undo = document.createElement("button");
+      undo.type = "button";
+      undo.className = "undo";
+      undo.textContent = "Undo";
+      undo.addEventListener("click", async () => {
+        undo.disabled = true;
+        try {
+          await call("DELETE", `/doses/${d.id}`);
+          setStatus("ok", `Removed ${mg(d.amount_mg)} mg ${d.form}.`);
+          await loadRecent();
+        } catch (e) {
+          setStatus("err", "Could not undo: " + e.message);
+          undo.disabled = false;
+        }
+      });
+      li.append(what, undo);
+      els.recent.appendChild(li);
+    }
+  }
+
+  async function loadRecent() {
+    const res = await call("GET", "/doses?limit=10");
+    renderRecent(res.doses);
+  }
+
+  function fill(select, values, chosen) {
+    select.replaceChildren();
+    for (const v of values) {
+      const o = document.createElement("option");
+      o.value = v; o.textContent = v;
+      select.appendChild(o);
+    }
+    if (chosen && values.includes(chosen)) select.value = chosen;
+  }
+
+  async function init() {
+    showPending();
+    try {
+      const p = await call("GET", "/persons");
+      fill(els.person, p.persons.map((x) => x.name), store.getItem("magsleep.person"));
+      fill(els.formSel, p.forms, store.getItem("magsleep.form") || p.default_form);
+      els.amount.value = store.getItem("magsleep.amount") || "";
+      els.tokenBox.hidden = true;
+      await loadRecent();
+      if (!els.status.textContent) setStatus("", "");
+    } catch (e) {
+      setStatus("err", e.message);
+    }
+  }
+
+  els.form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const amount = parseFloat(els.amount.value);
+    if (!(amount > 0)) { setStatus("err", "Enter the amount in mg (more than 0)."); return; }
+    remember();
+    const body = {
+      id: uuid4(), person: els.person.value, form: els.formSel.value, amount_mg: amount,
+      taken_at: new Date().toISOString(), note: els.note.value, source: "web",
+    };
+    els.note.value = "";
+    send(body);
+  });
+  els.retry.addEventListener("click", () => { const p = pending(); if (p) send(p); });
+  els.discard.addEventListener("click", () => {
+    store.removeItem("magsleep.pending"); showPending(); setStatus("", "");
+  });
+  els.saveToken.addEventListener("click", () => {
+    const t = els.token.value.trim();
+    if (!t) return;
+    store.setItem("magsleep.token", t);
+    els.token.value = "";
+    init();
+  });
+
+  init();
+})();

@@ -1,0 +1,132 @@
+"""Fixtures for the dose tests: settings on the session's InfluxDB, an API server in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from collector.doses.api import DOSE_SERVICE, PIPELINE, create_app
+from collector.doses.service import DoseService
+from collector.settings import (
+    ApiSettings,
+    InfluxSettings,
+    PersonSettings,
+    Settings,
+    StorageSettings,
+)
+from collector.storage.pipeline import Pipeline
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+def make_settings(state_dir: Path, url: str, db: str, **api: Any) -> Settings:
+    api.setdefault("tokens", [SecretStr(TOKEN)])
+    return Settings(
+        influx=InfluxSettings(embedded=False, url=url, database=db),
+        storage=StorageSettings(state_dir=state_dir, flush_interval_s=0.05,
+                                max_retry_backoff_s=0.5),
+        persons=[PersonSettings(name="alice", timezone="Europe/Berlin"),
+                 PersonSettings(name="bob", timezone="America/New_York")],
+        api=ApiSettings(**api),
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, influx_server: Any, influx_db: str) -> Settings:
+    return make_settings(tmp_path / "state", influx_server.url, influx_db)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, settings: Settings) -> Path:
+    """The same settings as a TOML file, for the CLI."""
+    data = {
+        "influx": {"embedded": False, "url": settings.influx.url,
+                   "database": settings.influx.database},
+        "storage": {"state_dir": str(settings.storage.state_dir), "flush_interval_s": 0.05,
+                    "max_retry_backoff_s": 0.5},
+        "persons": [{"name": "alice", "timezone": "Europe/Berlin"},
+                    {"name": "bob", "timezone": "America/New_York"}],
+    }
+    path = tmp_path / "magsleep.toml"
+    path.write_bytes(tomli_w.dumps(data).encode())
+    return path
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = create_app(settings)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        yield c
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def service_of(client: TestClient[web.Request, web.Application]) -> DoseService:
+    app = client.app
+    assert app is not None
+    return app[DOSE_SERVICE]
+
+
+def pipeline_of(client: TestClient[web.Request, web.Application]) -> Pipeline:
+    app = client.app
+    assert app is not None
+    pipe = app[PIPELINE]
+    assert isinstance(pipe, Pipeline)
+    return pipe
+
+
+@dataclass
+class ThreadedServer:
+    url: str
+    app: web.Application
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run a coroutine function on the server's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout=60)
+
+
+@pytest.fixture
+def threaded_server(settings: Settings) -> Iterator[ThreadedServer]:
+    """The standalone API on a real loopback port, in its own thread (for sync clients)."""
+    loop = asyncio.new_event_loop()
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def up() -> None:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            holder["port"] = runner.addresses[0][1]
+
+        loop.run_until_complete(up())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    t = threading.Thread(target=run, name="dose-api", daemon=True)
+    t.start()
+    assert started.wait(30)
+    try:
+        yield ThreadedServer(f"http://127.0.0.1:{holder['port']}", app, loop)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(30)
