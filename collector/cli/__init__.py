@@ -14,7 +14,6 @@ from collector.cli import common, config_cmd, effects_cmd, influx_cmd, schema_cm
 from collector.cli import dose_cmd, night_cmd
 from collector.cli import dashboards_cmd, report_cmd
 from collector.cli import sim_cmd
-from collector.cli import sim_cmd
 from collector.errors import MagsleepError
 
 app = typer.Typer(
@@ -36,7 +35,6 @@ app.command("effects")(effects_cmd.effects)
 app.add_typer(effects_cmd.plan_app, name="plan")
 app.add_typer(dashboards_cmd.app, name="dashboards")
 app.command("report")(report_cmd.report)
-app.add_typer(sim_cmd.app, name="sim")
 app.add_typer(sim_cmd.app, name="sim")
 
 
