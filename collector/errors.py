@@ -57,3 +57,23 @@ class ValidationError(MagsleepError):
 
 class AnalysisError(MagsleepError):
     """Nights or effects could not be computed from the data given."""
+
+
+class AdapterError(DeviceError):
+    """The Bluetooth adapter is missing, powered off or BlueZ is not running."""
+
+
+class DeviceNotFoundError(DeviceError):
+    """A wearable was not seen by a scan or is not in the device registry."""
+
+
+class PairingError(DeviceError):
+    """Bonding with a wearable failed (refused, wrong passkey, timed out)."""
+
+
+class OutOfSlotsError(DeviceError):
+    """The adapter has no free connection slot for another wearable."""
+
+
+class RegistryError(DeviceError):
+    """The device registry file is unreadable or invalid; it is never overwritten silently."""

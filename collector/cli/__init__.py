@@ -14,6 +14,7 @@ from collector.cli import common, config_cmd, effects_cmd, influx_cmd, schema_cm
 from collector.cli import dose_cmd, night_cmd
 from collector.cli import dashboards_cmd, report_cmd
 from collector.cli import sim_cmd
+from collector.cli import ble_cmd
 from collector.errors import MagsleepError
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.add_typer(effects_cmd.plan_app, name="plan")
 app.add_typer(dashboards_cmd.app, name="dashboards")
 app.command("report")(report_cmd.report)
 app.add_typer(sim_cmd.app, name="sim")
+ble_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,151 @@
+"""The collector daemon: one supervised :class:`DeviceSession` per registered wearable.
+
+``run_daemon`` runs until ``stop_event`` is set (``magsleep run`` sets it on SIGTERM/SIGINT), then
+stops the sessions, forwards what is buffered and flushes the pipeline, all within
+``STOP_BUDGET_S`` seconds; points not yet in InfluxDB stay in the durable outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.ble.bluez import BlueZProps
+from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
+from collector.ble.session import DeviceSession, PointBuffer, PointSink, SessionStats
+from collector.clock import Clock, SystemClock
+from collector.errors import DeviceNotFoundError
+from collector.settings import Settings
+from collector.storage.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+#: Real seconds from the stop request to return: sessions get half, the flush the rest.
+STOP_BUDGET_S = 4.0
+SESSION_STOP_S = 2.0
+
+
+@dataclass
+class DaemonResult:
+    """What the daemon did, per device alias (for tests, the demo and benchmarks)."""
+
+    sessions: dict[str, SessionStats] = field(default_factory=dict)
+    points_queued: int = 0
+    points_forwarded: int = 0
+
+
+async def run_daemon(
+    settings: Settings,
+    registry: DeviceRegistry,
+    *,
+    clock: Clock | None = None,
+    stop_event: asyncio.Event | None = None,
+    sink: PointSink | None = None,
+    status_interval_s: float | None = None,
+    status_file: Path | None = None,
+) -> DaemonResult:
+    """Stream every registered device into ``sink`` (default: the storage pipeline) until stopped."""
+    if not len(registry):
+        raise DeviceNotFoundError("no devices registered; pair one first with "
+                                  "'magsleep pair ADDRESS --person NAME' (find it with 'magsleep scan')")
+    for d in registry:
+        settings.person(d.person)  # unknown person -> ConfigError before anything connects
+    clock = clock or SystemClock()
+    stop_event = stop_event or asyncio.Event()
+    status_file = status_file or status_path(settings)
+    if sink is not None:
+        return await _run(settings, list(registry), clock, stop_event, sink, status_interval_s, status_file)
+    pipe = Pipeline.from_settings(settings, name="ble")
+    await pipe.start()
+    try:
+        return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file)
+    finally:
+        await pipe.stop(flush_timeout=STOP_BUDGET_S - SESSION_STOP_S)
+
+
+async def _run(
+    settings: Settings,
+    devices: list[RegisteredDevice],
+    clock: Clock,
+    stop_event: asyncio.Event,
+    sink: PointSink,
+    status_interval_s: float | None,
+    status_file: Path,
+) -> DaemonResult:
+    buffer = PointBuffer(sink)
+    props = BlueZProps()
+    statuses: dict[str, DeviceStatus] = {}
+    dirty = asyncio.Event()
+
+    def on_status(dev: RegisteredDevice, st: DeviceStatus) -> None:
+        prev = statuses.get(dev.address)
+        if prev is not None and not st.connected:
+            st = DeviceStatus(st.state, False, prev.last_seen_ns, st.battery_pct, st.rssi_dbm, st.reconnects)
+        statuses[dev.address] = st
+        dirty.set()
+
+    kwargs = {} if status_interval_s is None else {"status_interval_s": status_interval_s}
+    sessions = [DeviceSession(d, buffer=buffer, clock=clock, ble=settings.ble, props=props, on_status=on_status,
+                              **kwargs) for d in devices]
+    forwarder = asyncio.create_task(buffer.run(), name="ble-forwarder")
+    writer = asyncio.create_task(_write_status(status_file, statuses, dirty), name="ble-status-file")
+    tasks = {asyncio.create_task(s.run(), name=f"ble-session-{s.device.alias}") for s in sessions}
+    log.info("collecting from %d device(s): %s", len(sessions), ", ".join(s.device.alias for s in sessions))
+    try:
+        stopper = asyncio.create_task(stop_event.wait())
+        await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+    finally:
+        log.info("stopping: disconnecting %d device(s)", len(sessions))
+        for s in sessions:
+            s.stop()
+        _, pending = await asyncio.wait(tasks, timeout=SESSION_STOP_S)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=0.5)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.error("session task failed: %r", t.exception())
+        forwarder.cancel()
+        writer.cancel()
+        for t in (forwarder, writer):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await buffer.drain()
+        with contextlib.suppress(OSError):
+            save_status(status_file, statuses)
+        props.close()
+    return DaemonResult({s.device.alias: s.stats for s in sessions}, buffer.queued, buffer.forwarded)
+
+
+async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: asyncio.Event) -> None:
+    """Save the status file at most once a second while things change."""
+    while True:
+        await dirty.wait()
+        dirty.clear()
+        try:
+            await asyncio.to_thread(save_status, path, dict(statuses))
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
+        await asyncio.sleep(1.0)
+
+
+async def main(settings: Settings) -> int:
+    """``magsleep run``: stream until SIGTERM/SIGINT, then stop cleanly; returns the exit code."""
+    registry = DeviceRegistry.for_settings(settings)
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+    try:
+        result = await run_daemon(settings, registry, stop_event=stop_event)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped; %d points forwarded", result.points_forwarded)
+    return 0

@@ -1,0 +1,368 @@
+"""One supervised connection to one wearable: connect, subscribe, stream, reconnect.
+
+The loop is a small state machine (:class:`SessionState`): CONNECTING -> CONNECTED -> (link lost,
+watchdog, error) -> BACKOFF -> CONNECTING ... -> STOPPED. Time inside is the injected clock's
+monotonic time; points are stamped with the clock's wall time at receipt. The first failure of a
+streak logs a WARNING, the rest of the streak DEBUG, a recovery INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bleak import BleakClient
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+
+from collector.ble.backoff import Failure, SessionState, backoff_s
+from collector.ble.bluez import BlueZProps, classify, device_path, find_device
+from collector.ble.profiles import PROFILES, Profile, device_info
+from collector.ble.profiles import battery as battery_profile
+from collector.ble.registry import DeviceStatus, RegisteredDevice
+from collector.clock import Clock
+from collector.errors import DeviceError, DeviceNotFoundError, MagsleepError, ParseError
+from collector.settings import BleSettings
+from collector.storage.lineprotocol import FieldValue, Point, Tags
+
+log = logging.getLogger(__name__)
+
+#: Seconds (clock) between device_status points while connected.
+STATUS_INTERVAL_S = 60.0
+#: Seconds (clock) between battery reads while connected.
+BATTERY_INTERVAL_S = 600.0
+#: Connect attempts inside one establish_connection call; our own backoff does the rest.
+CONNECT_ATTEMPTS = 2
+#: Real seconds for a clean disconnect before giving up on it.
+DISCONNECT_TIMEOUT_S = 2.0
+
+
+class PointSink(Protocol):
+    """Where points go (the storage pipeline in production)."""
+
+    async def put(self, points: Iterable[Point]) -> None: ...
+
+
+class PointBuffer:
+    """Takes points from notification callbacks (synchronous, cheap) and forwards them in batches."""
+
+    def __init__(self, sink: PointSink, *, retry_s: float = 1.0) -> None:
+        self._sink = sink
+        self._buf: list[Point] = []
+        self._event = asyncio.Event()
+        self._retry_s = retry_s
+        self.queued = 0
+        self.forwarded = 0
+
+    def add(self, points: list[Point]) -> None:
+        self._buf.extend(points)
+        self.queued += len(points)
+        self._event.set()
+
+    async def run(self) -> None:
+        """Forward forever (cancel to stop, then call :meth:`drain`)."""
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            await self._forward()
+
+    async def _forward(self) -> None:
+        while self._buf:
+            batch, self._buf = self._buf, []
+            try:
+                await self._sink.put(batch)
+            except MagsleepError as exc:
+                log.warning("storage refused %d points (%s); retrying in %.0f s", len(batch), exc, self._retry_s)
+                self._buf[:0] = batch
+                await asyncio.sleep(self._retry_s)
+            else:
+                self.forwarded += len(batch)
+
+    async def drain(self) -> None:
+        if self._buf:
+            batch, self._buf = self._buf, []
+            await self._sink.put(batch)
+            self.forwarded += len(batch)
+
+
+@dataclass
+class SessionStats:
+    connects: int = 0
+    reconnects: int = 0
+    failures: int = 0
+    notifications: int = 0
+    parse_errors: int = 0
+    watchdog_drops: int = 0
+    battery_pct: int | None = None
+    rssi_dbm: int | None = None
+    model: str = ""
+    firmware: str = ""
+
+
+StatusCallback = Callable[[RegisteredDevice, DeviceStatus], None]
+
+
+class DeviceSession:
+    """Keeps one registered wearable connected and streaming until stopped."""
+
+    def __init__(
+        self,
+        device: RegisteredDevice,
+        *,
+        buffer: PointBuffer,
+        clock: Clock,
+        ble: BleSettings,
+        props: BlueZProps,
+        on_status: StatusCallback | None = None,
+        status_interval_s: float = STATUS_INTERVAL_S,
+    ) -> None:
+        self.device = device
+        self._buffer = buffer
+        self._clock = clock
+        self._ble = ble
+        self._props = props
+        self._on_status = on_status
+        self._status_interval_s = status_interval_s
+        self.profiles: list[Profile] = [PROFILES[p] for p in device.profiles if p in PROFILES]
+        if not self.profiles:
+            raise DeviceError(f"{device.alias}: none of its profiles {list(device.profiles)} is supported; "
+                              f"supported: {', '.join(PROFILES)}")
+        self.tags = Tags(person=device.person, device=device.alias, source="device")
+        self.status_tags = Tags(person=device.person, device=device.alias)
+        self.state = SessionState.DISCONNECTED
+        self.stats = SessionStats(model=device.model, firmware=device.firmware)
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._link_lost = False
+        self._last_rx = 0.0
+        self._window_start = 0.0
+        self._window_count = 0
+        self._last_status_ns = 0
+        self._info_read = bool(device.model or device.firmware)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # ---- the state machine --------------------------------------------------------------
+
+    async def run(self) -> None:
+        streak = 0
+        try:
+            while not self._stop.is_set():
+                self._set_state(SessionState.CONNECTING)
+                try:
+                    client, ble_device = await self._connect()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - any connect failure backs off and retries
+                    streak += 1
+                    kind = classify(exc)
+                    self._log_failure(streak, f"cannot connect ({kind.value}): {exc}")
+                    await self._backoff(kind, streak)
+                    continue
+                if streak:
+                    log.info("%s: connected again after %d failed attempt(s)", self.device.alias, streak)
+                streak = 0
+                lost = await self._stream_safely(client, ble_device)
+                await self._disconnect(client)
+                if lost is None:
+                    break
+                streak = 1
+                self._log_failure(streak, f"link lost ({lost.value})")
+                await self._backoff(lost, streak)
+        finally:
+            self._set_state(SessionState.STOPPED)
+
+    def _log_failure(self, streak: int, message: str) -> None:
+        self.stats.failures += 1
+        if streak == 1:
+            log.warning("%s (%s): %s", self.device.alias, self.device.address, message)
+        else:
+            log.debug("%s (%s): %s (failure %d in a row)", self.device.alias, self.device.address, message, streak)
+
+    async def _backoff(self, kind: Failure, streak: int) -> None:
+        delay = backoff_s(kind, streak, self._ble.max_backoff_s)
+        self._set_state(SessionState.BACKOFF)
+        if not self._stop.is_set():
+            self._wake.clear()  # the link-loss wake-up is consumed; only stop may cut the wait short
+        if delay > 0:
+            await self._sleep_or_wake(delay)
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        """Sleep ``seconds`` of clock time, or less when stopped or the link drops."""
+        if self._wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sleeper
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+
+    async def _connect(self) -> tuple[BleakClient, BLEDevice]:
+        safety = self._ble.connect_timeout_s * (CONNECT_ATTEMPTS + 1) + self._ble.scan_timeout_s
+        async with asyncio.timeout(safety):  # a D-Bus call can stall; never hang here
+            ble_device = await find_device(self.device.address, self._ble.scan_timeout_s)
+            if ble_device is None:
+                raise DeviceNotFoundError(f"{self.device.address} not seen")
+            self._link_lost = False
+            self._wake.clear()
+            client = await establish_connection(
+                BleakClientWithServiceCache,
+                ble_device,
+                self.device.alias,
+                disconnected_callback=self._on_disconnected,
+                max_attempts=CONNECT_ATTEMPTS,
+                timeout=self._ble.connect_timeout_s,
+            )
+        return client, ble_device
+
+    def _on_disconnected(self, _client: BleakClient) -> None:
+        self._link_lost = True
+        self._wake.set()
+
+    async def _stream_safely(self, client: BleakClient, ble_device: BLEDevice) -> Failure | None:
+        try:
+            return await self._stream(client, ble_device)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a session never dies of one bad connection
+            log.debug("%s: streaming stopped: %r", self.device.alias, exc)
+            return Failure.LINK_LOST if self._link_lost else classify(exc)
+
+    async def _stream(self, client: BleakClient, ble_device: BLEDevice) -> Failure | None:
+        if self.stats.connects:
+            self.stats.reconnects += 1
+        self.stats.connects += 1
+        for profile in self.profiles:
+            for sub in profile.subscriptions:
+                if client.services.get_characteristic(sub.uuid) is None:
+                    if sub.required:
+                        raise DeviceError(f"{self.device.alias} does not serve {sub.uuid} ({profile.name})")
+                    continue
+                await client.start_notify(sub.uuid, self._callback(profile, sub.uuid))
+        now = self._clock.monotonic()
+        self._last_rx = now
+        self._window_start, self._window_count = now, 0
+        path = device_path(ble_device)
+        if not self._info_read:
+            await self._read_info(client)
+        await self._read_battery(client, path)
+        self._set_state(SessionState.CONNECTED)
+        next_status = now + self._status_interval_s
+        next_battery = now + BATTERY_INTERVAL_S
+        tick = min(self._ble.silence_timeout_s / 3.0, self._status_interval_s)
+        while True:
+            if self._stop.is_set():
+                return None
+            if self._link_lost or not client.is_connected:
+                return Failure.LINK_LOST
+            now = self._clock.monotonic()
+            if now - self._last_rx > self._ble.silence_timeout_s:
+                self.stats.watchdog_drops += 1
+                log.info("%s: connected but silent for %.0f s; reconnecting", self.device.alias, now - self._last_rx)
+                return Failure.SILENT
+            if now >= next_battery:
+                await self._read_battery(client, path)
+                next_battery = now + BATTERY_INTERVAL_S
+            if now >= next_status:
+                if path:
+                    self.stats.rssi_dbm = await self._props.rssi(path)
+                self._emit_status()
+                next_status = now + self._status_interval_s
+            await self._sleep_or_wake(tick)
+
+    def _callback(self, profile: Profile, uuid: str) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+        clock, tags, buffer, parse, stats = self._clock, self.tags, self._buffer, profile.parse, self.stats
+
+        def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+            self._last_rx = clock.monotonic()
+            self._window_count += 1
+            stats.notifications += 1
+            try:
+                points = parse(uuid, bytes(data), clock.time_ns(), tags)
+            except ParseError as exc:
+                stats.parse_errors += 1
+                if stats.parse_errors == 1 or stats.parse_errors % 100 == 0:
+                    log.warning("%s: malformed notification #%d ignored: %s",
+                                self.device.alias, stats.parse_errors, exc)
+                return
+            if points:
+                buffer.add(points)
+
+        return on_notify
+
+    async def _read_info(self, client: BleakClient) -> None:
+        values: dict[str, bytes] = {}
+        for uuid in device_info.FIELDS:
+            if client.services.get_characteristic(uuid) is None:
+                continue
+            try:
+                values[uuid] = bytes(await client.read_gatt_char(uuid))
+            except Exception as exc:  # noqa: BLE001 - device info is nice to have
+                log.debug("%s: reading %s failed: %s", self.device.alias, uuid, exc)
+        info = device_info.from_values(values)
+        self.stats.model, self.stats.firmware = info.model, info.firmware
+        self._info_read = True
+
+    async def _read_battery(self, client: BleakClient, path: str | None) -> None:
+        pct = await self._props.battery(path) if path else None
+        if pct is None and client.services.get_characteristic(battery_profile.LEVEL_UUID) is not None:
+            try:
+                pct = battery_profile.decode_level(bytes(await client.read_gatt_char(battery_profile.LEVEL_UUID)))
+            except Exception as exc:  # noqa: BLE001 - battery is nice to have
+                log.debug("%s: battery read failed: %s", self.device.alias, exc)
+        if pct is not None:
+            self.stats.battery_pct = pct
+
+    async def _disconnect(self, client: BleakClient) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT_S)
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        self._emit_status()
+
+    def _emit_status(self) -> None:
+        s = self.stats
+        now = self._clock.monotonic()
+        elapsed = now - self._window_start
+        rate = self._window_count / elapsed if elapsed > 0 else 0.0
+        self._window_start, self._window_count = now, 0
+        connected = self.state is SessionState.CONNECTED
+        fields: dict[str, FieldValue] = {
+            "state": self.state.value,
+            "connected": connected,
+            "reconnects": s.reconnects,
+            "notify_rate": float(rate if connected else 0.0),
+        }
+        if s.battery_pct is not None:
+            fields["battery_pct"] = s.battery_pct
+        if s.rssi_dbm is not None:
+            fields["rssi_dbm"] = s.rssi_dbm
+        if s.model:
+            fields["model"] = s.model
+        if s.firmware:
+            fields["firmware"] = s.firmware
+        ts = max(self._clock.time_ns(), self._last_status_ns + 1)
+        self._last_status_ns = ts
+        self._buffer.add([Point("device_status", self.status_tags, fields, ts)])
+        if self._on_status is not None:
+            self._on_status(self.device, DeviceStatus(
+                state=self.state.value, connected=connected, last_seen_ns=ts if connected else 0,
+                battery_pct=s.battery_pct, rssi_dbm=s.rssi_dbm, reconnects=s.reconnects))
