@@ -1,0 +1,189 @@
+"""The `magsleep dose` and `magsleep night` commands against the real InfluxDB."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from collector.cli import app
+from tests.doses.cases import Case, cases
+
+runner = CliRunner()
+
+
+def cli(cfg: Path, *args: str) -> tuple[int, str]:
+    res = runner.invoke(app, ["--config", str(cfg), *args], env={"COLUMNS": "200"})
+    return res.exit_code, " ".join(res.output.split())
+
+
+def dose_ids(cfg: Path) -> list[str]:
+    code, out = cli(cfg, "dose", "export")
+    assert code == 0, out
+    return re.findall(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}),", out)
+
+
+@pytest.mark.parametrize("case", cases(), ids=lambda c: c.name)
+def test_every_rule_through_cli(config_file: Path, case: Case) -> None:
+    code, out = cli(config_file, "dose", "add", *case.cli)
+    assert code == 2, out
+    assert f"{case.field}: " in out
+    assert " ".join(case.phrase.split()) in out
+    assert dose_ids(config_file) == []
+
+
+def test_add_list_edit_delete_reach_influx(
+    config_file: Path, influx_server: Any, influx_db: str
+) -> None:
+    code, out = cli(config_file, "dose", "add", "300", "--form", "glycinate", "--at", "21:30",
+                    "-p", "alice", "--note", "before bed")
+    assert code == 0, out
+    assert "logged 300 mg glycinate (42.3 mg elemental) for alice" in out
+    (dose_id,) = dose_ids(config_file)
+    rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
+    assert [(r["dose_id"], r["source"], r["note"]) for r in rows] == [(dose_id, "cli", "before bed")]
+
+    code, out = cli(config_file, "dose", "list", "--person", "alice")
+    assert code == 0 and dose_id[:8] in out and "glycinate" in out and "42.3" in out
+
+    code, out = cli(config_file, "dose", "edit", dose_id[:8], "--amount", "600", "--form", "citrate")
+    assert code == 0, out
+    assert "changed 600 mg citrate (97 mg elemental)" in out
+    rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
+    assert [(r["form"], r["amount_mg"]) for r in rows] == [("citrate", 600.0)]
+
+    code, out = cli(config_file, "dose", "delete", dose_id)
+    assert code == 0 and "deleted" in out
+    assert influx_server.rows("SELECT * FROM supplement_dose", influx_db) == []
+    assert dose_ids(config_file) == []
+    code, out = cli(config_file, "dose", "delete", dose_id)
+    assert code == 2 and "no dose with id" in out
+
+
+def test_at_full_date_and_time_zone(config_file: Path) -> None:
+    at = (datetime.now(UTC) - timedelta(days=2)).astimezone().strftime("%Y-%m-%d") + " 22:10"
+    code, out = cli(config_file, "dose", "add", "200", "-p", "bob", "--at", at)
+    assert code == 0, out
+    code, out = cli(config_file, "dose", "export")
+    assert at.replace(" ", "T") + ":00-05:00" in out  # New York in winter
+    code, out = cli(config_file, "dose", "add", "200", "-p", "bob", "--at", "25:99")
+    assert code == 2 and "hours 0-23" in out
+    code, out = cli(config_file, "dose", "add", "200", "-p", "bob", "--at", "yesterday-ish")
+    assert code == 2 and "use HH:MM" in out
+
+
+def test_daily_warning_in_cli(config_file: Path) -> None:
+    code, out = cli(config_file, "dose", "add", "700", "--form", "oxide", "-p", "alice")
+    assert code == 0, out
+    assert "warning: alice's supplemental elemental magnesium" in out
+    assert "above the daily level of 350 mg" in out
+
+
+def test_import_all_or_nothing_then_skip_bad(config_file: Path, tmp_path: Path,
+                                            influx_server: Any, influx_db: str) -> None:
+    csv = tmp_path / "doses.csv"
+    csv.write_text(
+        "person,form,amount_mg,taken_at,note\n"
+        "alice,glycinate,300,2026-11-20 22:10,ok\n"
+        "alice,unobtainium,300,2026-11-20 22:10,bad form\n"
+        "alice,citrate,0,2026-11-21 22:10,bad amount\n"
+        "carol,citrate,300,2026-11-22 22:10,bad person\n"
+        "bob,citrate,300,2026-11-22 22:10,ok\n",
+        encoding="utf-8",
+    )
+    code, out = cli(config_file, "dose", "import", str(csv))
+    assert code == 2
+    assert "line 3: form: unknown form 'unobtainium'" in out
+    assert "line 4: amount_mg:" in out
+    assert "line 5: person: unknown person 'carol'" in out
+    assert "3 bad row(s) (lines 3, 4, 5); nothing imported" in out
+    assert dose_ids(config_file) == []
+
+    code, out = cli(config_file, "dose", "import", str(csv), "--skip-bad")
+    assert code == 0, out
+    assert "imported 2 dose(s); 0 already there; 3 bad row(s) skipped" in out
+    rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
+    assert sorted((r["person"], r["source"]) for r in rows) == [("alice", "import"), ("bob", "import")]
+
+
+def test_export_reimports_as_is(config_file: Path, tmp_path: Path) -> None:
+    for args in (["300", "-p", "alice"], ["150", "--form", "other", "--elemental", "40", "-p", "bob"]):
+        assert cli(config_file, "dose", "add", *args)[0] == 0
+    out_file = tmp_path / "export.csv"
+    code, _ = cli(config_file, "dose", "export", "-o", str(out_file))
+    assert code == 0
+    code, out = cli(config_file, "dose", "import", str(out_file))
+    assert code == 0, out
+    assert "imported 0 dose(s); 2 already there" in out
+    text = out_file.read_text()
+    assert ",other,150,40," in text
+
+
+def test_import_reports_repeated_ids(config_file: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "dup.csv"
+    uid = "3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab"
+    csv.write_text(f"id,person,amount_mg\n{uid},alice,300\n{uid},alice,400\n", encoding="utf-8")
+    code, out = cli(config_file, "dose", "import", str(csv))
+    assert code == 2 and "line 3: id: repeats the id of line 2" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("person,mg\nalice,300\n", encoding="utf-8")
+    code, out = cli(config_file, "dose", "import", str(bad))
+    assert code == 2 and "unknown columns mg" in out and "missing columns amount_mg" in out
+
+
+def test_night_tags(config_file: Path, influx_server: Any, influx_db: str) -> None:
+    code, out = cli(config_file, "night", "tag", "2026-11-20", "--no-dose", "--alcohol", "-p", "alice")
+    assert code == 0, out
+    assert "2026-11-20 no_dose: tagged" in out and "2026-11-20 alcohol: tagged" in out
+    rows = influx_server.rows("SELECT * FROM night_tag", influx_db)
+    assert sorted((r["tag"], r["night"], r["value"]) for r in rows) == [
+        ("alcohol", "2026-11-20", True), ("no_dose", "2026-11-20", True)]
+    noon = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    assert {r["time"] for r in rows} == {int(noon.timestamp()) * 10**9}
+    code, out = cli(config_file, "night", "tag", "2026-11-20", "--alcohol", "--remove", "-p", "alice")
+    assert code == 0 and "alcohol: removed" in out
+    rows = influx_server.rows("SELECT * FROM night_tag", influx_db)
+    assert [r["tag"] for r in rows] == ["no_dose"]
+    code, out = cli(config_file, "night", "tags")
+    assert code == 0 and "no_dose" in out and "alcohol" not in out
+    code, out = cli(config_file, "night", "tag", "2026-11-20", "-p", "alice")
+    assert code == 2 and "give at least one tag" in out
+    code, out = cli(config_file, "night", "tag", "20.11.2026", "--training", "-p", "alice")
+    assert code == 2 and "YYYY-MM-DD" in out
+    code, out = cli(config_file, "night", "tag", "2099-01-01", "--illness", "-p", "alice")
+    assert code == 2 and "is in the future" in out
+
+
+def test_influx_down_cli_keeps_dose_and_sync_delivers(
+    config_file: Path, influx_server: Any, influx_db: str
+) -> None:
+    influx_server.stop()
+    try:
+        code, out = cli(config_file, "dose", "add", "300", "-p", "alice")
+        assert code == 0, out
+        assert "safe in the dose journal" in out
+        (dose_id,) = dose_ids(config_file)
+        code, out = cli(config_file, "night", "tag", "yesterday", "--training", "-p", "alice")
+        assert code == 0, out
+    finally:
+        influx_server.start()
+    code, out = cli(config_file, "dose", "sync")
+    assert code == 0, out
+    rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
+    assert [r["dose_id"] for r in rows] == [dose_id]
+    assert [r["tag"] for r in influx_server.rows("SELECT * FROM night_tag", influx_db)] == ["training"]
+
+
+def test_sync_after_database_reset(config_file: Path, influx_server: Any, influx_db: str) -> None:
+    assert cli(config_file, "dose", "add", "300", "-p", "alice")[0] == 0
+    assert cli(config_file, "night", "tag", "yesterday", "--no-dose", "-p", "bob")[0] == 0
+    influx_server.drop_database(influx_db)
+    influx_server.create_database(influx_db)
+    code, out = cli(config_file, "dose", "sync")
+    assert code == 0 and "sent 2 dose(s) and night tag(s)" in out
+    assert len(influx_server.rows("SELECT * FROM supplement_dose", influx_db)) == 1
+    assert len(influx_server.rows("SELECT * FROM night_tag", influx_db)) == 1
