@@ -108,7 +108,9 @@ def notification_arrays(
 
     note_contact = ~in_intervals(at, night.contact_s)
     note_arrives = ~in_intervals(at, night.dropouts_s)
-    ok_rr &= note_arrives[np.minimum(carrier, n_notes - 1)] if n_notes else ok_rr
+    if n_notes:
+        c = np.minimum(carrier, n_notes - 1)
+        ok_rr &= note_arrives[c] & note_contact[c]  # a no-contact notification carries no RR
 
     # HR shown: mean of the last few detected intervals that ended by the notification
     cs = np.concatenate(([0.0], np.cumsum(rr_s)))

@@ -146,8 +146,8 @@ def test_cycles_put_deep_sleep_early_and_rem_late() -> None:
 
 def test_heart_follows_the_stages() -> None:
     s = make_study(6, seed=2, faults=Faults.none())
-    hr = {k: [] for k in range(4)}
-    rmssd = {k: [] for k in range(4)}
+    hr: dict[int, list[float]] = {k: [] for k in range(4)}
+    rmssd: dict[int, list[float]] = {k: [] for k in range(4)}
     for i in range(len(s)):
         n = s.night(i)
         rr = n.rr_clean_ms
