@@ -92,9 +92,17 @@ def _render_table(run: EffectsRun) -> None:
         by_comp.setdefault(r.comparison, []).append(r)
     for comp, rows in by_comp.items():
         if comp != "mg_vs_control" and not any(r.reported for r in rows):
-            r0 = rows[0]
-            console.print(f"[dim]{_comparison_title(comp)}: not reported ({r0.n_mg} vs "
-                          f"{r0.n_control} nights)[/dim]")
+            r0 = max(rows, key=lambda r: r.n_mg + r.n_control)
+            arms = (f"{r0.n_control} baseline vs {r0.n_mg} supplement nights"
+                    if comp == "before_after" else f"{r0.n_mg} vs {r0.n_control} nights")
+            console.print(f"[dim]{_comparison_title(comp)}: not reported ({arms}; at least "
+                          f"{get_settings().analysis.min_nights_per_arm} per arm needed)[/dim]")
+            continue
+        empty = [r.metric for r in rows if r.n_mg + r.n_control == 0]
+        rows = [r for r in rows if r.n_mg + r.n_control > 0]
+        if empty:
+            console.print(f"[dim]no nights with: {', '.join(empty)}[/dim]")
+        if not rows:
             continue
         t = Table(title=_comparison_title(comp), title_justify="left", show_lines=False)
         for col, just in (("metric", "left"), ("effect", "right"), ("95% CI", "right"),
@@ -182,7 +190,7 @@ def effects(
     except MagsleepError as exc:
         fail(str(exc))
     if fmt is Format.json:
-        console.print_json(_json(runs))
+        typer.echo(_json(runs))
     else:
         for run in runs:
             _render_table(run)
@@ -195,7 +203,10 @@ plan_app = typer.Typer(help="A trial schedule of magnesium and control nights.")
 
 def _one_person(settings: Settings, person: str | None) -> str:
     if person:
-        settings.person(person)
+        try:
+            settings.person(person)
+        except MagsleepError as exc:
+            fail(str(exc))
         return person
     if len(settings.persons) == 1:
         return settings.persons[0].name
