@@ -83,7 +83,7 @@ async def test_backfill_refuses_to_mix_with_real_data(influx_server: InfluxServe
     async with Pipeline.from_settings(settings, name="real") as pipe:
         await pipe.put([real])
         await pipe.flush()
-    with pytest.raises(ValidationError, match="real .non-sim. heart points"):
+    with pytest.raises(ValidationError, match=r"real \(non-sim\) heart points"):
         await backfill(settings, study)
     assert _counts(influx_server, influx_db, "source = 'sim'") == {}
     await backfill(settings, study, allow_mixed=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from collector.ble.profiles.heart_rate import decode_measurement
@@ -31,7 +33,7 @@ def test_notifications_decode_with_the_collectors_parser() -> None:
         assert n.time_ns == night.lights_out_ns + round(n.at_s * 1e9)
         rr_total += len(n.rr_1024)
     assert rr_total > 0
-    assert all(b.at_s > a.at_s for a, b in zip(notes, notes[1:], strict=False))
+    assert all(b.at_s > a.at_s for a, b in itertools.pairwise(notes))
 
 
 def test_about_one_notification_per_second_except_in_dropouts() -> None:
