@@ -16,40 +16,10 @@ from collector.errors import MagsleepError
 from collector.settings import Settings
 from collector.sim.backfill import BackfillResult, backfill, default_truth_path
 from collector.sim.nights import Study, plan_study
-from collector.sim.params import DESIGNS, SCENARIOS, Dosing, Effects, Faults, SimConfig
+from collector.sim.params import DESIGNS, SCENARIOS, SimConfig
 from collector.sim.person import PersonProfile
 
 app = typer.Typer(help="Simulated nights with a known truth (clearly tagged source=sim).", no_args_is_help=True)
-
-
-def person_profile(settings: Settings, name: str, seed: int) -> tuple[PersonProfile, bool]:
-    """The simulated person: age, sex and time zone from settings when configured; (profile, configured)."""
-    for p in settings.persons:
-        if p.name == name:
-            return PersonProfile.sample(name, seed, age=p.age, sex=p.sex, timezone=p.timezone), True
-    return PersonProfile.sample(name, seed), False
-
-
-def build_config(
-    *,
-    scenario: str = "effect",
-    design: str = "randomised",
-    block_nights: int | None = None,
-    artefact_rate: float = 0.01,
-    dropouts: float = 4.0,
-    contact_losses: float = 0.5,
-    motion: bool = True,
-    device_stages: bool = True,
-) -> SimConfig:
-    """A :class:`SimConfig` from the CLI's choices (raises ValidationError with advice)."""
-    return SimConfig(
-        effects=Effects.for_scenario(scenario),
-        faults=Faults(artefact_rate=artefact_rate, dropouts_per_night=dropouts,
-                      contact_losses_per_night=contact_losses),
-        dosing=Dosing(design=design, block_nights=block_nights),  # type: ignore[arg-type]
-        motion=motion,
-        device_stages=device_stages,
-    )
 
 
 def run_backfill(settings: Settings, study: Study, *, truth_path: Path, allow_mixed: bool) -> BackfillResult:
@@ -107,10 +77,10 @@ def backfill_cmd(
     except ValueError:
         fail(f"--end {end!r} is not a date; use YYYY-MM-DD")
     try:
-        cfg = build_config(scenario=scenario, design=design, block_nights=block_nights,
-                           artefact_rate=artefact_rate, dropouts=dropouts, contact_losses=contact_losses,
-                           motion=motion, device_stages=device_stages)
-        profile, configured = person_profile(s, person, seed)
+        cfg = SimConfig.from_choices(scenario=scenario, design=design, block_nights=block_nights,
+                                     artefact_rate=artefact_rate, dropouts=dropouts,
+                                     contact_losses=contact_losses, motion=motion, device_stages=device_stages)
+        profile, configured = PersonProfile.from_settings(s, person, seed)
         if not configured:
             err_console.print(
                 f"note: person {person!r} is not in [[persons]]; simulating a {profile.age}-year-old "

@@ -143,3 +143,27 @@ class SimConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_choices(
+        cls,
+        *,
+        scenario: str = "effect",
+        design: str = "randomised",
+        block_nights: int | None = None,
+        artefact_rate: float = 0.01,
+        dropouts: float = 4.0,
+        contact_losses: float = 0.5,
+        motion: bool = True,
+        device_stages: bool = True,
+    ) -> SimConfig:
+        """A config from the few choices the CLI and the demo offer (raises ValidationError with advice)."""
+        _check(design in DESIGNS, f"unknown design {design!r}; use one of {', '.join(DESIGNS)}")
+        return cls(
+            effects=Effects.for_scenario(scenario),
+            faults=Faults(artefact_rate=artefact_rate, dropouts_per_night=dropouts,
+                          contact_losses_per_night=contact_losses),
+            dosing=Dosing(design=design, block_nights=block_nights),  # type: ignore[arg-type]
+            motion=motion,
+            device_stages=device_stages,
+        )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from collector.errors import ValidationError
+
+if TYPE_CHECKING:
+    from collector.settings import Settings
 
 Sex = Literal["female", "male"]
 
@@ -105,6 +108,17 @@ class PersonProfile:
             rmssd_ms=float(np.clip(math.exp(rng.normal(3.95 - 0.2 * decades, 0.2)), 15, 110)),
             resp_rate_bpm=float(np.clip(rng.normal(14.5, 1.2), 11, 18)),
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str, seed: int = 0) -> tuple[PersonProfile, bool]:
+        """The simulated ``name``: age, sex and time zone from ``[[persons]]`` when configured.
+
+        Returns ``(profile, configured)``; an unconfigured name gets sampled age and sex in UTC.
+        """
+        for p in settings.persons:
+            if p.name == name:
+                return cls.sample(name, seed, age=p.age, sex=p.sex, timezone=p.timezone), True
+        return cls.sample(name, seed), False
 
     def with_(self, **changes: Any) -> PersonProfile:
         """A copy with some traits changed (validated again)."""

@@ -328,3 +328,23 @@ def test_dose_time_and_lights_out_in_local_time() -> None:
 def test_bad_parameters_say_what_to_fix(make: object, match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         make()  # type: ignore[operator]
+
+
+def test_person_from_settings_uses_configured_traits() -> None:
+    from collector.settings import PersonSettings, Settings
+
+    s = Settings(persons=[PersonSettings(name="al", age=70, sex="male", timezone="Europe/Berlin")])
+    p, configured = PersonProfile.from_settings(s, "al", seed=3)
+    assert configured and (p.age, p.sex, p.timezone) == (70, "male", "Europe/Berlin")
+    young = PersonProfile.sample("al", 3, age=25, sex="male")
+    assert p.deep_frac < young.deep_frac and p.waso_mean_min > young.waso_mean_min
+    q, configured = PersonProfile.from_settings(s, "demo", seed=3)
+    assert not configured and q.timezone == "UTC"
+
+
+def test_config_from_choices() -> None:
+    c = SimConfig.from_choices(scenario="null", design="blocks", block_nights=7, artefact_rate=0.02)
+    assert c.effects.is_null() and c.dosing.block_nights == 7 and c.faults.artefact_rate == 0.02
+    assert not SimConfig.from_choices().effects.is_null()
+    with pytest.raises(ValidationError, match="unknown design"):
+        SimConfig.from_choices(design="weekly")
