@@ -76,6 +76,14 @@ def to_ns(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
+_I64 = 2**63 - 1
+
+
+def _clamp(ns: int) -> int:
+    """``ns`` within SQLite's INTEGER range (query bounds may be any datetime)."""
+    return max(-_I64, min(_I64, ns))
+
+
 def night_time_ns(night: date) -> int:
     """12:00 UTC of the evening's date: the stable timestamp of a night's points."""
     return to_ns(datetime.combine(night, time(12, 0), tzinfo=UTC))
@@ -172,10 +180,10 @@ class DoseJournal:
             args.append(person)
         if since is not None:
             sql += " AND taken_at_ns >= ?"
-            args.append(to_ns(since))
+            args.append(_clamp(to_ns(since)))
         if until is not None:
             sql += " AND taken_at_ns < ?"
-            args.append(to_ns(until))
+            args.append(_clamp(to_ns(until)))
         sql += " ORDER BY taken_at_ns DESC, id"
         if limit is not None:
             sql += " LIMIT ?"
