@@ -53,7 +53,8 @@ class OutboxStore(Protocol):
     max_bytes: int
 
     def append(self, kind: str, bodies: list[tuple[str, int]]) -> None: ...
-    def head(self, max_lines: int) -> list[Entry]: ...
+    def head(self, max_lines: int, after: int = 0) -> list[Entry]: ...
+    def get(self, seqs: list[int]) -> list[Entry]: ...
     def remove(self, seqs: list[int]) -> None: ...
     def replace(self, seq: int, body: str, lines: int) -> None: ...
     def reject(self, lines: list[str], error: str) -> None: ...
@@ -61,6 +62,9 @@ class OutboxStore(Protocol):
     def rejected_count(self) -> int: ...
     def close(self) -> None: ...
 
+
+#: Memory for entries the sender need not read back from disk.
+CACHE_BYTES = 64 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -100,6 +104,11 @@ class SqliteOutbox:
             "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(LENGTH(body)), 0) FROM outbox"
         ).fetchone()
         self._rows, self._lines, self._bytes = int(row[0]), int(row[1]), int(row[2])
+        # Entries appended by this process, kept in memory (up to CACHE_BYTES) so the sender
+        # need not read them back; rows up to _uncached_max exist only on disk.
+        self._cache: dict[int, Entry] = {}
+        self._cache_bytes = 0
+        self._uncached_max = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
 
     def append(self, kind: str, bodies: list[tuple[str, int]]) -> None:
         size = sum(len(b) for b, _ in bodies)
@@ -116,15 +125,39 @@ class SqliteOutbox:
                 "INSERT INTO outbox (kind, body, lines, created) VALUES (?, ?, ?, ?)",
                 [(kind, b, n, now) for b, n in bodies],
             )
+            last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+        # One transaction under BEGIN IMMEDIATE: its AUTOINCREMENT keys are consecutive.
+        first = last - len(bodies) + 1
+        if self._cache_bytes + size <= CACHE_BYTES:
+            for i, (b, n) in enumerate(bodies):
+                self._cache[first + i] = Entry(first + i, kind, b, n)
+            self._cache_bytes += size
+        else:
+            self._uncached_max = last
         self._rows += len(bodies)
         self._lines += sum(n for _, n in bodies)
         self._bytes += size
 
-    def head(self, max_lines: int) -> list[Entry]:
-        """The oldest entries: consecutive writes up to ``max_lines`` lines, or one delete."""
+    def head(self, max_lines: int, after: int = 0) -> list[Entry]:
+        """The oldest entries after ``after``: consecutive writes up to ``max_lines`` lines, or one delete."""
         out: list[Entry] = []
         total = 0
-        cur = self._db.execute("SELECT seq, kind, body, lines FROM outbox ORDER BY seq LIMIT 2000")
+        if after >= self._uncached_max:
+            for e in self._cache.values():
+                if e.seq <= after:
+                    continue
+                if e.kind == "d":
+                    if not out:
+                        out.append(e)
+                    break
+                if out and total + e.lines > max_lines:
+                    break
+                out.append(e)
+                total += e.lines
+            return out
+        cur = self._db.execute(
+            "SELECT seq, kind, body, lines FROM outbox WHERE seq > ? ORDER BY seq LIMIT 2000", (after,)
+        )
         for seq, kind, body, lines in cur:
             if kind == "d":
                 if not out:
@@ -137,6 +170,16 @@ class SqliteOutbox:
         cur.close()
         return out
 
+    def get(self, seqs: list[int]) -> list[Entry]:
+        """The entries with these sequence numbers that still exist, in order."""
+        if not seqs:
+            return []
+        rows = self._db.execute(
+            f"SELECT seq, kind, body, lines FROM outbox WHERE seq IN ({','.join('?' * len(seqs))}) ORDER BY seq",
+            seqs,
+        ).fetchall()
+        return [Entry(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
     def remove(self, seqs: list[int]) -> None:
         if not seqs:
             return
@@ -148,6 +191,10 @@ class SqliteOutbox:
                 seqs,
             ).fetchone()
             self._db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
+        for seq in seqs:
+            e = self._cache.pop(seq, None)
+            if e is not None:
+                self._cache_bytes -= len(e.body)
         self._rows -= int(row[0])
         self._lines -= int(row[1])
         self._bytes -= int(row[2])
@@ -159,6 +206,10 @@ class SqliteOutbox:
             if old is None:
                 return
             self._db.execute("UPDATE outbox SET body = ?, lines = ? WHERE seq = ?", (body, lines, seq))
+        cached = self._cache.get(seq)
+        if cached is not None:
+            self._cache[seq] = Entry(seq, cached.kind, body, lines)
+            self._cache_bytes += len(body) - len(cached.body)
         self._lines += lines - int(old[0])
         self._bytes += len(body) - int(old[1])
 
@@ -201,10 +252,12 @@ class MemoryOutbox:
             self._lines += n
             self._bytes += len(body)
 
-    def head(self, max_lines: int) -> list[Entry]:
+    def head(self, max_lines: int, after: int = 0) -> list[Entry]:
         out: list[Entry] = []
         total = 0
         for e in self._q:
+            if e.seq <= after:
+                continue
             if e.kind == "d":
                 if not out:
                     out.append(e)
@@ -214,6 +267,10 @@ class MemoryOutbox:
             out.append(e)
             total += e.lines
         return out
+
+    def get(self, seqs: list[int]) -> list[Entry]:
+        want = set(seqs)
+        return [e for e in self._q if e.seq in want]
 
     def remove(self, seqs: list[int]) -> None:
         drop = set(seqs)

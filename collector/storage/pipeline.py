@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from collector.errors import StorageError, WriteError
 from collector.settings import Settings
 from collector.storage.connection import influx_target
-from collector.storage.lineprotocol import Point, encode_points
+from collector.storage.lineprotocol import Point, RowEncoder, encode_points
 from collector.storage.outbox import DeleteOp, Entry, MemoryOutbox, OutboxStore, SqliteOutbox
 from collector.storage.schema import normalize
 from collector.storage.writers import Writer, make_writer
@@ -48,6 +48,9 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_JITTER = 0.2
 #: Outbox fill levels that log a warning once each when crossed.
 FILL_WARNINGS = (0.5, 0.8, 0.95)
+
+#: Write requests in flight at once: one is being answered while the next is sent.
+MAX_IN_FLIGHT = 2
 
 DROP_STATUSES = frozenset({400, 422})
 THROTTLE_STATUSES = frozenset({429, 503})
@@ -202,6 +205,11 @@ class Pipeline:
         self.stats.points_in += len(pts)
         await self.put_lines(lines)
 
+    async def put_rows(self, encoder: RowEncoder, tags: Mapping[str, str], rows: Sequence[tuple[object, ...]]) -> None:
+        """Accept rows of one series through a :class:`RowEncoder` (the collector's hot path)."""
+        self.stats.points_in += len(rows)
+        await self.put_lines(encoder.lines(tags, rows))
+
     async def put_lines(self, lines: list[str]) -> None:
         """Accept pre-encoded line protocol (ns precision)."""
         if not lines:
@@ -282,47 +290,70 @@ class Pipeline:
             self._wake.set()  # the sender computes how long to wait for more
 
     async def _send_loop(self) -> None:
+        """Dispatch batches in order, up to ``MAX_IN_FLIGHT`` writes at once; deletes are barriers."""
         store = self._require_store()
         loop = asyncio.get_running_loop()
-        while True:
-            rows, lines, _ = store.totals()
-            if rows == 0:
-                self._oldest_pending = None
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if self._oldest_pending is None:
+        in_flight: set[asyncio.Task[None]] = set()
+        cursor = 0  # highest seq handed to a delivery task
+        try:
+            while True:
+                in_flight = {t for t in in_flight if not t.done()}
+                rows, lines, _ = store.totals()
+                if rows == 0 and not in_flight:
+                    cursor = 0
+                    self._oldest_pending = None
+                    self._idle.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if len(in_flight) >= MAX_IN_FLIGHT:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if self._oldest_pending is None:
+                    self._oldest_pending = loop.time()
+                due = self._oldest_pending + self.flush_interval_s
+                if lines < self.batch_size and not self._flush_now and loop.time() < due and not in_flight:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), due - loop.time())
+                    continue
+                entries: list[Entry] = await self._run(partial(store.head, self.batch_size, cursor))
+                if not entries:
+                    if in_flight:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        cursor = 0  # everything dispatched was settled; rows left are new or re-queued
+                    continue
+                if entries[0].kind == "d":
+                    if in_flight:  # a delete waits for every earlier write
+                        await asyncio.wait(in_flight)
+                        continue
+                    await self._deliver(entries)
+                else:
+                    task = asyncio.create_task(self._deliver(entries))
+                    in_flight.add(task)
+                cursor = entries[-1].seq
                 self._oldest_pending = loop.time()
-            due = self._oldest_pending + self.flush_interval_s
-            if lines < self.batch_size and not self._flush_now and loop.time() < due:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), due - loop.time())
-                continue
-            entries: list[Entry] = await self._run(lambda: store.head(self.batch_size))
-            if not entries:
-                continue
-            await self._deliver(entries)
-            rows, _, _ = store.totals()
-            self._oldest_pending = loop.time() if rows else None
-            if rows == 0:
-                self._idle.set()
+        finally:
+            for t in in_flight:
+                t.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _deliver(self, entries: list[Entry]) -> None:
         """Deliver ``entries`` (retrying as long as needed) and remove them from the outbox."""
         store = self._require_store()
+        seqs = [e.seq for e in entries]
         attempt = 0
         while True:
             try:
+                await self._ensure_database()
                 if entries[0].kind == "d":
                     op = DeleteOp.from_json(entries[0].body)
-                    await self._ensure_database()
                     await self._writer.delete(op.measurement, op.tags, op.time_ns)
                     self.stats.deletes += 1
                     await self._run(partial(store.remove, [entries[0].seq]))
                 else:
-                    await self._ensure_database()
                     await self._write_entries(entries)
                 self._recovered(attempt)
                 return
@@ -341,8 +372,8 @@ class Pipeline:
             else:
                 log.debug("write retry %d failed: %s (next in %.1f s)", attempt, err, delay)
             if entries[0].kind == "w":
-                # Isolation may have delivered or rejected some lines; retry only the rest.
-                entries = await self._run(lambda: store.head(self.batch_size))
+                # Isolating bad lines may have delivered or rejected some; retry only the rest.
+                entries = await self._run(partial(store.get, seqs))
                 if not entries:
                     return
             await asyncio.sleep(delay)
