@@ -16,6 +16,8 @@ import pytest
 
 from collector.storage import local_influx
 
+pytest_plugins = ["tests.ble_fixtures"]
+
 _db_counter = itertools.count()
 
 

@@ -386,6 +386,8 @@ class VirtualDevice:
 
     async def m_disconnect(self, msg: Message) -> list[Any]:
         await self._delay()
+        if not self.connected:
+            raise BlueZError(ERR_NOT_CONNECTED, "Not Connected")
         self._disconnect()
         return []
 
