@@ -199,7 +199,11 @@ async def test_bluetoothd_restart_clean_and_crash(virtual_bluez):
         await client.pair()
     for clean in (True, False):
         lost = asyncio.Event()
-        client = BleakClient(found[A1][0], disconnected_callback=lambda _c, ev=lost: ev.set())
+
+        def on_lost(_c, ev=lost):
+            ev.set()
+
+        client = BleakClient(found[A1][0], disconnected_callback=on_lost)
         await client.connect()
         task = asyncio.create_task(virtual_bluez.restart_bluetoothd(0.2, clean=clean))
         await asyncio.sleep(0.05)
