@@ -62,15 +62,23 @@ def push(
     from collector.dashboards.push import PushOptions, push_all
 
     settings = get_settings()
-    opts = PushOptions(
-        url=url,
-        token=token,
-        folder=folder,
-        annotations=annotations,
-        person=person,
-        influx_url=influx_url or settings.influx.url,
-        influx_database=settings.influx.database,
-    )
+    i = settings.influx
+    try:
+        opts = PushOptions(
+            url=url,
+            token=token,
+            folder=folder,
+            annotations=annotations,
+            person=person,
+            influx_url=influx_url or i.url,
+            influx_database=i.database if i.embedded or i.version == 1 else i.bucket,
+            influx_version=1 if i.embedded else i.version,
+            influx_token=i.token_value(),
+            influx_user=i.username,
+            influx_password=i.password_value(),
+        )
+    except MagsleepError as exc:
+        fail(str(exc))
     try:
         result = asyncio.run(push_all(opts, settings=settings if annotations else None))
     except MagsleepError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 from grafana_client.api import AsyncGrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
+from niquests.exceptions import RequestException
 
 from collector.dashboards import build_all
 from collector.dashboards import night as night_dash
@@ -154,6 +155,9 @@ async def push_all(o: PushOptions, *, settings: Settings | None = None) -> PushR
             result.annotations = await _push_annotations(api, o, settings)
     except GrafanaException as exc:
         raise _explain(exc, step) from None
+    except RequestException as exc:
+        why = type(exc).__name__
+        raise GrafanaPushError(f"cannot reach Grafana at {o.url} for {step}: {why}; check --url") from None
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import UTC, date, datetime, timedelta
 
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
@@ -134,10 +135,10 @@ def build_seed() -> Seed:
     return s
 
 
-def settings_for(url: str, database: str, state_dir: object) -> Settings:
+def settings_for(url: str, database: str, state_dir: Path) -> Settings:
     return Settings(
         influx=InfluxSettings(embedded=False, url=url, database=database),
-        storage=StorageSettings(state_dir=state_dir),  # type: ignore[arg-type]
+        storage=StorageSettings(state_dir=state_dir),
         persons=[PersonSettings(name="alice"), PersonSettings(name="bob")],
     )
 
