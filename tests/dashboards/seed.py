@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
