@@ -12,7 +12,6 @@ from grafana_foundation_sdk.models import dashboard as dm
 from collector.dashboards.common import (
     CONTROL_COLOR,
     MAGNESIUM_COLOR,
-    METRICS,
     PERSON,
     TIME,
     base_dashboard,
@@ -22,7 +21,7 @@ from collector.dashboards.common import (
     value_map,
     where,
 )
-from collector.dashboards.influxql import InfluxQL
+from collector.dashboards.influxql import DATASOURCE, InfluxQL
 
 UID = "magsleep-effects"
 METRIC = '"metric" =~ /^$metric$/'  # multi-value: Grafana sends (a|b)
@@ -38,11 +37,15 @@ EFFECT_COLUMNS = (
 )
 
 
-def metric_variable() -> dash.CustomVariable:
+def metric_variable() -> dash.QueryVariable:
+    """The metrics that have effect estimates for the person (as written by `magsleep effects`)."""
     return (
-        dash.CustomVariable("metric")
+        dash.QueryVariable("metric")
         .label("Metric")
-        .values(",".join(m.field for m in METRICS))
+        .datasource(DATASOURCE)
+        .query(f'SHOW TAG VALUES FROM "effect" WITH KEY = "metric" WHERE {PERSON}')
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
         .all_value(".*")

@@ -108,6 +108,8 @@ def test_variable_queries(seeded: Seeded) -> None:
 
     assert options(night["person"]) == {"alice", "bob"}
     assert options(night["device"]) == {DEVICE}
+    effects = dict(variable_queries(DASHBOARDS["effects.json"]))
+    assert options(effects["metric"]) == set(EFFECTS) | set(BEFORE_AFTER)
     (nights,) = series(seeded, interpolate(night["night"], ctx()))
     # Grafana takes the second column (after time) as the option: the evening dates.
     assert [v[1] for v in nights["values"]] == [n.isoformat() for n in seeded.seed.nights]
