@@ -94,27 +94,26 @@ class GruClassifier:
         return p
 
 
-def _sigmoid(x: F32) -> F32:
-    r: F32 = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-    return r
-
-
 def _run_gru(g: _Gru, x: F32, mask: NDArray[np.bool_], *, reverse: bool) -> F32:
     """Keras GRU (reset_after=True), returning the sequence in input order."""
     n, u = x.shape[0], g.units
+    u2 = 2 * u
     xin = x @ g.kernel + g.bias_in  # all input projections at once
+    xzr = xin[:, :u2]
+    xh = xin[:, u2:]
+    rec, brec = g.recurrent, g.bias_rec
     out = np.zeros((n, u), dtype=np.float32)
     h = np.zeros(u, dtype=np.float32)
+    one = np.float32(1)
     steps = range(n - 1, -1, -1) if reverse else range(n)
     for t in steps:
         if not mask[t]:
             continue  # state carried over, output zero (zero_output_for_mask=True)
-        xt = xin[t]
-        inner = h @ g.recurrent + g.bias_rec
-        z = _sigmoid(xt[:u] + inner[:u])
-        r = _sigmoid(xt[u : 2 * u] + inner[u : 2 * u])
-        hh = np.tanh(xt[2 * u :] + r * inner[2 * u :])
-        h = z * h + (1 - z) * hh
+        inner = h @ rec + brec
+        zr = one / (one + np.exp(-(xzr[t] + inner[:u2])))
+        z = zr[:u]
+        hh = np.tanh(xh[t] + zr[u:] * inner[u2:])
+        h = z * h + (one - z) * hh
         out[t] = h
     return out
 

@@ -1,0 +1,331 @@
+"""One night from raw arrays to a hypnogram, metrics and points (pure: no I/O).
+
+Epochs are 30 s on a grid anchored at the start of the night's window, so recomputing a night
+after lights out moved by a minute rewrites the same sleep_stage points instead of a shifted set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from datetime import time as dtime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from collector.nights.artefacts import Beats, clean_rr
+from collector.nights.metrics import MIN_COVERAGE_PCT, HeartMetrics, heart_metrics, hr_from_samples, sleep_metrics
+from collector.nights.segment import (
+    NS,
+    LightsSource,
+    NightWindow,
+    night_span,
+    rest_bounds,
+)
+from collector.nights.staging import (
+    EPOCH_S,
+    MIN_EPOCH_COVERAGE,
+    STAGE_NAMES,
+    UNKNOWN,
+    Hypnogram,
+    StagingFeatures,
+    Subject,
+    classify,
+    epoch_coverage,
+    staging_features,
+)
+from collector.storage.lineprotocol import FieldValue, Point
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+EPOCH_NS = EPOCH_S * NS
+#: Nights with less time in bed than this are not nights (flagged).
+MIN_TIB_MIN = 60.0
+STAGING_PREFIX = "magsleep-"
+
+
+@dataclass(frozen=True, slots=True)
+class NightInputs:
+    """Everything stored for one person inside one night window."""
+
+    window: NightWindow
+    rr_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    rr_ms: F64 = field(default_factory=lambda: np.zeros(0))
+    hr_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    hr_bpm: F64 = field(default_factory=lambda: np.zeros(0))
+    motion_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    motion_activity: F64 = field(default_factory=lambda: np.zeros(0))
+    motion_epoch_s: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    stage_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    stage_code: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    stage_epoch_s: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    stage_device: str = ""
+    lights_out_tag_ns: int | None = None
+    lights_on_tag_ns: int | None = None
+    sim: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NightOptions:
+    classifier: str = "wrn-gru-mesa"
+    motion_staging: bool = False
+    motion_scale: float = 1.0
+    min_coverage_pct: float = MIN_COVERAGE_PCT
+
+
+@dataclass(frozen=True, slots=True)
+class NightResult:
+    night: str
+    lights_out_ns: int
+    lights_on_ns: int
+    lights_source: LightsSource
+    staging: Literal["device", "computed", "none"]
+    hypnogram: Hypnogram | None  # computed stages to store (None for device staging)
+    fields: dict[str, FieldValue]
+    flagged: bool
+    beats: Beats | None = None
+
+
+def _grid(window: NightWindow) -> int:
+    return int((window.end_ns - window.start_ns) // EPOCH_NS)
+
+
+def _to_epoch(window: NightWindow, t_ns: I64) -> I64:
+    r: I64 = (t_ns - window.start_ns) // EPOCH_NS
+    return r
+
+
+def device_hypnogram(inp: NightInputs) -> Hypnogram | None:
+    """The device's stages on the window grid (None when the device gave none)."""
+    if inp.stage_time_ns.size == 0:
+        return None
+    w = inp.window
+    n = _grid(w)
+    codes = np.full(n, UNKNOWN, dtype=np.int64)
+    order = np.argsort(inp.stage_time_ns, kind="stable")
+    for t, c, e in zip(inp.stage_time_ns[order].tolist(), inp.stage_code[order].tolist(),
+                       inp.stage_epoch_s[order].tolist(), strict=True):
+        a = max(0, (t - w.start_ns) // EPOCH_NS)
+        b = min(n, -(-(t + max(int(e), EPOCH_S) * NS - w.start_ns) // EPOCH_NS))
+        if a < b:
+            codes[a:b] = int(c)
+    if not np.any(codes != UNKNOWN):
+        return None
+    return Hypnogram(w.start_ns, EPOCH_S, codes, np.full(n, np.nan), "device", inp.stage_device or "device")
+
+
+def motion_per_minute(inp: NightInputs, start_ns: int, n_epochs: int) -> F64 | None:
+    """Activity counts per minute from ``start_ns`` (NaN where the tracker sent nothing)."""
+    if inp.motion_time_ns.size == 0:
+        return None
+    n_min = -(-n_epochs // 2)
+    out = np.full(n_min, np.nan)
+    idx = (inp.motion_time_ns - start_ns) // (60 * NS)
+    ok = (idx >= 0) & (idx < n_min) & np.isfinite(inp.motion_activity)
+    if not np.any(ok):
+        return None
+    sums = np.bincount(idx[ok], weights=inp.motion_activity[ok], minlength=n_min)
+    have = np.bincount(idx[ok], minlength=n_min) > 0
+    out[have] = sums[have]
+    return out
+
+
+def _local_time(t_ns: int, tz: ZoneInfo) -> dtime:
+    return datetime.fromtimestamp(t_ns // NS, tz).time()
+
+
+def _per_epoch_hr(window: NightWindow, beats: Beats, inp: NightInputs, n: int) -> tuple[NDArray[np.bool_], F64]:
+    """Epochs with usable heart signal, and their mean HR (NaN where none)."""
+    present = np.zeros(n, dtype=bool)
+    hr = np.full(n, np.nan)
+    if beats.t_s.size:
+        rel = beats.t_s + (beats.t0_ns - window.start_ns) / 1e9
+        cov = epoch_coverage(rel, beats.nn_ms, n)
+        present |= cov >= MIN_EPOCH_COVERAGE
+        ok = np.isfinite(beats.nn_ms) & (rel >= 0)
+        idx = (rel[ok] // EPOCH_S).astype(np.int64)
+        m = idx < n
+        s = np.bincount(idx[m], weights=beats.nn_ms[ok][m], minlength=n)[:n]
+        c = np.bincount(idx[m], minlength=n)[:n]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hr = np.where(c > 0, 60000.0 * c / s, np.nan)
+    elif inp.hr_time_ns.size:
+        idx = _to_epoch(window, inp.hr_time_ns)
+        ok = (idx >= 0) & (idx < n) & (inp.hr_bpm > 0)
+        s = np.bincount(idx[ok], weights=inp.hr_bpm[ok], minlength=n)[:n]
+        c = np.bincount(idx[ok], minlength=n)[:n]
+        present = c > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hr = np.where(c > 0, s / c, np.nan)
+    return present, hr
+
+
+def compute_night(inp: NightInputs, subject: Subject, tz: ZoneInfo, opts: NightOptions | None = None) -> NightResult | None:
+    """Lights, hypnogram, metrics and flags of one night; None when the window holds no signal."""
+    opts = opts or NightOptions()
+    w = inp.window
+    n = _grid(w)
+    beats = clean_rr(inp.rr_time_ns, inp.rr_ms)
+    present, hr = _per_epoch_hr(w, beats, inp, n)
+    dev = device_hypnogram(inp)
+    has_heart = bool(np.any(present))
+    if not has_heart and dev is None:
+        return None
+
+    sf: StagingFeatures | None = None
+    sf_lo = 0
+
+    def stage(lo: int, hi: int) -> Hypnogram:
+        # Features once over the data span; each classification reuses the rows it covers.
+        nonlocal sf, sf_lo
+        if sf is None or lo < sf_lo or hi > sf_lo + sf.n:
+            data = np.flatnonzero(present)
+            sf_lo = min(lo, int(data[0])) if data.size else lo
+            sf_hi = max(hi, int(data[-1]) + 1) if data.size else hi
+            sf = staging_features(beats, w.start_ns + sf_lo * EPOCH_NS, w.start_ns + sf_hi * EPOCH_NS, subject,
+                                  classifier=opts.classifier)
+        start_ns = w.start_ns + lo * EPOCH_NS
+        act = motion_per_minute(inp, start_ns, hi - lo) if opts.motion_staging else None
+        return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz),
+                        activity_per_min=act, motion_scale=opts.motion_scale)
+
+    tag_lo = None if inp.lights_out_tag_ns is None else int(np.clip(_to_epoch(w, np.array([inp.lights_out_tag_ns]))[0], 0, n))
+    tag_hi = None if inp.lights_on_tag_ns is None else int(np.clip(-(-(inp.lights_on_tag_ns - w.start_ns) // EPOCH_NS), 0, n))
+    staging: Literal["device", "computed", "none"]
+    full: Hypnogram | None = None  # stages over the window (for finding sleep)
+    if dev is not None:
+        staging = "device"
+        full = dev
+        lights_src: LightsSource = "device"
+        present_for_lights = dev.codes != UNKNOWN
+        hr_for_lights = None
+    elif beats.t_s.size:
+        staging = "computed"
+        lights_src = "estimate"
+        present_for_lights = present
+        hr_for_lights = hr
+        if tag_lo is None or tag_hi is None:
+            data = np.flatnonzero(present)
+            full = stage(int(data[0]), int(data[-1]) + 1).slice(w.start_ns, w.end_ns)
+    else:
+        staging = "none"
+        lights_src = "estimate"
+        present_for_lights = present
+        hr_for_lights = hr
+
+    lo = hi = None
+    if full is not None:
+        span = night_span(full.codes)
+        if span is not None:
+            lo, hi = rest_bounds(span[0], span[1], present_for_lights, hr_for_lights)
+    if lo is None or hi is None:
+        data = np.flatnonzero(present_for_lights)
+        lo, hi = int(data[0]), int(data[-1]) + 1
+        lights_src = "estimate"
+    if tag_lo is not None:
+        lo, lights_src = tag_lo, "tag"
+    if tag_hi is not None:
+        hi = tag_hi
+        if tag_lo is None:
+            lights_src = lights_src if lights_src != "estimate" else "estimate"
+    if hi <= lo:
+        hi = min(n, lo + 1)
+
+    lo_ns, hi_ns = w.start_ns + lo * EPOCH_NS, w.start_ns + hi * EPOCH_NS
+    stored: Hypnogram | None = None
+    if staging == "device":
+        assert dev is not None
+        hyp = dev.slice(lo_ns, hi_ns)
+    elif staging == "computed":
+        hyp = stage(lo, hi)
+        stored = hyp
+    else:
+        hyp = Hypnogram(lo_ns, EPOCH_S, np.full(hi - lo, UNKNOWN, dtype=np.int64), np.full(hi - lo, np.nan),
+                        "computed", "none")
+
+    sm = sleep_metrics(hyp.codes)
+    rel = beats.t_s + (beats.t0_ns - lo_ns) / 1e9 if beats.t_s.size else beats.t_s
+    if beats.t_s.size:
+        hm = heart_metrics(hyp.codes, rel, beats.nn_ms, beats.ok, beats.segment)
+    elif inp.hr_time_ns.size:
+        mean, low = hr_from_samples(hyp.codes, (inp.hr_time_ns - lo_ns) / 1e9, inp.hr_bpm)
+        hm = HeartMetrics(mean, low, None, None, 0)
+    else:
+        hm = HeartMetrics(None, None, None, None, 0)
+    known = hyp.codes != UNKNOWN
+    usable = known & present[lo:hi] if has_heart else known
+    coverage = 100.0 * float(np.count_nonzero(usable)) / max(1, hi - lo)
+    flagged = coverage < opts.min_coverage_pct or sm.tib_min < MIN_TIB_MIN or staging == "none"
+
+    fields: dict[str, FieldValue] = {
+        "night": w.night.isoformat(),
+        "lights_out": lo_ns,
+        "lights_on": hi_ns,
+        "lights_source": lights_src,
+        "coverage_pct": coverage,
+        "flagged": flagged,
+    }
+    for k, v in sm.as_dict().items():
+        if k == "coverage_pct" or v is None:
+            continue
+        fields[k] = v if k == "awakenings" else float(v)
+    for k2, v2 in (("hr_mean_bpm", hm.hr_mean_bpm), ("hr_min5_bpm", hm.hr_min5_bpm),
+                   ("rmssd_ms", hm.rmssd_ms), ("ln_rmssd", hm.ln_rmssd)):
+        if v2 is not None and math.isfinite(v2):
+            fields[k2] = float(v2)
+    return NightResult(
+        night=w.night.isoformat(),
+        lights_out_ns=lo_ns,
+        lights_on_ns=hi_ns,
+        lights_source=lights_src,
+        staging=staging,
+        hypnogram=stored,
+        fields=fields,
+        flagged=flagged,
+        beats=beats,
+    )
+
+
+def night_time_ns(night: str) -> int:
+    """The night point's timestamp: 12:00 UTC of the evening's date (schema)."""
+    d = datetime.fromisoformat(night).replace(hour=12, tzinfo=UTC)
+    return int(d.timestamp()) * NS
+
+
+@dataclass(frozen=True, slots=True)
+class DoseInfo:
+    status: Literal["magnesium", "control", "unknown"] = "unknown"
+    elemental_mg: float = 0.0
+    form: str = ""
+
+
+def night_point(person: str, res: NightResult, dose: DoseInfo, *, sim: bool = False) -> Point:
+    fields = dict(res.fields)
+    if dose.status == "magnesium":
+        fields["elemental_mg"] = float(dose.elemental_mg)
+        fields["form"] = dose.form
+    elif dose.status == "control":
+        fields["elemental_mg"] = 0.0
+        fields["form"] = ""
+    tags = {"person": person, "dose": dose.status, "staging": res.staging, "source": "sim" if sim else "computed"}
+    return Point("night", tags, fields, night_time_ns(res.night))
+
+
+def stage_tags(person: str, hyp: Hypnogram, *, sim: bool = False) -> dict[str, str]:
+    return {"person": person, "source": "sim" if sim else "computed",
+            "device": STAGING_PREFIX + hyp.method.split("+")[0]}
+
+
+def stage_points(person: str, hyp: Hypnogram, *, sim: bool = False) -> list[Point]:
+    """sleep_stage points (30-s epochs, stage + probability) of a computed hypnogram."""
+    tags = stage_tags(person, hyp, sim=sim)
+    out: list[Point] = []
+    for t, c, p in zip(hyp.times_ns().tolist(), hyp.codes.tolist(), hyp.prob.tolist(), strict=True):
+        f: dict[str, FieldValue] = {"stage": STAGE_NAMES[int(c)], "stage_code": int(c), "epoch_s": hyp.epoch_s}
+        if math.isfinite(p):
+            f["probability"] = float(p)
+        out.append(Point("sleep_stage", tags, f, int(t)))
+    return out
