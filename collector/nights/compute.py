@@ -163,7 +163,9 @@ def _per_epoch_hr(window: NightWindow, beats: Beats, inp: NightInputs, n: int) -
     return present, hr
 
 
-def compute_night(inp: NightInputs, subject: Subject, tz: ZoneInfo, opts: NightOptions | None = None) -> NightResult | None:
+def compute_night(
+    inp: NightInputs, subject: Subject, tz: ZoneInfo, opts: NightOptions | None = None
+) -> NightResult | None:
     """Lights, hypnogram, metrics and flags of one night; None when the window holds no signal."""
     opts = opts or NightOptions()
     w = inp.window
@@ -192,8 +194,11 @@ def compute_night(inp: NightInputs, subject: Subject, tz: ZoneInfo, opts: NightO
         return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz),
                         activity_per_min=act, motion_scale=opts.motion_scale)
 
-    tag_lo = None if inp.lights_out_tag_ns is None else int(np.clip(_to_epoch(w, np.array([inp.lights_out_tag_ns]))[0], 0, n))
-    tag_hi = None if inp.lights_on_tag_ns is None else int(np.clip(-(-(inp.lights_on_tag_ns - w.start_ns) // EPOCH_NS), 0, n))
+    tag_lo = tag_hi = None
+    if inp.lights_out_tag_ns is not None:
+        tag_lo = int(np.clip((inp.lights_out_tag_ns - w.start_ns) // EPOCH_NS, 0, n))
+    if inp.lights_on_tag_ns is not None:
+        tag_hi = int(np.clip(-(-(inp.lights_on_tag_ns - w.start_ns) // EPOCH_NS), 0, n))
     staging: Literal["device", "computed", "none"]
     full: Hypnogram | None = None  # stages over the window (for finding sleep)
     if dev is not None:

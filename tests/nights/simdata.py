@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def inputs(night: Night, ps: PersonSettings, *, device_stages: bool = True, moti
            tags: bool = False) -> NightInputs:
     a = notification_arrays(night)
     win = night_window(night.plan.night, ps)
-    kw: dict = {}
+    kw: dict[str, Any] = {}
     if motion and night.motion is not None:
         t = night.lights_out_ns + np.arange(night.motion.size, dtype=np.int64) * EPOCH_S * NS
         kw.update(motion_time_ns=t, motion_activity=night.motion.astype(float),

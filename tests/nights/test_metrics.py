@@ -126,6 +126,7 @@ def test_heart_metrics_from_beats():
     # wake-sleep transitions straddle windows -> blocks only inside sleep
     assert h.rmssd_windows == 24
     assert h.rmssd_ms == pytest.approx(40, rel=0.02)
+    assert h.rmssd_ms is not None
     assert h.ln_rmssd == pytest.approx(math.log(h.rmssd_ms))
 
 
@@ -158,6 +159,7 @@ def test_lowest_5min_hr_finds_the_dip():
     nn[dip] = 60000 / 48
     h = heart_metrics(codes, t, nn, ok, seg)
     assert h.hr_min5_bpm == pytest.approx(48, rel=0.01)
+    assert h.hr_mean_bpm is not None
     assert 48 < h.hr_mean_bpm < 60
 
 
