@@ -92,10 +92,34 @@ class ThreadedServer:
     url: str
     app: web.Application
     loop: asyncio.AbstractEventLoop
+    runner: web.AppRunner
+    port: int
+    site: web.TCPSite | None = None
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run a coroutine function on the server's loop and wait for it."""
         return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout=60)
+
+    @property
+    def service(self) -> DoseService:
+        return self.app[DOSE_SERVICE]
+
+    def go_offline(self) -> None:
+        """Stop listening and drop open connections (the app and its journal stay up)."""
+
+        async def down() -> None:
+            assert self.site is not None and self.runner.server is not None
+            await self.site.stop()
+            await self.runner.server.shutdown(1.0)
+
+        self.call(down)
+
+    def go_online(self) -> None:
+        async def up() -> None:
+            self.site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+            await self.site.start()
+
+        self.call(up)
 
 
 @pytest.fixture
@@ -115,6 +139,7 @@ def threaded_server(settings: Settings) -> Iterator[ThreadedServer]:
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             holder["port"] = runner.addresses[0][1]
+            holder["site"] = site
 
         loop.run_until_complete(up())
         started.set()
@@ -126,7 +151,8 @@ def threaded_server(settings: Settings) -> Iterator[ThreadedServer]:
     t.start()
     assert started.wait(30)
     try:
-        yield ThreadedServer(f"http://127.0.0.1:{holder['port']}", app, loop)
+        yield ThreadedServer(f"http://127.0.0.1:{holder['port']}", app, loop, runner,
+                             holder["port"], holder["site"])
     finally:
         loop.call_soon_threadsafe(loop.stop)
         t.join(30)

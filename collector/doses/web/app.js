@@ -185,6 +185,10 @@
     ev.preventDefault();
     const amount = parseFloat(els.amount.value);
     if (!(amount > 0)) { setStatus("err", "Enter the amount in mg (more than 0)."); return; }
+    if (pending()) {
+      setStatus("err", "An earlier dose is not saved yet: tap Retry or Discard first.");
+      return;
+    }
     remember();
     const body = {
       id: uuid4(), person: els.person.value, form: els.formSel.value, amount_mg: amount,

@@ -1,0 +1,127 @@
+"""The phone page in a real headless Chromium (Debian's chromium + chromedriver via selenium)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.doses.conftest import TOKEN, ThreadedServer
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    if not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists():
+        pytest.fail("needs Debian's chromium and chromium-driver: apt-get install -y chromium "
+                    "chromium-driver")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=412,915"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _text(driver: WebDriver, element_id: str) -> str:
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def test_log_see_undo_and_retry_after_failure(
+    browser: WebDriver, threaded_server: ThreadedServer
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    wait = WebDriverWait(browser, 20)
+    browser.get(threaded_server.url + "/app/")
+
+    # no token yet: the page asks for it once and keeps it
+    token_box = wait.until(ec.visibility_of_element_located((By.ID, "token-box")))
+    assert "API token" in token_box.text
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "save-token").click()
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "person")).options) == 2)
+    assert not browser.find_element(By.ID, "token-box").is_displayed()
+    wait.until(lambda d: "No doses yet" in _text(d, "recent"))
+
+    # log a dose with one tap
+    Select(browser.find_element(By.ID, "person")).select_by_visible_text("bob")
+    Select(browser.find_element(By.ID, "form")).select_by_visible_text("citrate")
+    amount = browser.find_element(By.ID, "amount")
+    amount.clear()
+    amount.send_keys("400")
+    browser.find_element(By.ID, "took").click()
+    wait.until(lambda d: "Logged 400 mg citrate (64.7 mg elemental)" in _text(d, "status"))
+    wait.until(lambda d: "400 mg citrate · bob" in _text(d, "recent"))
+    doses = threaded_server.call(threaded_server.service.list_doses)
+    assert [(d.person, d.form.value, d.amount_mg, d.source.value) for d in doses] == [
+        ("bob", "citrate", 400.0, "web")]
+    browser.save_screenshot(str(ARTIFACTS / "doses-phone-logged.png"))
+
+    # undo it
+    browser.find_element(By.CSS_SELECTOR, "#recent li button.undo").click()
+    wait.until(lambda d: "Removed 400 mg citrate" in _text(d, "status"))
+    wait.until(lambda d: "No doses yet" in _text(d, "recent"))
+    assert threaded_server.call(threaded_server.service.list_doses) == []
+
+    # the last choice is remembered, the token too
+    browser.refresh()
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "person")).options) == 2)
+    assert Select(browser.find_element(By.ID, "person")).first_selected_option.text == "bob"
+    assert Select(browser.find_element(By.ID, "form")).first_selected_option.text == "citrate"
+    assert browser.find_element(By.ID, "amount").get_attribute("value") == "400"
+    assert not browser.find_element(By.ID, "token-box").is_displayed()
+
+    # the server is unreachable: clear error, the entry is kept, Retry delivers it once
+    threaded_server.go_offline()
+    try:
+        browser.find_element(By.ID, "took").click()
+        wait.until(lambda d: "No connection to the magsleep server" in _text(d, "status"))
+        wait.until(ec.visibility_of_element_located((By.ID, "pending-box")))
+        assert "Not saved yet: 400 mg citrate for bob" in _text(browser, "pending-text")
+        browser.save_screenshot(str(ARTIFACTS / "doses-phone-offline.png"))
+        browser.find_element(By.ID, "took").click()  # a second tap must not lose the first
+        wait.until(lambda d: "An earlier dose is not saved yet" in _text(d, "status"))
+    finally:
+        threaded_server.go_online()
+    browser.find_element(By.ID, "retry").click()
+    wait.until(lambda d: "Logged 400 mg citrate" in _text(d, "status"))
+    wait.until(ec.invisibility_of_element_located((By.ID, "pending-box")))
+    wait.until(lambda d: "400 mg citrate · bob" in _text(d, "recent"))
+    browser.find_element(By.ID, "retry")  # still in the DOM, hidden
+    browser.find_element(By.ID, "took").click()  # a second, new dose
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent li button.undo")) == 2)
+    assert len(threaded_server.call(threaded_server.service.list_doses)) == 2
+    browser.save_screenshot(str(ARTIFACTS / "doses-phone.png"))
+
+
+def test_validation_error_is_shown(browser: WebDriver, threaded_server: ThreadedServer) -> None:
+    wait = WebDriverWait(browser, 20)
+    browser.get(threaded_server.url + "/app/")
+    browser.execute_script(f"localStorage.setItem('magsleep.token', '{TOKEN}')")
+    browser.refresh()
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "person")).options) == 2)
+    Select(browser.find_element(By.ID, "form")).select_by_visible_text("oxide")
+    amount = browser.find_element(By.ID, "amount")
+    amount.clear()
+    amount.send_keys("9000")
+    browser.find_element(By.ID, "took").click()
+    wait.until(lambda d: "above the ceiling of 2000 mg" in _text(d, "status"))
+    assert _text(browser, "status").startswith("Not logged:")
+    assert not browser.find_element(By.ID, "pending-box").is_displayed()
+    assert threaded_server.call(threaded_server.service.list_doses) == []
