@@ -172,6 +172,15 @@ class AnalysisSettings(_Section):
         return v
 
 
+class NightsSettings(_Section):
+    """Nightly staging and metrics (collector/nights, docs/nights.md)."""
+
+    classifier: Literal["wrn-gru-mesa", "ws-gru-mesa", "wrn-gru-mesa-weighted"] = "wrn-gru-mesa"
+    motion_staging: bool = False
+    motion_scale: float = Field(default=1.0, gt=0)
+    min_coverage_pct: float = Field(default=80.0, ge=0, le=100)
+
+
 class Settings(BaseSettings):
     """All of magsleep's settings."""
 
@@ -192,6 +201,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ble: BleSettings = Field(default_factory=BleSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    nights: NightsSettings = Field(default_factory=NightsSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("persons")
