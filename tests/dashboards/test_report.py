@@ -1,0 +1,105 @@
+"""`magsleep report`: a self-contained HTML file from the seeded InfluxDB, rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from collector.cli import main
+from collector.report import ReportError, write_report
+from tests.dashboards.conftest import Seeded
+from tests.dashboards.seed import EFFECTS, N_NIGHTS
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--hide-scrollbars",
+]
+
+
+@pytest.fixture(scope="module")
+def report(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import asyncio
+
+    out = tmp_path_factory.mktemp("report") / "sub" / "report.html"
+    return asyncio.run(write_report(seeded.settings, out, person="alice"))
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    text = report.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text) is None  # nothing fetched from outside
+    assert "<script" not in text and "<link" not in text and "<img" not in text
+    for plot in ("plot-nights", "plot-effects", "plot-latest"):
+        m = re.search(rf'<div class="plot" id="{plot}"><svg[^>]*>(.*?)</svg>', text, flags=re.S)
+        assert m, plot
+        assert m.group(1).count("<path") > 20, plot  # real drawings, not an empty frame
+
+
+def test_report_content_matches_the_data(report: Path, seeded: Seeded) -> None:
+    text = report.read_text()
+    assert f"{N_NIGHTS} nights (7 magnesium, 7 control)" in text
+    for metric, (est, lo, hi, pb) in EFFECTS.items():
+        row = re.search(rf"<tr><td>{metric}</td>(.*?)</tr>", text)
+        assert row, metric
+        assert f"{est:.2f}" in row.group(1) and f"{lo:.2f} … {hi:.2f}" in row.group(1)
+        assert f"{100 * pb:.0f}%" in row.group(1)
+        assert f"<li>{metric} summary</li>" in text
+    assert "99.00" not in text  # bob's effect
+    last = seeded.seed.last_night.isoformat()
+    assert f"Night of <b>{last}</b> (control)" in text
+    assert f"total sleep {seeded.seed.tst[seeded.seed.last_night]:.0f} min" in text
+    assert "Sleep stages (computed)" in text and "Sleep stages (device)" in text
+    assert "After starting magnesium vs before" in text
+
+
+def test_report_for_unknown_person_says_so(seeded: Seeded, tmp_path: Path) -> None:
+    import asyncio
+
+    with pytest.raises(ReportError, match="no nights or effects stored for person 'carol'"):
+        asyncio.run(write_report(seeded.settings, tmp_path / "r.html", person="carol"))
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_cli(seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGSLEEP_INFLUX__EMBEDDED", "false")
+    monkeypatch.setenv("MAGSLEEP_INFLUX__URL", seeded.server.url)
+    monkeypatch.setenv("MAGSLEEP_INFLUX__DATABASE", seeded.db)
+    monkeypatch.setenv("MAGSLEEP_STORAGE__STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MAGSLEEP_PERSONS", '[{"name": "alice"}]')
+    out = tmp_path / "cli.html"
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--out", str(out)])
+    assert exc.value.code == 0
+    assert "plot-effects" in out.read_text()
+
+
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    exe = shutil.which("chromium")
+    assert exe, "install Debian's chromium (apt-get install chromium) to run this test"
+    shot = tmp_path / "report.png"
+    r = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=1200,3000", report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.is_file(), r.stderr[-2000:]
+    if keep := os.environ.get("MAGSLEEP_KEEP_SCREENSHOT"):
+        shutil.copy(shot, keep)  # to look at it
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1200, 3000)
+    px = np.asarray(img).astype(int)
+    non_white = (px.sum(axis=2) < 3 * 235).mean()
+    assert non_white > 0.03  # text and plots, not a blank page
+    purple_rows = (np.abs(px - np.array([0x8F, 0x3B, 0xB8])) < 30).all(axis=2).sum(axis=1)
+    # magnesium nights as purple dots in the plots; rows that are one long purple line are the
+    # headings' rules and do not count
+    assert purple_rows[purple_rows < 300].sum() > 300
+    colours = {tuple(c) for c in px[400:2600:4, ::4].reshape(-1, 3)}
+    assert len(colours) > 200  # plots with colours and anti-aliasing, not only black text
