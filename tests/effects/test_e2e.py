@@ -140,3 +140,13 @@ def test_effects_end_to_end(influx_server: InfluxServer, influx_db: str, tmp_pat
     assert "Total sleep was" in res.output
     assert "Magnesium vs control nights" in res.output
     assert len(influx_server.rows("SELECT * FROM effect", influx_db)) == n_results
+
+    # --since keeps the later nights only
+    since = (START + timedelta(days=28)).isoformat()
+    res = runner.invoke(app, ["-c", str(cfg), "effects", "--person", "alice", "--since", since,
+                              "--no-write", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    (later,) = json.loads(res.output)
+    assert sum(later["nights"].values()) == 28
+    res = runner.invoke(app, ["-c", str(cfg), "effects", "--metric", "sleepiness", "--no-write"])
+    assert res.exit_code == 2 and "unknown metric" in res.output
