@@ -129,10 +129,10 @@ def test_dockerfile_and_dockerignore() -> None:
     assert froms and all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", f) for f in froms)
     assert re.search(r"^USER magsleep$", text, flags=re.M)
     ignore = (REPO / ".dockerignore").read_text().splitlines()
-    assert ignore[1:3] == ["*", "!pyproject.toml"] or "*" in ignore
+    assert "*" in ignore  # everything else stays out of the build context (.env, state, .venv)
     for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M):
         for item in copied.split():
-            assert (REPO / item).exists() or item == "README.md", item
+            assert (REPO / item).exists(), item
             assert f"!{item}" in ignore or f"!{item}/" in ignore, item
 
 
