@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -338,9 +339,17 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
             raise ConfigError(f"cannot listen on {h}:{p}: {exc.strerror}; pick another "
                               "--port or stop what uses it") from None
         shown = f"[{h}]" if ":" in h else h
-        log.warning("dose API and phone page on http://%s:%d/app/", shown, p)
+        log.info("dose API and phone page on http://%s:%d/app/", shown, p)
         print(f"dose API and phone page on http://{shown}:{p}/app/  (Ctrl-C stops)", flush=True)  # noqa: T201
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
     finally:
         await runner.cleanup()
 

@@ -172,7 +172,8 @@ def _elemental(
             "elemental magnesium from the label",
         ))
         return amount, False
-    return amount * share, True
+    exact = amount * share
+    return (round(exact, 2) or exact), True  # 2 decimals, but never rounded to 0
 
 
 def _resolve_time(
