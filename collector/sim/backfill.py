@@ -42,6 +42,8 @@ SLEEPLOG_TO_STAGE: dict[int, tuple[str, int]] = {
 _DOSE_NAMESPACE = uuid.UUID("6f1c2c1e-7d0a-4c59-9d0e-5a1f0b8f3e21")
 #: pause generating when this many lines wait in the outbox (keeps it far below its size bound)
 _MAX_PENDING_LINES = 1_500_000
+#: lines per InfluxDB write in a backfill (measured: 20,000 about twice as fast as 5,000 on 1.6.7)
+BULK_BATCH_SIZE = 20_000
 _HR_ENCODER = RowEncoder("heart_rate", [("bpm", "int"), ("contact", "bool")])
 _RR_ENCODER = RowEncoder("rr", [("rr_ms", "float")])
 
@@ -199,12 +201,18 @@ async def backfill(
     progress: ProgressFn | None = None,
     allow_mixed: bool = False,
     pipeline: Pipeline | None = None,
+    durable: bool = False,
+    batch_size: int = BULK_BATCH_SIZE,
     flush_timeout_s: float = 600.0,
 ) -> BackfillResult:
     """Generate the study's nights (all, or ``indices``) and write them through the pipeline.
 
     Returns once InfluxDB has everything. ``pipeline``: an already started pipeline to use
-    (e.g. the demo's); by default one is opened from ``settings`` with its own outbox file.
+    (e.g. the demo's). By default a pipeline is opened from ``settings`` with an in-memory
+    outbox and ``batch_size`` lines per write: a backfill is deterministic and idempotent (a
+    re-run writes the same points), so the durable SQLite outbox, which protects irreplaceable
+    device data, would only halve the speed. ``durable=True`` uses it anyway (file
+    ``outbox-sim.sqlite``).
     """
     idx = list(range(len(study)) if indices is None else indices)
     if not idx:
@@ -252,7 +260,10 @@ async def backfill(
     if pipeline is not None:
         await run(pipeline)
     else:
-        async with Pipeline.from_settings(settings, name="sim") as pipe:
+        opts: dict[str, Any] = {"batch_size": batch_size}
+        if not durable:
+            opts["outbox_path"] = None
+        async with Pipeline.from_settings(settings, name="sim", **opts) as pipe:
             await run(pipe)
     if truth_path is not None:
         write_truth(truth_path, study, result.truths)

@@ -86,7 +86,8 @@ async def test_backfill_refuses_to_mix_with_real_data(influx_server: InfluxServe
     with pytest.raises(ValidationError, match=r"real \(non-sim\) heart points"):
         await backfill(settings, study)
     assert _counts(influx_server, influx_db, "source = 'sim'") == {}
-    await backfill(settings, study, allow_mixed=True)
+    await backfill(settings, study, allow_mixed=True, durable=True)  # through the SQLite outbox
+    assert (tmp_path / "outbox-sim.sqlite").exists()
     assert _counts(influx_server, influx_db, "source = 'sim'")["rr"] > 10_000
     assert _counts(influx_server, influx_db, "source = 'device'") == {"heart_rate": 1}
 
