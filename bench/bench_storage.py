@@ -61,10 +61,36 @@ def bench_encoder(n: int = 100_000) -> list[tuple[str, float, float]]:
     base_hr = best_rate(n, client_hr, 3)
     base_rr = best_rate(n, client_rr, 3)
     rows = [
-        ("RowEncoder heart_rate (bpm int, contact bool)", best_rate(n, lambda: hr.lines(tags, [(T0 + i, 50 + i % 40, True) for i in range(n)])), base_hr),
-        ("RowEncoder rr (rr_ms float)", best_rate(n, lambda: rr.lines(tags, [(T0 + i, 800.25 + i % 100) for i in range(n)])), base_rr),
-        ("encode_points heart_rate (Point + Tags)", best_rate(n, lambda: encode_points([Point("heart_rate", tags, {"bpm": 50 + i % 40, "contact": True}, T0 + i) for i in range(n)])), base_hr),
-        ("encode_points heart_rate (Point + dict tags)", best_rate(n, lambda: encode_points([Point("heart_rate", TAGS, {"bpm": 50 + i % 40, "contact": True}, T0 + i) for i in range(n)])), base_hr),
+        (
+            "RowEncoder heart_rate (bpm int, contact bool)",
+            best_rate(n, lambda: hr.lines(tags, [(T0 + i, 50 + i % 40, True) for i in range(n)])),
+            base_hr,
+        ),
+        (
+            "RowEncoder rr (rr_ms float)",
+            best_rate(n, lambda: rr.lines(tags, [(T0 + i, 800.25 + i % 100) for i in range(n)])),
+            base_rr,
+        ),
+        (
+            "encode_points heart_rate (Point + Tags)",
+            best_rate(
+                n,
+                lambda: encode_points(
+                    [Point("heart_rate", tags, {"bpm": 50 + i % 40, "contact": True}, T0 + i) for i in range(n)]
+                ),
+            ),
+            base_hr,
+        ),
+        (
+            "encode_points heart_rate (Point + dict tags)",
+            best_rate(
+                n,
+                lambda: encode_points(
+                    [Point("heart_rate", TAGS, {"bpm": 50 + i % 40, "contact": True}, T0 + i) for i in range(n)]
+                ),
+            ),
+            base_hr,
+        ),
     ]
     return [(name, rate, rate / base) for name, rate, base in rows] + [
         ("influxdb-client Point heart_rate (baseline)", base_hr, 1.0),
@@ -86,7 +112,7 @@ def _points(n: int) -> list[Point]:
 
 def _query_count(url: str, db: str) -> int:
     q = urllib.parse.urlencode({"db": db, "q": "SELECT count(bpm) FROM heart_rate; SELECT count(rr_ms) FROM rr"})
-    with urllib.request.urlopen(f"{url}/query?{q}") as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{url}/query?{q}") as resp:
         import json
 
         res = json.loads(resp.read())["results"]
@@ -95,7 +121,7 @@ def _query_count(url: str, db: str) -> int:
 
 def _create_db(url: str, db: str) -> None:
     data = urllib.parse.urlencode({"q": f'CREATE DATABASE "{db}"'}).encode()
-    urllib.request.urlopen(urllib.request.Request(f"{url}/query", data=data)).read()  # noqa: S310
+    urllib.request.urlopen(urllib.request.Request(f"{url}/query", data=data)).read()
 
 
 async def bare_write(url: str, db: str, lines: list[str], batch: int = 5000) -> float:
@@ -189,7 +215,10 @@ async def bench_ingest(url: str, n: int, root: Path, reps: int = 3) -> list[tupl
             assert _query_count(url, db) == n, f"{kind}: not every point landed"
             results[kind].append(n / dt)
     bare = statistics.median(results["bare"])
-    return [(label, statistics.median(results[k]), statistics.median(results[k]) / bare) for k, label in INGEST_KINDS.items()]
+    return [
+        (label, statistics.median(results[k]), statistics.median(results[k]) / bare)
+        for k, label in INGEST_KINDS.items()
+    ]
 
 
 def table(rows: list[tuple[str, float, float]], unit: str) -> str:
@@ -234,7 +263,8 @@ def main() -> None:
             "",
             f"### Outbox drain after a simulated 24 h outage of 4 devices ({args.drain_points:,} points)",
             "",
-            f"- filling the outbox while InfluxDB is unreachable: {fill:.1f} s ({args.drain_points / fill:,.0f} points/s)",
+            f"- filling the outbox while InfluxDB is unreachable: {fill:.1f} s"
+            f" ({args.drain_points / fill:,.0f} points/s)",
             f"- draining it into InfluxDB after restart: {drain:.1f} s ({args.drain_points / drain:,.0f} points/s);"
             " every point arrived (count checked).",
             "",

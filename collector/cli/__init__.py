@@ -10,11 +10,20 @@ import sys
 
 import typer
 
-from collector.cli import common, config_cmd, effects_cmd, influx_cmd, schema_cmd
-from collector.cli import dose_cmd, night_cmd
-from collector.cli import dashboards_cmd, report_cmd
-from collector.cli import sim_cmd
-from collector.cli import ble_cmd
+from collector.cli import (
+    ble_cmd,
+    common,
+    config_cmd,
+    dashboards_cmd,
+    dose_cmd,
+    effects_cmd,
+    influx_cmd,
+    night_cmd,
+    nights_cmd,
+    report_cmd,
+    schema_cmd,
+    sim_cmd,
+)
 from collector.errors import MagsleepError
 
 app = typer.Typer(
@@ -31,6 +40,7 @@ app.add_typer(influx_cmd.app, name="influx")
 app.command("schema")(schema_cmd.schema)
 app.add_typer(dose_cmd.app, name="dose")
 app.add_typer(night_cmd.app, name="night")
+app.add_typer(nights_cmd.app, name="nights")
 app.command("api")(dose_cmd.api)
 app.command("effects")(effects_cmd.effects)
 app.add_typer(effects_cmd.plan_app, name="plan")
