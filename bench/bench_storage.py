@@ -147,12 +147,12 @@ RR = RowEncoder("rr", [("rr_ms", "float")])
 
 def _readings(n: int) -> list[tuple[Tags, list[tuple[object, ...]], list[tuple[object, ...]]]]:
     """The same points as :func:`_points`, as per-device reading rows (what a device session holds)."""
-    out = []
+    out: list[tuple[Tags, list[tuple[object, ...]], list[tuple[object, ...]]]] = []
     for d in range(4):
         tags = Tags(TAGS, device=f"dev{d}")
         idx = range(d, n // 2, 4)
-        hr = [(T0 + (i // 4) * 10**9, 50 + i % 40, True) for i in idx]
-        rr = [(T0 + (i // 4) * 10**9 + 1, 800.0 + i % 97) for i in idx]
+        hr: list[tuple[object, ...]] = [(T0 + (i // 4) * 10**9, 50 + i % 40, True) for i in idx]
+        rr: list[tuple[object, ...]] = [(T0 + (i // 4) * 10**9 + 1, 800.0 + i % 97) for i in idx]
         out.append((tags, hr, rr))
     return out
 
