@@ -66,8 +66,26 @@ def journal_path(settings: Settings) -> Path:
     return settings.storage.state_dir.expanduser() / JOURNAL_NAME
 
 
+def registry_persons(settings: Settings) -> Callable[[], list[str]]:
+    """Persons of the device registry (``<state_dir>/devices.json``); empty if it is unreadable."""
+
+    def persons() -> list[str]:
+        from collector.ble.registry import DeviceRegistry
+
+        try:
+            return sorted({d.person for d in DeviceRegistry.for_settings(settings)})
+        except MagsleepError as exc:
+            log.warning("doses: only configured persons are accepted: %s", exc)
+            return []
+
+    return persons
+
+
 class Rules:
-    """What validation needs to know: the settings, who exists, and the time now."""
+    """What validation needs to know: the settings, who exists, and the time now.
+
+    Persons are those of the config plus ``extra_persons()`` (default: the device registry).
+    """
 
     def __init__(
         self,
@@ -77,13 +95,12 @@ class Rules:
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
-        self._extra = extra_persons
+        self._extra = extra_persons if extra_persons is not None else registry_persons(settings)
         self.now = now
 
     def persons(self) -> list[str]:
         names = [p.name for p in self.settings.persons]
-        if self._extra is not None:
-            names += [n for n in self._extra() if n not in names]
+        names += [n for n in self._extra() if n not in names]
         return names
 
     def tz(self, person: str) -> tzinfo:

@@ -338,3 +338,21 @@ def test_settings_defaults_match_issue() -> None:
     assert s.api.host == "127.0.0.1" and s.api.cors_origins == []
     assert s.doses.ceiling_elemental_mg == 2000 and s.doses.daily_warning_elemental_mg == 350
     assert all(isinstance(t, SecretStr) for t in make_settings(Path("/tmp"), "http://x:1", "d").api.tokens)
+
+
+async def test_person_from_device_registry(settings: Any) -> None:
+    from collector.ble.registry import DeviceRegistry, RegisteredDevice
+
+    path = DeviceRegistry.path_for(settings)
+    DeviceRegistry(path, [RegisteredDevice(address="AA:BB:CC:DD:EE:01", alias="h10-erin",
+                                           person="erin")]).save()
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+        r = await c.post("/api/v1/doses", json={"person": "erin", "amount_mg": 100}, headers=auth())
+        assert r.status == 201, await r.text()
+        r = await c.get("/api/v1/persons", headers=auth())
+        assert [p["name"] for p in (await r.json())["persons"]] == ["alice", "bob", "erin"]
+        path.write_text("{broken", encoding="utf-8")  # a broken registry never blocks logging
+        r = await c.post("/api/v1/doses", json={"person": "alice", "amount_mg": 100}, headers=auth())
+        assert r.status == 201
+        r = await c.post("/api/v1/doses", json={"person": "erin", "amount_mg": 100}, headers=auth())
+        assert r.status == 422
