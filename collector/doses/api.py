@@ -18,6 +18,7 @@ import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,40 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     add_routes(app, settings)
     return app
+
+
+@asynccontextmanager
+async def running_api(
+    settings: Settings,
+    *,
+    sink: PointSink | None,
+    host: str | None = None,
+    port: int | None = None,
+) -> AsyncIterator[str]:
+    """Serve the dose API beside other work (the daemon): ``async with running_api(s, sink=pipe)``.
+
+    Yields the base URL. Writes go through ``sink`` (the daemon's pipeline).
+    """
+    h = host or settings.api.host
+    p = settings.api.port if port is None else port
+    check_bind(h, settings)
+    app = web.Application(client_max_size=settings.api.max_body_bytes)
+    mount(app, settings, sink=sink)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, h, p)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {h}:{p} for the dose API: {exc.strerror}; set "
+                              "api.port to a free port or stop what uses it") from None
+        bound = runner.addresses[0][1] if p == 0 else p
+        shown = f"[{h}]" if ":" in h else h
+        log.info("dose API and phone page on http://%s:%d/app/", shown, bound)
+        yield f"http://{shown}:{bound}"
+    finally:
+        await runner.cleanup()
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

@@ -135,3 +135,21 @@ async def test_mount_into_daemon_app(settings: Settings, influx_server: Any, inf
             await pipe.flush(timeout=20)
     rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
     assert [r["person"] for r in rows] == ["dave"]
+
+
+async def test_running_api_beside_the_daemon(settings: Settings, influx_server: Any,
+                                             influx_db: str) -> None:
+    import aiohttp
+
+    from collector.doses.api import running_api
+
+    async with Pipeline.from_settings(settings, name="daemon") as pipe:
+        async with running_api(settings, sink=pipe, port=0) as url, aiohttp.ClientSession() as s:
+            async with s.post(f"{url}/api/v1/doses", json={"person": "bob", "amount_mg": 50},
+                              headers=auth()) as r:
+                assert r.status == 201
+            async with s.get(f"{url}/api/v1/doses") as r:
+                assert r.status == 401
+        await pipe.flush(timeout=20)
+    rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
+    assert [r["person"] for r in rows] == ["bob"]
