@@ -67,3 +67,26 @@ def test_start_refuses_a_taken_port(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, ["--config", str(cfg), "influx", "start"])
     assert res.exit_code == 2
     assert f"port {port} is taken" in res.output
+
+
+def test_main_loads_only_the_command_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from collector.cli import main\n"
+        "try:\n    main(['--config', '/nonexistent-but-unread', 'version'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('statsmodels' in sys.modules, 'collector.effects.analysis' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False False")
+    assert __version__ in out
+
+
+def test_command_of_skips_root_options() -> None:
+    from collector.cli import _command_of
+
+    assert _command_of(["--config", "x.toml", "dose", "add", "3"]) == "dose"
+    assert _command_of(["-c", "x.toml", "--help"]) is None
+    assert _command_of(["effects", "--format", "json"]) == "effects"
