@@ -22,7 +22,9 @@ from collector.sim.person import PersonProfile
 app = typer.Typer(help="Simulated nights with a known truth (clearly tagged source=sim).", no_args_is_help=True)
 
 
-def run_backfill(settings: Settings, study: Study, *, truth_path: Path, allow_mixed: bool) -> BackfillResult:
+def run_backfill(
+    settings: Settings, study: Study, *, truth_path: Path, allow_mixed: bool, hr_every_s: float = 1.0
+) -> BackfillResult:
     """Backfill with a rich progress bar."""
     with Progress(
         TextColumn("[bold]backfill[/bold] {task.description}"),
@@ -39,7 +41,7 @@ def run_backfill(settings: Settings, study: Study, *, truth_path: Path, allow_mi
             bar.update(task, completed=done, lines=lines)
 
         return asyncio.run(backfill(settings, study, truth_path=truth_path, progress=progress,
-                                    allow_mixed=allow_mixed))
+                                    allow_mixed=allow_mixed, hr_every_s=hr_every_s))
 
 
 @app.command("backfill")
@@ -63,6 +65,9 @@ def backfill_cmd(
     device_stages: Annotated[
         bool, typer.Option("--device-stages/--no-device-stages", help="Write 10-min device sleep stages.")
     ] = True,
+    hr_every: Annotated[
+        float, typer.Option(min=1.0, help="Seconds between heart_rate points (a strap sends 1/s; RR stay complete).")
+    ] = 1.0,
     truth: Annotated[
         Path | None, typer.Option(help="Ground-truth JSON (default: <state_dir>/sim/truth-<person>.json).")
     ] = None,
@@ -89,7 +94,7 @@ def backfill_cmd(
             )
         study = plan_study(profile, nights, seed=seed, end=last, config=cfg)
         truth_path = truth or default_truth_path(s, person)
-        result = run_backfill(s, study, truth_path=truth_path, allow_mixed=allow_mixed)
+        result = run_backfill(s, study, truth_path=truth_path, allow_mixed=allow_mixed, hr_every_s=hr_every)
     except MagsleepError as exc:
         fail(str(exc))
     console.print(

@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from collector.errors import QueryError, ValidationError
 from collector.settings import Settings
 from collector.sim.hrm import notification_arrays
 from collector.sim.hypnogram import EPOCH_S
 from collector.sim.nights import NS, SLEEPLOG_AWAKE, SLEEPLOG_DEEP, SLEEPLOG_LIGHT, Night, Study
-from collector.storage.lineprotocol import Point, RowEncoder, Tags, encode_points
+from collector.storage.lineprotocol import Point, RowEncoder, Tags, encode_points, format_value
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, quote_str
 from collector.storage.schema import normalize
@@ -45,7 +48,6 @@ _MAX_PENDING_LINES = 1_500_000
 #: lines per InfluxDB write in a backfill (measured: 20,000 about twice as fast as 5,000 on 1.6.7)
 BULK_BATCH_SIZE = 20_000
 _HR_ENCODER = RowEncoder("heart_rate", [("bpm", "int"), ("contact", "bool")])
-_RR_ENCODER = RowEncoder("rr", [("rr_ms", "float")])
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +108,20 @@ def _small_points(night: Night, study: Study, dev: SimDevices) -> list[Point]:
     return out
 
 
-def night_points(night: Night, study: Study, dev: SimDevices | None = None) -> list[Point]:
-    """Every point of one night as :class:`Point` objects (reference form of :func:`night_lines`)."""
+def night_points(
+    night: Night, study: Study, dev: SimDevices | None = None, *, hr_every_s: float = 1.0
+) -> list[Point]:
+    """Every point of one night as :class:`Point` objects (reference form of :func:`night_lines`).
+
+    ``hr_every_s`` > 1 keeps one ``heart_rate`` point per that many seconds (RR stay complete).
+    """
     dev = dev or SimDevices.for_person(study.person.name)
     tags = {"person": study.person.name, "device": dev.strap, "source": SOURCE}
     a = notification_arrays(night)
+    keep = _thin(a.at_s, hr_every_s) if hr_every_s > 1 else np.ones(len(a.at_s), dtype=bool)
     pts: list[Point] = []
-    for t, bpm, c in zip(a.time_ns.tolist(), a.bpm.tolist(), a.contact.tolist(), strict=True):
-        if bpm > 0:
+    for t, bpm, c, k in zip(a.time_ns.tolist(), a.bpm.tolist(), a.contact.tolist(), keep.tolist(), strict=True):
+        if bpm > 0 and k:
             pts.append(Point("heart_rate", tags, {"bpm": bpm, "contact": bool(c)}, t))
     pts.extend(Point("rr", tags, {"rr_ms": v}, t) for v, t in zip(a.rr_ms.tolist(), a.rr_time_ns.tolist(),
                                                                      strict=True))
@@ -121,7 +129,26 @@ def night_points(night: Night, study: Study, dev: SimDevices | None = None) -> l
     return pts
 
 
-def night_lines(night: Night, study: Study, dev: SimDevices | None = None) -> list[str]:
+def _thin(at_s: NDArray[np.float64], every_s: float) -> NDArray[np.bool_]:
+    """Keep the first notification of every ``every_s``-second slot."""
+    slot = np.floor(at_s / every_s).astype(np.int64)
+    return np.concatenate(([True], slot[1:] != slot[:-1])) if len(slot) else np.zeros(0, dtype=bool)
+
+
+_RR_TEXT: list[str] = []
+
+
+def _rr_texts(max_units: int) -> list[str]:
+    """Line-protocol text of ``u`` 1/1024-s units in ms, for every u up to ``max_units``."""
+    while len(_RR_TEXT) <= max_units:
+        u = len(_RR_TEXT)
+        _RR_TEXT.append(format_value(u * 1000.0 / 1024.0) or "0")
+    return _RR_TEXT
+
+
+def night_lines(
+    night: Night, study: Study, dev: SimDevices | None = None, *, hr_every_s: float = 1.0
+) -> list[str]:
     """Line protocol for one night, identical to ``encode_points(night_points(...))`` but much faster.
 
     Heart rate and RR are 95% of the points: they are formatted straight from arrays with the
@@ -131,9 +158,16 @@ def night_lines(night: Night, study: Study, dev: SimDevices | None = None) -> li
     tags = Tags(person=study.person.name, device=dev.strap, source=SOURCE)
     a = notification_arrays(night)
     m = a.bpm > 0
+    if hr_every_s > 1:
+        m &= _thin(a.at_s, hr_every_s)
     lines = _HR_ENCODER.lines(tags, list(zip(a.time_ns[m].tolist(), a.bpm[m].tolist(), a.contact[m].tolist(),
                                              strict=True)))
-    lines.extend(_RR_ENCODER.lines(tags, list(zip(a.rr_time_ns.tolist(), a.rr_ms.tolist(), strict=True))))
+    # RR values are whole 1/1024 s: their text comes from a table built with the storage
+    # layer's own float formatting (identical output, a third of the cost per line)
+    units = a.rr_1024.tolist()
+    text = _rr_texts(max(units, default=0))
+    prefix = f"{tags.prefix('rr')} rr_ms="
+    lines.extend([f"{prefix}{text[u]} {t}" for u, t in zip(units, a.rr_time_ns.tolist(), strict=True)])
     lines.extend(encode_points([normalize(p) for p in _small_points(night, study, dev)]))
     return lines
 
@@ -203,6 +237,7 @@ async def backfill(
     pipeline: Pipeline | None = None,
     durable: bool = False,
     batch_size: int = BULK_BATCH_SIZE,
+    hr_every_s: float = 1.0,
     flush_timeout_s: float = 600.0,
 ) -> BackfillResult:
     """Generate the study's nights (all, or ``indices``) and write them through the pipeline.
@@ -212,7 +247,8 @@ async def backfill(
     outbox and ``batch_size`` lines per write: a backfill is deterministic and idempotent (a
     re-run writes the same points), so the durable SQLite outbox, which protects irreplaceable
     device data, would only halve the speed. ``durable=True`` uses it anyway (file
-    ``outbox-sim.sqlite``).
+    ``outbox-sim.sqlite``). ``hr_every_s`` > 1 thins ``heart_rate`` to one point per that many
+    seconds (a strap sends one per second; RR intervals are always complete).
     """
     idx = list(range(len(study)) if indices is None else indices)
     if not idx:
@@ -236,7 +272,7 @@ async def backfill(
 
     def build(i: int) -> tuple[list[str], dict[str, Any]]:
         night = study.night(i)
-        return night_lines(night, study, dev), night.truth.as_dict()
+        return night_lines(night, study, dev, hr_every_s=hr_every_s), night.truth.as_dict()
 
     async def run(pipe: Pipeline) -> None:
         loop = asyncio.get_running_loop()

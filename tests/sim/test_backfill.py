@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,14 @@ def test_lines_equal_points_and_fit_the_schema() -> None:
         assert night_lines(night, s) == encode_points([normalize(p) for p in pts])
         doses = [p for p in pts if p.measurement == "supplement_dose"]
         assert len(doses) == (1 if night.plan.dose else 0)
+        thin = night_points(night, s, hr_every_s=5.0)
+        assert night_lines(night, s, hr_every_s=5.0) == encode_points([normalize(p) for p in thin])
+        hr_full = sum(p.measurement == "heart_rate" for p in pts)
+        hr_thin = [p.time_ns for p in thin if p.measurement == "heart_rate"]
+        assert abs(len(hr_thin) - hr_full / 5) < hr_full * 0.02
+        gaps = [b - a for a, b in itertools.pairwise(hr_thin)]
+        assert sorted(gaps)[len(gaps) // 2] == pytest.approx(5e9, abs=0.1e9)
+        assert sum(p.measurement == "rr" for p in thin) == sum(p.measurement == "rr" for p in pts)
 
 
 async def test_backfill_lands_expected_counts(influx_server: InfluxServer, influx_db: str, tmp_path: Path) -> None:
@@ -104,11 +113,12 @@ def test_cli_backfill(influx_server: InfluxServer, influx_db: str, tmp_path: Pat
     runner = CliRunner()
     r = runner.invoke(sim_cmd.app, ["backfill", "--nights", "2", "--person", "demo", "--seed", "4",
                                     "--scenario", "null", "--design", "blocks", "--end", "2026-11-20",
-                                    "--no-device-stages"])
+                                    "--no-device-stages", "--hr-every", "10"])
     assert r.exit_code == 0, r.output
     assert "wrote 2 simulated nights" in r.output and "source=sim" in r.output
     got = _counts(influx_server, influx_db, "source = 'sim' AND person = 'demo'")
     assert got["rr"] > 20_000 and got["motion"] > 1500 and "sleep_stage" not in got
+    assert 2 * 2400 < got["heart_rate"] < 2 * 4000  # one per 10 s
     assert got["supplement_dose"] == 1
     truth = tmp_path / "sim" / "truth-demo.json"
     r = runner.invoke(sim_cmd.app, ["truth", str(truth)])
