@@ -176,6 +176,7 @@ class NightsSettings(_Section):
     """Nightly staging and metrics (collector/nights, docs/nights.md)."""
 
     classifier: Literal["wrn-gru-mesa", "ws-gru-mesa", "wrn-gru-mesa-weighted"] = "wrn-gru-mesa"
+    wake_classifier: Literal["ws-gru-mesa", "none"] = "ws-gru-mesa"
     motion_staging: bool = False
     motion_scale: float = Field(default=1.0, gt=0)
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from collector.nights.artefacts import Beats, clean_rr
 from collector.nights.metrics import MIN_COVERAGE_PCT, HeartMetrics, heart_metrics, hr_from_samples, sleep_metrics
+from collector.nights.model import load_classifier
 from collector.nights.segment import (
     NS,
     LightsSource,
@@ -71,6 +72,7 @@ class NightInputs:
 @dataclass(frozen=True, slots=True)
 class NightOptions:
     classifier: str = "wrn-gru-mesa"
+    wake_classifier: str | None = "ws-gru-mesa"
     motion_staging: bool = False
     motion_scale: float = 1.0
     min_coverage_pct: float = MIN_COVERAGE_PCT
@@ -178,20 +180,24 @@ def compute_night(
         return None
 
     sf: StagingFeatures | None = None
+    wsf: StagingFeatures | None = None
     sf_lo = 0
+    use_wake = bool(opts.wake_classifier) and load_classifier(opts.classifier).stages_mode == "wake-rem-nrem"
 
     def stage(lo: int, hi: int) -> Hypnogram:
         # Features once over the data span; each classification reuses the rows it covers.
-        nonlocal sf, sf_lo
+        nonlocal sf, wsf, sf_lo
         if sf is None or lo < sf_lo or hi > sf_lo + sf.n:
             data = np.flatnonzero(present)
             sf_lo = min(lo, int(data[0])) if data.size else lo
             sf_hi = max(hi, int(data[-1]) + 1) if data.size else hi
-            sf = staging_features(beats, w.start_ns + sf_lo * EPOCH_NS, w.start_ns + sf_hi * EPOCH_NS, subject,
-                                  classifier=opts.classifier)
+            a_ns, b_ns = w.start_ns + sf_lo * EPOCH_NS, w.start_ns + sf_hi * EPOCH_NS
+            sf = staging_features(beats, a_ns, b_ns, subject, classifier=opts.classifier)
+            if use_wake and opts.wake_classifier:
+                wsf = staging_features(beats, a_ns, b_ns, subject, classifier=opts.wake_classifier)
         start_ns = w.start_ns + lo * EPOCH_NS
         act = motion_per_minute(inp, start_ns, hi - lo) if opts.motion_staging else None
-        return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz),
+        return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz), wake_sf=wsf,
                         activity_per_min=act, motion_scale=opts.motion_scale)
 
     tag_lo = tag_hi = None

@@ -39,6 +39,7 @@ from collector.nights.artefacts import Beats
 from collector.nights.model import load_classifier
 
 F64 = NDArray[np.float64]
+F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 
 EPOCH_S = 30
@@ -359,36 +360,69 @@ def staging_features(
     return StagingFeatures(start_ns, classifier, feats, cov, col)
 
 
+def _predict(sf: StagingFeatures, lo: int, hi: int, start_time: dtime) -> tuple[F32, NDArray[np.bool_]] | None:
+    """Class probabilities of epochs [lo, hi) and which of them are usable (None: nothing usable)."""
+    if sf.feats is None or hi <= lo:
+        return None
+    clf = load_classifier(sf.classifier)
+    usable = sf.coverage[lo:hi] >= MIN_EPOCH_COVERAGE
+    if not np.any(usable):
+        return None
+    feats = sf.feats[lo:hi].copy()
+    if sf.start_col >= 0:
+        feats[:, sf.start_col] = start_time.hour * 3600 + start_time.minute * 60 + start_time.second
+    feats[~usable, :] = clf.mask_value
+    return clf.predict_proba(feats), usable
+
+
 def classify(
     sf: StagingFeatures,
     lo: int,
     hi: int,
     start_time: dtime,
     *,
+    wake_sf: StagingFeatures | None = None,
     activity_per_min: F64 | None = None,
     motion_scale: float = 1.0,
 ) -> Hypnogram:
     """Hypnogram of epochs [lo, hi) of ``sf``; ``start_time`` is the local clock time of epoch ``lo``.
 
-    ``activity_per_min`` (optional) holds activity counts per minute from epoch ``lo``.
+    With ``wake_sf`` (features for the wake/sleep model over the same epochs) wake vs sleep comes
+    from that model and NREM vs REM from ``sf``'s 3-stage model: an epoch is wake when the
+    wake/sleep model says so, else REM or NREM, whichever the 3-stage model finds likelier; its
+    probability is P(sleep) x P(stage) / (P(NREM) + P(REM)). ``activity_per_min`` (optional):
+    activity counts per minute from epoch ``lo`` (Cole-Kripke rule, module docstring).
     """
     n = max(0, hi - lo)
     codes = np.full(n, UNKNOWN, dtype=np.int64)
     prob = np.full(n, np.nan)
     clf = load_classifier(sf.classifier)
     method = sf.classifier
-    if n and sf.feats is not None:
-        usable = sf.coverage[lo:hi] >= MIN_EPOCH_COVERAGE
-        feats = sf.feats[lo:hi].copy()
-        if sf.start_col >= 0:
-            feats[:, sf.start_col] = start_time.hour * 3600 + start_time.minute * 60 + start_time.second
-        if np.any(usable):
-            feats[~usable, :] = clf.mask_value
-            p = clf.predict_proba(feats)
-            cls = p.argmax(axis=1)
-            mapped = _CLASS_MAP[clf.stages_mode][cls]
-            codes[usable] = mapped[usable]
-            prob[usable] = p[usable, cls[usable]]
+    pred = _predict(sf, lo, hi, start_time)
+    if pred is not None:
+        p, usable = pred
+        cls = p.argmax(axis=1)
+        mapped = _CLASS_MAP[clf.stages_mode][cls]
+        codes[usable] = mapped[usable]
+        prob[usable] = p[usable, cls[usable]]
+        if wake_sf is not None and clf.stages_mode == "wake-rem-nrem":
+            method += "+" + wake_sf.classifier
+            wpred = _predict(wake_sf, lo, hi, start_time)
+            if wpred is not None:
+                pw, wusable = wpred
+                both = usable & wusable
+                wcls = pw.argmax(axis=1)  # 0 undefined, 1 sleep, 2 wake
+                rem = p[:, 2] > p[:, 1]
+                p_stage = np.where(rem, p[:, 2], p[:, 1]) / np.maximum(p[:, 1] + p[:, 2], 1e-12)
+                is_wake = wcls == 2
+                is_sleep = wcls == 1
+                c = np.where(is_wake, WAKE, np.where(rem, REM, NREM))
+                pr = np.where(is_wake, pw[:, 2], pw[:, 1] * p_stage)
+                sel = both & (is_wake | is_sleep)
+                codes[sel] = c[sel]
+                prob[sel] = pr[sel]
+                codes[both & ~(is_wake | is_sleep)] = UNKNOWN
+                prob[both & ~(is_wake | is_sleep)] = np.nan
     if activity_per_min is not None and n > 0:
         method += "+cole-kripke"
         combined = combine_motion(codes, np.asarray(activity_per_min, dtype=np.float64), motion_scale)
@@ -406,6 +440,7 @@ def stage_beats(
     subject: Subject,
     *,
     classifier: str = "wrn-gru-mesa",
+    wake_classifier: str | None = "ws-gru-mesa",
     activity_per_min: F64 | None = None,
     motion_scale: float = 1.0,
 ) -> tuple[Hypnogram, F64]:
@@ -415,7 +450,10 @@ def stage_beats(
     ``activity_per_min`` (optional) holds activity counts per minute from ``start_ns``.
     """
     sf = staging_features(beats, start_ns, end_ns, subject, classifier=classifier)
-    h = classify(sf, 0, sf.n, start_time, activity_per_min=activity_per_min, motion_scale=motion_scale)
+    wsf = (staging_features(beats, start_ns, end_ns, subject, classifier=wake_classifier)
+           if wake_classifier and load_classifier(classifier).stages_mode == "wake-rem-nrem" else None)
+    h = classify(sf, 0, sf.n, start_time, wake_sf=wsf, activity_per_min=activity_per_min,
+                 motion_scale=motion_scale)
     return h, sf.coverage
 
 

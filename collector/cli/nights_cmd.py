@@ -1,0 +1,236 @@
+"""``magsleep nights`` (list, compute) and ``magsleep night lights-out`` / ``lights-on``."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from collector.cli import night_cmd
+from collector.cli.common import console, err_console, fail, get_settings
+from collector.errors import MagsleepError, ValidationError
+from collector.nights.compute import night_time_ns
+from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
+from collector.nights.segment import NS, night_of, night_window
+from collector.settings import PersonSettings, Settings
+from collector.storage.lineprotocol import Point
+from collector.storage.pipeline import Pipeline
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Nightly sleep metrics: list them, or compute new nights.", invoke_without_command=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+PersonOpt = Annotated[str | None, typer.Option("--person", "-p", help="Only this person (default: all).")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="First night (evening's date, YYYY-MM-DD).")]
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except MagsleepError as exc:
+        fail(str(exc))
+
+
+def _date(text: str | None, what: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{what} {text!r}: give a date as YYYY-MM-DD") from None
+
+
+def _fmt_time(ns: Any, tz: ZoneInfo) -> str:
+    if not isinstance(ns, int):
+        return ""
+    return datetime.fromtimestamp(ns / NS, tz).strftime("%H:%M")
+
+
+def _num(v: Any, nd: int = 0) -> str:
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else ("yes" if v else "")
+    if isinstance(v, int | float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+@app.callback()
+def nights(
+    ctx: typer.Context,
+    person: PersonOpt = None,
+    since: SinceOpt = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
+) -> None:
+    """List computed nights (run `magsleep nights compute` first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = get_settings()
+    try:
+        start = _date(since, "--since")
+    except MagsleepError as exc:
+        fail(str(exc))
+    rows = _run(lambda: list_nights(settings, person=person, since=start))
+    if fmt is Format.json:
+        out = [{k: r.get(k) for k in NIGHT_COLUMNS if r.get(k) not in (None, "")} for r in rows]
+        typer.echo(json.dumps(out, indent=1))
+        return
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(NIGHT_COLUMNS)
+        for r in rows:
+            w.writerow(["" if r.get(k) is None else r.get(k) for k in NIGHT_COLUMNS])
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    table = Table(title=f"{len(rows)} night(s)")
+    cols = [("night", "left"), ("person", "left"), ("dose", "left"), ("in bed", "left"), ("TST", "right"),
+            ("SOL", "right"), ("WASO", "right"), ("SE %", "right"), ("deep", "right"), ("REM", "right"),
+            ("HR", "right"), ("RMSSD", "right"), ("cover %", "right"), ("staging", "left"), ("flag", "left")]
+    for name, justify in cols:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        tz = _tz(settings, str(r.get("person")))
+        src = str(r.get("lights_source") or "")
+        table.add_row(
+            str(r.get("night")), str(r.get("person")), str(r.get("dose") or ""),
+            f"{_fmt_time(r.get('lights_out'), tz)}-{_fmt_time(r.get('lights_on'), tz)} ({src})",
+            _num(r.get("tst_min")), _num(r.get("sol_min")), _num(r.get("waso_min")), _num(r.get("se_pct")),
+            _num(r.get("deep_min")), _num(r.get("rem_min")), _num(r.get("hr_mean_bpm"), 1),
+            _num(r.get("rmssd_ms"), 1), _num(r.get("coverage_pct")), str(r.get("staging") or ""),
+            "flagged" if r.get("flagged") is True else "",
+        )
+    console.print(table)
+    if not rows:
+        console.print("no nights yet: run `magsleep nights compute`")
+
+
+def _tz(settings: Settings, person: str) -> ZoneInfo:
+    for p in settings.persons:
+        if p.name == person:
+            return ZoneInfo(p.timezone)
+    return ZoneInfo("UTC")
+
+
+@app.command("compute")
+def compute(
+    person: PersonOpt = None,
+    since: SinceOpt = None,
+    until: Annotated[str | None, typer.Option("--until", help="Last night (YYYY-MM-DD).")] = None,
+    recompute: Annotated[bool, typer.Option("--recompute", help="Recompute nights even if unchanged.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="Processes for staging (default: CPUs, at most 4).")] = 0,
+) -> None:
+    """Compute new or changed nights (incremental and idempotent)."""
+    settings = get_settings()
+    try:
+        start, end = _date(since, "--since"), _date(until, "--until")
+    except MagsleepError as exc:
+        fail(str(exc))
+    n_workers = workers or min(4, os.cpu_count() or 1)
+    summaries = _run(lambda: compute_all(settings, person=person, since=start, until=end, recompute=recompute,
+                                         workers=n_workers))
+    for s in summaries:
+        console.print(f"{s.person}: {s.computed} night(s) computed ({s.flagged} flagged), {s.unchanged} unchanged, "
+                      f"{s.empty} without data, in {s.seconds:.1f} s")
+
+
+# -- lights out / lights on tags, in the `magsleep night` group of the doses area -------------
+
+
+def _person(settings: Settings, name: str | None) -> PersonSettings:
+    if name:
+        return settings.person(name)
+    if len(settings.persons) == 1:
+        return settings.persons[0]
+    known = ", ".join(p.name for p in settings.persons) or "none configured"
+    raise ValidationError(f"give --person (configured: {known})")
+
+
+def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetime:
+    """``--at``: HH:MM (the most recent such local time), an ISO date-time, or now."""
+    tz = ZoneInfo(person.timezone)
+    local_now = now.astimezone(tz)
+    if not text:
+        return local_now
+    t = text.strip()
+    if len(t) == 5 and t[2] == ":" and t.replace(":", "").isdigit():
+        try:
+            hm = dtime.fromisoformat(t)
+        except ValueError:
+            raise ValidationError(f"--at {text!r}: not a clock time (HH:MM)") from None
+        cand = datetime.combine(local_now.date(), hm, tzinfo=tz)
+        return cand if cand <= local_now + timedelta(minutes=5) else cand - timedelta(days=1)
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise ValidationError(f"--at {text!r}: give HH:MM or an ISO date-time like 2026-11-20T23:15") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=tz)
+
+
+def lights_point(person: PersonSettings, tag: str, at: datetime) -> Point:
+    """The night_tag point for lights out/on at ``at`` (one per night and tag: re-tagging overwrites)."""
+    at_ns = int(at.timestamp() * NS)
+    night = night_of(at_ns, person)
+    if night is None:
+        w = night_window(at.astimezone(ZoneInfo(person.timezone)).date(), person)
+        raise ValidationError(
+            f"{at.isoformat(timespec='minutes')} is outside {person.name}'s night window "
+            f"({_fmt_time(w.start_ns, ZoneInfo(person.timezone))}-{_fmt_time(w.end_ns, ZoneInfo(person.timezone))}); "
+            "change night_start/night_end in the person's settings if this is a night")
+    return Point("night_tag", {"person": person.name, "tag": tag},
+                 {"night": night.isoformat(), "value": True, "at": at_ns}, night_time_ns(night.isoformat()))
+
+
+async def write_lights(settings: Settings, person: str | None, tag: str, at: str | None,
+                       now: datetime | None = None) -> Point:
+    p = _person(settings, person)
+    point = lights_point(p, tag, parse_at(at, p, now or datetime.now(UTC)))
+    async with Pipeline.from_settings(settings, name="cli") as pipe:
+        await pipe.put([point])
+        try:
+            await pipe.flush(timeout=10.0)
+        except MagsleepError as exc:
+            err_console.print(f"[yellow]{exc}[/yellow]")
+    return point
+
+
+AtOpt = Annotated[str | None, typer.Option("--at", help="HH:MM (most recent), ISO date-time, default now.")]
+NightPerson = Annotated[str | None, typer.Option("--person", "-p", help="Whose night (default: the only person).")]
+
+
+def _lights(tag: str, at: str | None, person: str | None) -> None:
+    settings = get_settings()
+    point = _run(lambda: write_lights(settings, person, tag, at))
+    tz = _tz(settings, str(point.tags["person"]))
+    console.print(f"{point.tags['person']} night {point.fields['night']}: {tag.replace('_', ' ')} at "
+                  f"{_fmt_time(point.fields['at'], tz)}; run `magsleep nights compute` to update the night")
+
+
+@night_cmd.app.command("lights-out")
+def lights_out(at: AtOpt = None, person: NightPerson = None) -> None:
+    """Record lights out (now or --at): sleep latency is measured from it."""
+    _lights("lights_out", at, person)
+
+
+@night_cmd.app.command("lights-on")
+def lights_on(at: AtOpt = None, person: NightPerson = None) -> None:
+    """Record lights on (now or --at): the end of time in bed."""
+    _lights("lights_on", at, person)
