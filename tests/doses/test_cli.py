@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -69,7 +70,8 @@ def test_at_full_date_and_time_zone(config_file: Path) -> None:
     code, out = cli(config_file, "dose", "add", "200", "-p", "bob", "--at", at)
     assert code == 0, out
     code, out = cli(config_file, "dose", "export")
-    assert at.replace(" ", "T") + ":00-05:00" in out  # New York in winter
+    expected = datetime.fromisoformat(at).replace(tzinfo=ZoneInfo("America/New_York"))
+    assert expected.isoformat() in out  # read in bob's zone
     code, out = cli(config_file, "dose", "add", "200", "-p", "bob", "--at", "25:99")
     assert code == 2 and "hours 0-23" in out
     code, out = cli(config_file, "dose", "add", "200", "-p", "bob", "--at", "yesterday-ish")
@@ -86,13 +88,14 @@ def test_daily_warning_in_cli(config_file: Path) -> None:
 def test_import_all_or_nothing_then_skip_bad(config_file: Path, tmp_path: Path,
                                             influx_server: Any, influx_db: str) -> None:
     csv = tmp_path / "doses.csv"
+    d = [(datetime.now(UTC) - timedelta(days=k)).date().isoformat() for k in (5, 4, 3)]
     csv.write_text(
         "person,form,amount_mg,taken_at,note\n"
-        "alice,glycinate,300,2026-11-20 22:10,ok\n"
-        "alice,unobtainium,300,2026-11-20 22:10,bad form\n"
-        "alice,citrate,0,2026-11-21 22:10,bad amount\n"
-        "carol,citrate,300,2026-11-22 22:10,bad person\n"
-        "bob,citrate,300,2026-11-22 22:10,ok\n",
+        f"alice,glycinate,300,{d[0]} 22:10,ok\n"
+        f"alice,unobtainium,300,{d[0]} 22:10,bad form\n"
+        f"alice,citrate,0,{d[1]} 22:10,bad amount\n"
+        f"carol,citrate,300,{d[2]} 22:10,bad person\n"
+        f"bob,citrate,300,{d[2]} 22:10,ok\n",
         encoding="utf-8",
     )
     code, out = cli(config_file, "dose", "import", str(csv))
