@@ -84,7 +84,7 @@ def dose_point(study: Study, night_index: int) -> Point | None:
     )
 
 
-def _small_points(night: Night, study: Study, dev: SimDevices) -> list[Point]:
+def _small_points(night: Night, study: Study, dev: SimDevices, doses: bool = True) -> list[Point]:
     """Motion, device stages and the dose of one night (few points: plain Point objects)."""
     person = study.person.name
     out: list[Point] = []
@@ -102,14 +102,14 @@ def _small_points(night: Night, study: Study, dev: SimDevices) -> list[Point]:
         for t, s in zip(starts.tolist(), status.tolist(), strict=True):
             name, code = SLEEPLOG_TO_STAGE[int(s)]
             out.append(Point("sleep_stage", tags, {"stage": name, "stage_code": code, "epoch_s": 600}, int(t)))
-    dp = dose_point(study, night.plan.index)
+    dp = dose_point(study, night.plan.index) if doses else None
     if dp is not None:
         out.append(dp)
     return out
 
 
 def night_points(
-    night: Night, study: Study, dev: SimDevices | None = None, *, hr_every_s: float = 1.0
+    night: Night, study: Study, dev: SimDevices | None = None, *, hr_every_s: float = 1.0, doses: bool = True
 ) -> list[Point]:
     """Every point of one night as :class:`Point` objects (reference form of :func:`night_lines`).
 
@@ -125,7 +125,7 @@ def night_points(
             pts.append(Point("heart_rate", tags, {"bpm": bpm, "contact": bool(c)}, t))
     pts.extend(Point("rr", tags, {"rr_ms": v}, t) for v, t in zip(a.rr_ms.tolist(), a.rr_time_ns.tolist(),
                                                                      strict=True))
-    pts.extend(_small_points(night, study, dev))
+    pts.extend(_small_points(night, study, dev, doses))
     return pts
 
 
@@ -147,7 +147,7 @@ def _rr_texts(max_units: int) -> list[str]:
 
 
 def night_lines(
-    night: Night, study: Study, dev: SimDevices | None = None, *, hr_every_s: float = 1.0
+    night: Night, study: Study, dev: SimDevices | None = None, *, hr_every_s: float = 1.0, doses: bool = True
 ) -> list[str]:
     """Line protocol for one night, identical to ``encode_points(night_points(...))`` but much faster.
 
@@ -168,7 +168,7 @@ def night_lines(
     text = _rr_texts(max(units, default=0))
     prefix = f"{tags.prefix('rr')} rr_ms="
     lines.extend([f"{prefix}{text[u]} {t}" for u, t in zip(units, a.rr_time_ns.tolist(), strict=True)])
-    lines.extend(encode_points([normalize(p) for p in _small_points(night, study, dev)]))
+    lines.extend(encode_points([normalize(p) for p in _small_points(night, study, dev, doses)]))
     return lines
 
 
@@ -238,6 +238,7 @@ async def backfill(
     durable: bool = False,
     batch_size: int = BULK_BATCH_SIZE,
     hr_every_s: float = 1.0,
+    doses: bool = True,
     flush_timeout_s: float = 600.0,
 ) -> BackfillResult:
     """Generate the study's nights (all, or ``indices``) and write them through the pipeline.
@@ -248,7 +249,9 @@ async def backfill(
     re-run writes the same points), so the durable SQLite outbox, which protects irreplaceable
     device data, would only halve the speed. ``durable=True`` uses it anyway (file
     ``outbox-sim.sqlite``). ``hr_every_s`` > 1 thins ``heart_rate`` to one point per that many
-    seconds (a strap sends one per second; RR intervals are always complete).
+    seconds (a strap sends one per second; RR intervals are always complete). ``doses=False``
+    leaves out the ``supplement_dose`` points (when the caller logs them through the dose journal;
+    :meth:`Study.dose_time_ns` says when).
     """
     idx = list(range(len(study)) if indices is None else indices)
     if not idx:
@@ -272,7 +275,7 @@ async def backfill(
 
     def build(i: int) -> tuple[list[str], dict[str, Any]]:
         night = study.night(i)
-        return night_lines(night, study, dev, hr_every_s=hr_every_s), night.truth.as_dict()
+        return night_lines(night, study, dev, hr_every_s=hr_every_s, doses=doses), night.truth.as_dict()
 
     async def run(pipe: Pipeline) -> None:
         loop = asyncio.get_running_loop()

@@ -430,7 +430,7 @@ def compute_truth(
         n_dropouts=len(dropouts_s),
         n_contact_losses=len(contact_s),
         elemental_mg=elemental_mg,
-        hypnogram="".join("0123"[int(s)] for s in hyp) if n < 5000 else "",
+        hypnogram="".join("0123"[int(s)] for s in hyp),
     )
 
 

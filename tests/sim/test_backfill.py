@@ -56,6 +56,8 @@ def test_lines_equal_points_and_fit_the_schema() -> None:
         gaps = [b - a for a, b in itertools.pairwise(hr_thin)]
         assert sorted(gaps)[len(gaps) // 2] == pytest.approx(5e9, abs=0.1e9)
         assert sum(p.measurement == "rr" for p in thin) == sum(p.measurement == "rr" for p in pts)
+        no_doses = night_lines(night, s, doses=False)
+        assert [x for x in night_lines(night, s) if x not in no_doses] == encode_points(doses)
 
 
 async def test_backfill_lands_expected_counts(influx_server: InfluxServer, influx_db: str, tmp_path: Path) -> None:
