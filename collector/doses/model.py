@@ -184,17 +184,50 @@ def problems_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> l
     out: list[FieldProblem] = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(body)"
-        msg: str = err["msg"]
-        typ = err["type"]
-        if typ == "missing":
-            msg = "is required"
-        elif typ == "extra_forbidden":
-            msg = "unknown field; remove it"
-        elif typ == "string_pattern_mismatch" and loc.endswith("person"):
-            msg = "must be 1-64 letters, digits, '_', '.', '-' (a configured person name)"
-        elif typ == "uuid_parsing" or typ == "uuid_type":
-            msg = "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab"
-        elif typ == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        out.append(FieldProblem(prefix + loc, msg))
+        out.append(FieldProblem(prefix + loc, _reason(err["type"], loc, err["msg"],
+                                                      err.get("ctx") or {})))
     return out
+
+
+_EXAMPLE_TIME = "2026-11-20T22:10:00+01:00"
+
+
+def _reason(typ: str, loc: str, msg: str, ctx: dict[str, Any]) -> str:
+    """A pydantic error phrased as what to fix."""
+    fixed: dict[str, str] = {
+        "missing": "is required",
+        "extra_forbidden": "unknown field; remove it",
+        "uuid_parsing": "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab",
+        "uuid_type": "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab",
+        "float_parsing": "must be a number of mg, e.g. 300",
+        "float_type": "must be a number of mg, e.g. 300",
+        "finite_number": "must be a finite number of mg, e.g. 300",
+        "datetime_parsing": f"must be a date and time like {_EXAMPLE_TIME}",
+        "datetime_from_date_parsing": f"must be a date and time like {_EXAMPLE_TIME}",
+        "datetime_type": f"must be a date and time like {_EXAMPLE_TIME}",
+        "timezone_aware": f"needs a UTC offset, e.g. {_EXAMPLE_TIME}",
+        "model_type": "must be a JSON object with the dose's fields, e.g. {\"amount_mg\": 300}",
+        "model_attributes_type": "must be a JSON object, e.g. {\"amount_mg\": 300}",
+        "int_parsing": "must be a whole number",
+        "int_type": "must be a whole number",
+    }
+    if typ in fixed:
+        return fixed[typ]
+    if typ == "greater_than":
+        return f"must be more than {ctx.get('gt')}"
+    if typ == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    if typ == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if typ == "string_too_long":
+        return f"is too long: at most {ctx.get('max_length')} characters"
+    if typ == "string_pattern_mismatch":
+        if loc.endswith("person"):
+            return "must be 1-64 letters, digits, '_', '.', '-' (a configured person name)"
+        if loc.endswith("supplement"):
+            return "must be lowercase letters, digits, '_' or '-', e.g. magnesium"
+    if typ == "json_invalid":
+        return f"the body is not valid JSON ({ctx.get('error', msg)}); send a JSON object"
+    if typ == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg

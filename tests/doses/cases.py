@@ -29,9 +29,9 @@ def cases() -> list[Case]:
     old = now - timedelta(days=400)
     return [
         Case("zero amount", {"amount_mg": 0}, ["0", "-p", "alice"], "amount_mg",
-             "greater than 0"),
+             "must be more than 0"),
         Case("negative amount", {"amount_mg": -5}, ["-p", "alice", "--", "-5"], "amount_mg",
-             "greater than 0"),
+             "must be more than 0"),
         Case("above ceiling (computed)", {"amount_mg": 4000, "form": "oxide"},
              ["4000", "--form", "oxide", "-p", "alice"], "amount_mg",
              "above the ceiling of 2000 mg"),

@@ -359,3 +359,20 @@ async def test_person_from_device_registry(settings: Any) -> None:
         assert r.status == 201
         r = await c.post("/api/v1/doses", json={"person": "erin", "amount_mg": 100}, headers=auth())
         assert r.status == 422
+
+
+@pytest.mark.parametrize(("body", "field", "reason"), [
+    ({"person": "alice", "amount_mg": "lots"}, "amount_mg", "must be a number of mg, e.g. 300"),
+    ({"person": "alice", "amount_mg": 1, "taken_at": "tonight"}, "taken_at",
+     "must be a date and time like 2026-11-20T22:10:00+01:00"),
+    ({"person": "alice", "amount_mg": 1, "id": "x"}, "id", "must be a UUID"),
+    ({"person": "alice", "amount_mg": 1, "note": "n" * 501}, "note", "at most 500 characters"),
+    ({"person": "alice", "amount_mg": 1, "supplement": "Mg!"}, "supplement", "e.g. magnesium"),
+    ({"person": "alice"}, "amount_mg", "is required"),
+    ([1, 2], "(body)", "must be a JSON object"),
+])
+async def test_type_errors_say_what_to_fix(client: Client, body: Any, field: str, reason: str) -> None:
+    r = await client.post("/api/v1/doses", json=body, headers=auth())
+    assert r.status == 422
+    detail = {d["field"]: d["reason"] for d in (await r.json())["detail"]}
+    assert reason in detail[field], detail
