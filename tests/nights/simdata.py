@@ -17,10 +17,12 @@ from collector.sim.nights import NS, Night, plan_study
 from collector.sim.params import Faults, SimConfig
 from collector.sim.person import PersonProfile
 
+END = date(2026, 11, 20)
+
 
 def study(n: int = 6, *, seed: int = 1, config: SimConfig | None = None, name: str = "alice"):
     person = PersonProfile.sample(name, seed=seed)
-    return person, plan_study(person, n, end=date(2026, 11, 20), seed=seed, config=config)
+    return person, plan_study(person, n, end=END, seed=seed, config=config)
 
 
 def settings_for(person: PersonProfile) -> PersonSettings:

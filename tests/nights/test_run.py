@@ -1,0 +1,134 @@
+"""Compute orchestration against a real InfluxDB: simulated nights in, night + sleep_stage points out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.cli.nights_cmd import write_lights
+from collector.nights.run import compute_all, list_nights
+from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
+from collector.sim.backfill import backfill
+from collector.sim.nights import plan_study
+from collector.sim.params import Dosing, SimConfig
+from collector.sim.person import PersonProfile
+from tests.nights.simdata import END
+
+NS = 1_000_000_000
+
+
+@pytest.fixture
+def setup(influx_server, influx_db, tmp_path):
+    person = PersonProfile.sample("sam", 4, age=45, sex="male")
+    # no device stages: the nights are staged from the strap's RR; dose on one of the two nights
+    cfg = SimConfig(device_stages=False, motion=False, dosing=Dosing(design="blocks", block_nights=1))
+    study = plan_study(person, 2, seed=4, end=END, config=cfg)
+    settings = Settings(
+        influx=InfluxSettings(embedded=False, url=influx_server.url, database=influx_db),
+        storage=StorageSettings(state_dir=tmp_path),
+        persons=[PersonSettings(name="sam", age=45, sex="male", timezone=person.timezone)],
+    )
+    return settings, study
+
+
+def _now(study):
+    return study.plans[-1].lights_out_ns + 24 * 3600 * NS
+
+
+async def test_compute_incremental_idempotent(setup, influx_server, influx_db):
+    settings, study = setup
+    await backfill(settings, study)
+    now = _now(study)
+    since = study.plans[0].night
+
+    s1 = (await compute_all(settings, since=since, now_ns=now))[0]
+    assert s1.computed == 2
+    rows = influx_server.rows("SELECT * FROM night GROUP BY *", influx_db)
+    assert len(rows) == 2
+    by_night = {r["night"]: r for r in rows}
+    for plan in study.plans:
+        r = by_night[plan.night.isoformat()]
+        assert r["_tags"]["staging"] == "computed"
+        assert r["_tags"]["source"] == "sim"
+        # the dose hook: the night's dose status comes from the logged (simulated) dose
+        assert r["_tags"]["dose"] == ("magnesium" if plan.dose else "control")
+        assert r["flagged"] is False
+        assert r["lights_source"] == "estimate"
+        assert 0 < r["tst_min"] <= r["tib_min"]
+    stages = influx_server.rows("SELECT count(stage_code) FROM sleep_stage GROUP BY device, source", influx_db)
+    assert stages[0]["_tags"] == {"device": "magsleep-wrn-gru-mesa", "source": "sim"}
+    n_stage = stages[0]["count"]
+    tib_epochs = sum(round(r["tib_min"] * 2) for r in rows)
+    assert n_stage == tib_epochs
+
+    # nothing changed: nothing recomputed
+    s2 = (await compute_all(settings, since=since, now_ns=now))[0]
+    assert (s2.computed, s2.unchanged) == (0, 2)
+
+    # a lights-out tag on the first night: only that night is recomputed, from the tag
+    lo = study.plans[0].lights_out_ns
+    await write_lights(settings, "sam", "lights_out", datetime.fromtimestamp(lo / NS - 600, UTC).isoformat())
+    s3 = (await compute_all(settings, since=since, now_ns=now))[0]
+    assert (s3.computed, s3.unchanged) == (1, 1)
+    rows = influx_server.rows("SELECT * FROM night GROUP BY *", influx_db)
+    assert len(rows) == 2  # overwritten, not duplicated
+    first = {r["night"]: r for r in rows}[study.plans[0].night.isoformat()]
+    assert first["lights_source"] == "tag"
+    assert abs(first["lights_out"] - (lo - 600 * NS)) < 30 * NS  # on the 30-s grid
+    # stage points follow the new time in bed exactly (stale epochs deleted)
+    n_stage = influx_server.rows("SELECT count(stage_code) FROM sleep_stage", influx_db)[0]["count"]
+    assert n_stage == sum(round(r["tib_min"] * 2) for r in rows)
+
+    # --recompute: everything again, still one row per night
+    s4 = (await compute_all(settings, since=since, now_ns=now, recompute=True))[0]
+    assert s4.computed == 2
+    assert len(influx_server.rows("SELECT * FROM night GROUP BY *", influx_db)) == 2
+
+    listed = await list_nights(settings, person="sam")
+    assert [r["night"] for r in listed] == [p.night.isoformat() for p in study.plans]
+
+
+async def test_nights_without_data_and_unfinished_windows(setup):
+    settings, study = setup
+    await backfill(settings, study, indices=[0])
+    # "now" is during the second night's window: it is not computed yet
+    now = study.plans[1].lights_out_ns
+    s = (await compute_all(settings, now_ns=now))[0]
+    assert s.computed == 1
+    assert s.nights == [study.plans[0].night.isoformat()]
+
+
+def test_cli_list_formats(setup, influx_server, influx_db, tmp_path, monkeypatch):
+    import asyncio
+
+    settings, study = setup
+    asyncio.run(backfill(settings, study, indices=[0]))
+    asyncio.run(compute_all(settings, now_ns=_now(study)))
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        f'[influx]\nembedded = false\nurl = "{influx_server.url}"\ndatabase = "{influx_db}"\n'
+        f'[storage]\nstate_dir = "{tmp_path}"\n[[persons]]\nname = "sam"\nage = 45\nsex = "male"\n'
+    )
+    runner = CliRunner()
+    r = runner.invoke(app, ["--config", str(cfg), "nights", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert len(data) == 1
+    assert data[0]["night"] == study.plans[0].night.isoformat()
+    assert data[0]["staging"] == "computed"
+    r = runner.invoke(app, ["--config", str(cfg), "nights", "--format", "csv"])
+    assert r.exit_code == 0
+    assert r.output.splitlines()[0].startswith("night,person,dose,staging")
+    r = runner.invoke(app, ["--config", str(cfg), "nights"])
+    assert r.exit_code == 0
+    assert "1 night(s)" in r.output
+    r = runner.invoke(app, ["--config", str(cfg), "nights", "--since", "nope"])
+    assert r.exit_code == 2
+    assert "YYYY-MM-DD" in r.output
+    r = runner.invoke(app, ["--config", str(cfg), "night", "lights-out", "--at", "16:00"])
+    assert r.exit_code == 2  # 16:00 is between windows (14:00-18:00)
+    assert "night window" in r.output
