@@ -1,0 +1,112 @@
+"""Staging: the sleepecg crash case, unusable epochs, Cole-Kripke and its combination rule."""
+
+from __future__ import annotations
+
+from datetime import time as dtime
+
+import numpy as np
+import pytest
+
+from collector.nights.artefacts import clean_rr
+from collector.nights.staging import (
+    NREM,
+    REM,
+    SLEEP,
+    UNKNOWN,
+    WAKE,
+    Hypnogram,
+    Subject,
+    cole_kripke,
+    combine_motion,
+    stage_beats,
+)
+from tests.nights.synth import sleep_rr
+
+T0 = 1_795_000_000 * 1_000_000_000
+
+
+def _stamps(rr: np.ndarray, gaps_s: np.ndarray | None = None) -> np.ndarray:
+    t = np.cumsum(rr) / 1000.0
+    if gaps_s is not None:
+        t = t + gaps_s
+    return (T0 + t * 1e9).astype(np.int64)
+
+
+def test_crash_case_is_staged_where_signal_exists():
+    """One 2.5-s dropout every 100 s: sleepecg 0.6.0 raises 'shape mismatch'; we stage."""
+    rr = sleep_rr(7200, seed=2)  # ~2 h
+    t = np.cumsum(rr) / 1000.0
+    extra = np.floor(t / 100.0) * 2.5  # the link drops for 2.5 s every 100 s
+    b = clean_rr(_stamps(rr, extra), rr)
+    assert b.n_gaps >= 60
+    h, _ = stage_beats(b, T0, T0 + int(2 * 3600 * 1e9), dtime(23, 0), Subject(40, "female"))
+    assert len(h.codes) == 240
+    staged = h.codes != UNKNOWN
+    assert staged.mean() > 0.9
+    assert set(np.unique(h.codes[staged])) <= {WAKE, NREM, REM}
+    assert np.all((h.prob[staged] > 0) & (h.prob[staged] <= 1))
+
+
+def test_long_dropout_epochs_are_unknown():
+    rr = sleep_rr(5400, seed=3)
+    t = np.cumsum(rr) / 1000.0
+    keep = ~((t > 1800) & (t < 3000))  # 20 min without data
+    b = clean_rr(_stamps(rr)[keep], rr[keep])
+    h, cov = stage_beats(b, T0, T0 + int(t[-1] * 1e9), dtime(23, 30), Subject(60, "male"))
+    gap = slice(1800 // 30 + 1, 3000 // 30 - 1)
+    assert np.all(h.codes[gap] == UNKNOWN)
+    assert np.all(np.isnan(h.prob[gap]))
+    assert np.all(cov[gap] == 0)
+    assert np.mean(h.codes[:55] != UNKNOWN) > 0.95
+
+
+def test_no_beats_gives_unknown_hypnogram():
+    b = clean_rr(np.zeros(0, dtype=np.int64), np.zeros(0))
+    h, _ = stage_beats(b, T0, T0 + 3600 * 10**9, dtime(22), Subject(30, "male"))
+    assert np.all(h.codes == UNKNOWN)
+
+
+def test_wake_sleep_only_classifier():
+    rr = sleep_rr(3000, seed=4)
+    b = clean_rr(_stamps(rr), rr)
+    h, _ = stage_beats(b, T0, T0 + 40 * 60 * 10**9, dtime(23), Subject(30, "male"), classifier="ws-gru-mesa")
+    assert set(np.unique(h.codes)) <= {WAKE, SLEEP, UNKNOWN}
+    assert h.method == "ws-gru-mesa"
+
+
+def test_cole_kripke_published_weights():
+    a = np.zeros(20)
+    assert not cole_kripke(a).any()
+    a[10] = 1000 / 230 * 1.01  # alone just enough at its own minute: D = 0.001 * 230 * A
+    w = cole_kripke(a)
+    assert w[10]
+    assert not w[9]  # the neighbour sees 74 * A only
+    a2 = np.zeros(20)
+    a2[10] = 1000 / 74 * 1.01  # A(+1) weight 74: the minute before is wake as well
+    assert cole_kripke(a2)[9]
+    assert cole_kripke(a2 * 0.001, scale=1000)[9]  # scale converts counts
+
+
+def test_motion_combination_rule():
+    codes = np.array([NREM, NREM, NREM, NREM, NREM, NREM, WAKE, WAKE, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN])
+    act = np.array([0.0, 5.0, 5.0, 0.0, 0.0, 0.0])  # minutes 1 and 2 active (sustained)
+    out = combine_motion(codes, act)
+    assert list(out[:2]) == [NREM, NREM]  # minute 0 quiet
+    assert list(out[2:6]) == [WAKE] * 4  # sustained movement turns sleep into wake
+    assert list(out[6:8]) == [WAKE, WAKE]  # motion never turns HR wake into sleep
+    assert list(out[8:12]) == [SLEEP] * 4  # no HR: Cole-Kripke alone (quiet minutes 4-5 = sleep)
+    single = np.array([0.0, 0.0, 5.0, 0.0, 0.0, 0.0])  # one active minute: not sustained
+    out2 = combine_motion(codes, single)
+    assert out2[4] == NREM
+
+
+def test_hypnogram_resample_and_slice():
+    h = Hypnogram(T0, 600, np.array([WAKE, NREM]), np.array([np.nan, 0.9]), "device", "band")
+    r = h.resample(30)
+    assert len(r.codes) == 40
+    assert r.codes[19] == WAKE
+    assert r.codes[20] == NREM
+    s = r.slice(T0 - 60 * 10**9, T0 + 60 * 10**9)
+    assert list(s.codes) == [UNKNOWN, UNKNOWN, WAKE, WAKE]
+    with pytest.raises(Exception, match="cannot resample"):
+        h.resample(7)
