@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 API = "/api/v1"
+# How often a long-lived service hands over journal operations queued by other processes.
+DRAIN_INTERVAL_S = 10.0
 DOSE_SERVICE = web.AppKey("dose_service", DoseService)
 PIPELINE = web.AppKey("dose_pipeline", object)
 
@@ -283,7 +285,8 @@ def mount(
     """Add the dose API to the daemon's ``app``, writing through its pipeline ``sink``."""
 
     async def lifecycle(a: web.Application) -> AsyncIterator[None]:
-        async with DoseService(settings, sink=sink, extra_persons=extra_persons) as svc:
+        async with DoseService(settings, sink=sink, extra_persons=extra_persons,
+                               drain_interval_s=DRAIN_INTERVAL_S) as svc:
             a[DOSE_SERVICE] = svc
             yield
 
@@ -309,7 +312,8 @@ def create_app(
             pipe = Pipeline.from_settings(settings, name="api")
             await pipe.start()
             a[PIPELINE] = pipe
-        kwargs: dict[str, Any] = {"sink": pipe, "extra_persons": extra_persons}
+        kwargs: dict[str, Any] = {"sink": pipe, "extra_persons": extra_persons,
+                                  "drain_interval_s": DRAIN_INTERVAL_S}
         if now is not None:
             kwargs["now"] = now
         try:

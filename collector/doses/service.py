@@ -9,7 +9,10 @@ queued InfluxDB operations to the storage pipeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -319,11 +322,16 @@ class DoseService:
         path: Path | None = None,
         durable_sink: bool = True,
         flush_timeout_s: float = 5.0,
+        drain_interval_s: float = 0.0,
     ) -> None:
         """``durable_sink``: the sink keeps what ``put`` accepted (a pipeline with an outbox).
-        Otherwise journal operations are acknowledged only after ``flush`` succeeded."""
+        Otherwise journal operations are acknowledged only after ``flush`` succeeded.
+        ``drain_interval_s`` > 0: also hand over queued operations periodically (long-lived
+        services: picks up what a CLI command could not deliver)."""
         self.durable_sink = durable_sink
         self.flush_timeout_s = flush_timeout_s
+        self.drain_interval_s = drain_interval_s
+        self._ticker: asyncio.Task[None] | None = None
         self.settings = settings
         self.rules = Rules(settings, extra_persons=extra_persons, now=now)
         self.sink = sink
@@ -342,9 +350,24 @@ class DoseService:
 
     async def start(self) -> None:
         self._journal = await self._run(lambda: DoseJournal(self.path))
-        await self.drain()
+        await self.drain(wait_s=2.0)
+        if self.drain_interval_s > 0 and self.sink is not None:
+            self._ticker = asyncio.create_task(self._tick(), name="dose-journal-drain")
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.drain_interval_s)
+            try:
+                await self.drain(wait_s=0.0)
+            except MagsleepError as exc:  # keep ticking; the journal keeps the operations
+                log.warning("dose journal: periodic hand-off failed: %s", exc)
 
     async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         if self._journal is not None:
             journal = self._journal
             await self._run(journal.close)
@@ -489,39 +512,68 @@ class DoseService:
     async def pending(self) -> int:
         return await self._run(self.journal.pending_count)
 
-    async def drain(self) -> int:
-        """Hand queued journal operations to the pipeline, in order; returns how many."""
+    async def drain(self, *, wait_s: float = 1.0) -> int:
+        """Hand queued journal operations to the pipeline, in order; returns how many.
+
+        One process at a time (a lock file beside the journal): another process busy with the
+        same queue means this one skips the round (after waiting up to ``wait_s``).
+        """
         if self.sink is None or self._sink_down:
             return 0
-        sink = self.sink
-        done = 0
         async with self._drain_lock:
-            while True:
-                ops = await self._run(partial(self.journal.pending, 500))
-                if not ops:
-                    return done
-                last = 0
-                try:
-                    for op in ops:
-                        p = op.point
-                        if op.kind == "put":
-                            await sink.put([p])
-                        else:
-                            await sink.delete(p.measurement, p.tags, p.time_ns)
-                        last = op.seq
-                    if not self.durable_sink:
-                        await sink.flush(timeout=self.flush_timeout_s)
-                except MagsleepError as exc:
-                    log.log(logging.WARNING if self.durable_sink else logging.DEBUG,
-                            "dose journal: %s; the doses stay queued in the journal and are "
-                            "sent again later (or with `magsleep dose sync`)", exc)
-                    if last and self.durable_sink:
-                        await self._run(partial(self.journal.ack, last))
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while (fd := await self._run(self._try_lock)) is None:
+                if asyncio.get_running_loop().time() >= deadline:
+                    log.debug("dose journal: another process is handing it over; skipping")
+                    return 0
+                await asyncio.sleep(0.05)
+            try:
+                return await self._drain_locked(self.sink)
+            finally:
+                await self._run(partial(_unlock, fd))
+
+    def _try_lock(self) -> int | None:
+        fd = os.open(self.path.with_suffix(".drain.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    async def _drain_locked(self, sink: PointSink) -> int:
+        done = 0
+        while True:
+            ops = await self._run(partial(self.journal.pending, 500))
+            if not ops:
+                return done
+            last = 0
+            try:
+                for op in ops:
+                    p = op.point
+                    if op.kind == "put":
+                        await sink.put([p])
                     else:
-                        self._sink_down = True  # do not wait on it again in this process
-                    return done
-                await self._run(partial(self.journal.ack, last))
-                done += len(ops)
+                        await sink.delete(p.measurement, p.tags, p.time_ns)
+                    last = op.seq
+                if not self.durable_sink:
+                    await sink.flush(timeout=self.flush_timeout_s)
+            except MagsleepError as exc:
+                log.log(logging.WARNING if self.durable_sink else logging.DEBUG,
+                        "dose journal: %s; the doses stay queued in the journal and are "
+                        "sent again later (or with `magsleep dose sync`)", exc)
+                if last and self.durable_sink:
+                    await self._run(partial(self.journal.ack, last))
+                else:
+                    self._sink_down = True  # do not wait on it again in this process
+                return done
+            await self._run(partial(self.journal.ack, last))
+            done += len(ops)
+
+
+def _unlock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 __all__ = [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,3 +156,31 @@ async def test_running_api_beside_the_daemon(settings: Settings, influx_server: 
         await pipe.flush(timeout=20)
     rows = influx_server.rows("SELECT * FROM supplement_dose", influx_db)
     assert [r["person"] for r in rows] == ["bob"]
+
+
+async def test_one_process_at_a_time_hands_the_journal_over(
+    settings: Settings, influx_server: Any, influx_db: str
+) -> None:
+    """A service skips the hand-off while another process holds the lock, and its periodic
+    hand-off later delivers what a pipeline-less writer (a CLI without InfluxDB) queued."""
+    async with DoseService(settings) as cli:  # no pipeline: queues only
+        res = await cli.add(DoseCreate(person="alice", amount_mg=300))
+        fd = os.open(cli.path.with_suffix(".drain.lock"), os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "another process" is handing over
+        try:
+            async with Pipeline.from_settings(settings, name="t") as pipe, \
+                    DoseService(settings, sink=pipe, drain_interval_s=0.05) as daemon:
+                assert await daemon.pending() == 1  # start waited, then skipped
+                os.close(fd)  # the other process is done
+                fd = -1
+                for _ in range(100):
+                    if await daemon.pending() == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert await daemon.pending() == 0
+                await pipe.flush(timeout=20)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    rows = influx_server.rows("SELECT dose_id FROM supplement_dose", influx_db)
+    assert [r["dose_id"] for r in rows] == [str(res.dose.id)]
