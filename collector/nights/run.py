@@ -49,6 +49,9 @@ from collector.storage.reader import InfluxReader, Row, quote_str
 #: Bump when the computation changes so that every night is recomputed once.
 ALGO_VERSION = 1
 _BUCKET = "30m"
+#: Without --since, an incremental run re-checks this many days before the newest computed night
+#: (late uploads from a tracker, tags added the next day); older changes need --since.
+RECHECK_DAYS = 14
 _DOSE_LOOKBACK_NS = 24 * 3600 * NS
 
 
@@ -277,11 +280,16 @@ async def compute_person(
     summary = RunSummary(person.name)
     now = _today(now_ns)
     now_i = int(now.timestamp() * NS)
+    known = state.get(person.name)
     if since is None:
         first = await _first_data_ns(reader, person.name)
         if first is None:
             return summary
         since = datetime.fromtimestamp(first / NS, ZoneInfo(person.timezone)).date() - timedelta(days=1)
+        if known and not recompute:
+            # incremental default: look back RECHECK_DAYS from the newest computed night
+            newest = max(date.fromisoformat(k) for k in known)
+            since = max(since, newest - timedelta(days=RECHECK_DAYS))
     last = until or now.astimezone(ZoneInfo(person.timezone)).date()
     nights = []
     d = since
@@ -303,7 +311,6 @@ async def compute_person(
     for row in tag_rows:
         if row.get("night"):
             tags_by_night.setdefault(str(row["night"]), []).append(row)
-    known = state.get(person.name)
     settings_part = [person.model_dump(mode="json"), settings.nights.model_dump(mode="json"),
                      list(settings.analysis.dose_window_h), ALGO_VERSION]
     bucket_times = np.array(sorted(buckets), dtype=np.int64)
