@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -40,7 +41,7 @@ from collector.doses.model import (
     Source,
     problems_from_pydantic,
 )
-from collector.errors import ConfigError, MagsleepError
+from collector.errors import ConfigError, MagsleepError, StorageError
 from collector.settings import Settings
 from collector.storage.lineprotocol import Point
 
@@ -381,7 +382,12 @@ class DoseService:
         return self._journal
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"dose journal {self.path}: {exc}; check free disk space and permissions "
+                "(nothing was changed)") from exc
 
     # -- doses -------------------------------------------------------------------------------
 

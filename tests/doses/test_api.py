@@ -376,3 +376,17 @@ async def test_type_errors_say_what_to_fix(client: Client, body: Any, field: str
     assert r.status == 422
     detail = {d["field"]: d["reason"] for d in (await r.json())["detail"]}
     assert reason in detail[field], detail
+
+
+async def test_journal_failure_is_503_with_advice(client: Client) -> None:
+    svc = service_of(client)
+    db = svc.journal._db
+    svc.journal._db = __import__("sqlite3").connect(":memory:")  # no tables: every call fails
+    try:
+        r = await client.post("/api/v1/doses", json={"person": "alice", "amount_mg": 100},
+                              headers=auth())
+        assert r.status == 503
+        assert "check free disk space and permissions" in (await r.json())["error"]
+    finally:
+        svc.journal._db.close()
+        svc.journal._db = db
