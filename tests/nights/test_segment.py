@@ -63,7 +63,9 @@ def test_far_apart_long_periods_both_count_short_nap_ignored():
     codes = hyp((NREM, 40), (WAKE, 180), (NREM, 300), (WAKE, 150), (NREM, 90), (WAKE, 10))
     periods = sleep_periods(codes)
     assert [round(p.sleep_min) for p in periods] == [40, 300, 90]
-    a, b = night_span(codes)
+    span = night_span(codes)
+    assert span is not None
+    a, b = span
     assert a == (40 + 180) * 2  # the 40-min nap is not part of the night
     assert b == (40 + 180 + 300 + 150 + 90) * 2  # the 90-min second period is
 
