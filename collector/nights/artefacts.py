@@ -34,8 +34,11 @@ GAP_TOLERANCE_S = 2.0
 MULTI_BEAT_FACTOR = 2.6
 #: Never a single heartbeat (20 bpm).
 MAX_RR_MS = 3000.0
-#: Never a single heartbeat (200 bpm) -- dropped before correction as a sensor glitch.
+#: Shorter intervals are never clean (200 bpm); before correction they stay in (an extra beat splits
+#: one interval in two, which the correction merges again).
 MIN_RR_MS = 300.0
+#: Non-positive or absurdly short values are dropped as sensor glitches before anything else.
+GLITCH_RR_MS = 20.0
 #: Segments with fewer beats are too short to correct or analyse and are discarded.
 MIN_SEGMENT_BEATS = 16
 #: Resolution of the peak grid used for the correction (Polar and the BLE HRS profile: 1/1024 s).
@@ -269,7 +272,7 @@ def clean_rr(stamps_ns: I64, rr_ms: F64, *, correct: bool = True) -> Beats:
     stamps_ns = stamps_ns[order]
     rr = np.asarray(rr_ms, dtype=np.float64)[order]
     n_input = int(rr.size)
-    keep = np.isfinite(rr) & (rr >= MIN_RR_MS)
+    keep = np.isfinite(rr) & (rr >= GLITCH_RR_MS)
     stamps_ns, rr = stamps_ns[keep], rr[keep]
     n_glitch = n_input - int(rr.size)
     empty = np.zeros(0)

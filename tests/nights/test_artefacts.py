@@ -113,3 +113,15 @@ def test_empty_input():
     b = clean_rr(np.zeros(0, dtype=np.int64), np.zeros(0))
     assert b.t_s.size == 0
     assert b.artefact_rate == 0.0
+
+
+def test_extra_detection_with_very_short_interval_is_merged_without_time_shift():
+    rr = sleep_rr(800, seed=8)
+    split = np.concatenate((rr[:400], [150.0, rr[400] - 150.0], rr[401:]))
+    stamps = _stamps(split)
+    b = clean_rr(stamps, split)
+    assert b.n_gaps == 0
+    assert b.n_artefacts >= 1
+    assert np.nanmin(b.nn_ms) > 500
+    # beat times stay aligned with the stamps (nothing dropped from the cumulative sum)
+    assert abs(b.t_s[-1] - (stamps[-1] - b.t0_ns) / 1e9) < 0.01
