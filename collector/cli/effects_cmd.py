@@ -8,19 +8,21 @@ import math
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from collector.cli.common import console, err_console, fail, get_settings
-from collector.effects.analysis import EffectResult
-from collector.effects.io import EffectsRun, Source, parse_date, run_effects, write_plan_points
 from collector.effects.metrics import METRICS, metric
 from collector.effects.planner import PlanSpec
 from collector.effects.store import PlanStore, StoredPlan, new_plan, tonight
-from collector.errors import MagsleepError, StorageError
+from collector.errors import MagsleepError, StorageError, ValidationError
 from collector.settings import Settings
+
+if TYPE_CHECKING:  # the statistics stack (scipy/statsmodels) loads only for `magsleep effects`
+    from collector.effects.analysis import EffectResult
+    from collector.effects.io import EffectsRun, Source
 
 
 class Format(StrEnum):
@@ -43,6 +45,13 @@ _COMPARISON_TITLES = {
     "mg_vs_control": "Magnesium vs control nights",
     "before_after": "Before/after (baseline vs supplementation, segmented regression)",
 }
+
+
+def _parse_date(value: str, what: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{what} must be a date like 2026-11-20, not {value!r}") from None
 
 
 def _persons(settings: Settings, person: list[str] | None) -> list[str]:
@@ -176,13 +185,15 @@ def effects(
     baseline_end: BaselineEndOpt = None,
 ) -> None:
     """Estimate the effect of evening magnesium on each sleep metric, with honest intervals."""
+    from collector.effects.io import run_effects
+
     settings = get_settings()
     try:
         persons = _persons(settings, person)
         metrics = [metric(m).name for m in metric_] if metric_ else None
-        since_d = parse_date(since, "--since") if since else None
-        start_d = parse_date(start, "--start") if start else None
-        end_d = parse_date(baseline_end, "--baseline-end") if baseline_end else None
+        since_d = _parse_date(since, "--since") if since else None
+        start_d = _parse_date(start, "--start") if start else None
+        end_d = _parse_date(baseline_end, "--baseline-end") if baseline_end else None
         src: Source = "sim" if source is SourceOpt.sim else "all" if source is SourceOpt.all else "real"
         runs = asyncio.run(run_effects(settings, persons, metrics=metrics, since=since_d,
                                        source=src, write=write, supplement_start=start_d,
@@ -272,7 +283,7 @@ def plan(
     settings = get_settings()
     name = _one_person(settings, person)
     try:
-        first = parse_date(start, "--start") if start else _today(settings, name)
+        first = _parse_date(start, "--start") if start else _today(settings, name)
         spec = PlanSpec(first, weeks, "blocks" if design is DesignOpt.blocks else "randomised",
                         block_weeks)
         store = PlanStore.from_settings(settings)
@@ -286,6 +297,8 @@ def plan(
                   "Take magnesium only on Mg evenings, within "
                   f"{settings.analysis.dose_window_h[1]:g} h before lights out; log every dose.")
     if write:
+        from collector.effects.io import write_plan_points
+
         try:
             asyncio.run(write_plan_points(settings, new.points(), old.points() if old else ()))
         except StorageError as exc:

@@ -19,9 +19,11 @@ from statsmodels.stats.multitest import multipletests
 
 from collector.effects.gls import FloatArray, fit_gls, permutation_coefs
 from collector.effects.metrics import METRICS, MetricSpec
-from collector.effects.planner import PlanSpec, assignments_for, within_week_assignments
+from collector.effects.planner import PlanInfo, assignments_for, within_week_assignments
 from collector.effects.tagging import COVARIATE_TAGS, DoseStatus
 from collector.errors import AnalysisError
+
+__all__ = ["AnalysisOptions", "EffectResult", "NightData", "PlanInfo", "analyse_person", "compare"]
 
 Z95 = 1.959963984540054
 BANDS: tuple[tuple[float, float], ...] = ((0.0, 200.0), (200.0, 400.0), (400.0, math.inf))
@@ -37,15 +39,6 @@ class NightData:
     elemental_mg: float = 0.0
     form: str = ""
     covariates: Mapping[str, bool] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class PlanInfo:
-    """A trial plan: the mechanism (to re-draw it) and the planned assignment."""
-
-    spec: PlanSpec
-    planned: Mapping[date, bool]
-    plan_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,13 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from collector.effects.analysis import AnalysisOptions, EffectResult, NightData, analyse_person
 from collector.effects.metrics import METRICS
 from collector.effects.store import PlanStore, night_time_ns
 from collector.effects.tagging import COVARIATE_TAGS, Dose, DoseStatus, NightKey, tag_nights
-from collector.errors import ValidationError
 from collector.settings import Settings
 from collector.storage.lineprotocol import FieldValue, Point
 from collector.storage.pipeline import Pipeline
@@ -202,10 +201,3 @@ async def write_plan_points(settings: Settings, points: Sequence[Point],
             await pipe.delete(p.measurement, p.tags, p.time_ns)
         await pipe.put(points)
         await pipe.flush(timeout=settings.influx.timeout_s * 3)
-
-
-def parse_date(value: str, what: str) -> date:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()  # noqa: DTZ007 - a calendar date
-    except ValueError:
-        raise ValidationError(f"{what} must be a date like 2026-11-20, not {value!r}") from None

@@ -10,6 +10,7 @@ how small that p value can get).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
@@ -52,6 +53,15 @@ class PlanSpec:
 
     def dates(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range(self.n_nights)]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInfo:
+    """A trial plan: the mechanism (to re-draw it) and the planned assignment."""
+
+    spec: PlanSpec
+    planned: Mapping[date, bool]
+    plan_id: str = ""
 
 
 def draw(spec: PlanSpec, rng: np.random.Generator) -> NDArray[np.bool_]:

@@ -18,8 +18,7 @@ from typing import cast
 
 import numpy as np
 
-from collector.effects.analysis import PlanInfo
-from collector.effects.planner import Design, PlanSpec, draw
+from collector.effects.planner import Design, PlanInfo, PlanSpec, draw
 from collector.errors import StorageError, ValidationError
 from collector.settings import Settings
 from collector.storage.lineprotocol import Point
