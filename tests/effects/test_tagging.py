@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.effects.tagging import Dose, NightKey, tag_nights
 
@@ -85,3 +89,20 @@ def test_missing_lights_out_uses_the_default_in_local_time_or_is_unknown() -> No
     assert out.status == "magnesium"  # 00:30 belongs to the evening before: 2.5 h after the dose
     (out,) = tag_nights([key], [], {date(2026, 11, 20): ["no_dose"]})
     assert out.status == "control"
+
+
+@settings(max_examples=60, deadline=None)
+@given(offsets_min=st.lists(st.integers(-20 * 60, 10 * 60), max_size=6), seed=st.integers(0, 10))
+def test_status_follows_the_window_rule_whatever_the_dose_order(offsets_min: list[int], seed: int) -> None:
+    key = night(20)
+    assert key.lights_out_ns is not None
+    doses = [Dose(key.lights_out_ns - m * 60_000_000_000, 100.0) for m in offsets_min]
+    shuffled = list(doses)
+    random.Random(seed).shuffle(shuffled)
+    (a,) = tag_nights([key], doses)
+    (b,) = tag_nights([key], shuffled)
+    assert a == b
+    in_window = [m for m in offsets_min if 0 <= m <= 240]
+    assert (a.status == "magnesium") == bool(in_window)
+    if in_window:
+        assert a.elemental_mg == 100.0 * len(in_window)
