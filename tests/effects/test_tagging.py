@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
-
-import random
 
 import pytest
 from hypothesis import given, settings
