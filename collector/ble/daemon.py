@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,8 @@ from collector.storage.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-#: Real seconds from the stop request to return: sessions get half, the flush the rest.
-STOP_BUDGET_S = 4.0
+#: Real seconds from the stop request until run_daemon returns: sessions first, the flush gets the rest.
+STOP_BUDGET_S = 4.5
 SESSION_STOP_S = 2.0
 
 
@@ -58,13 +59,17 @@ async def run_daemon(
     stop_event = stop_event or asyncio.Event()
     status_file = status_file or status_path(settings)
     if sink is not None:
-        return await _run(settings, list(registry), clock, stop_event, sink, status_interval_s, status_file)
+        return await _run(settings, list(registry), clock, stop_event, sink, status_interval_s, status_file, [])
     pipe = Pipeline.from_settings(settings, name="ble")
     await pipe.start()
+    stopping_at: list[float] = []
     try:
-        return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file)
+        return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file,
+                          stopping_at)
     finally:
-        await pipe.stop(flush_timeout=STOP_BUDGET_S - SESSION_STOP_S)
+        # What does not reach InfluxDB within the budget stays in the outbox for the next start.
+        spent = time.monotonic() - stopping_at[0] if stopping_at else 0.0
+        await pipe.stop(flush_timeout=max(0.5, STOP_BUDGET_S - spent))
 
 
 async def _run(
@@ -75,6 +80,7 @@ async def _run(
     sink: PointSink,
     status_interval_s: float | None,
     status_file: Path,
+    stopping_at: list[float],
 ) -> DaemonResult:
     buffer = PointBuffer(sink)
     props = BlueZProps()
@@ -100,6 +106,7 @@ async def _run(
         await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
     finally:
+        stopping_at.append(time.monotonic())
         log.info("stopping: disconnecting %d device(s)", len(sessions))
         for s in sessions:
             s.stop()

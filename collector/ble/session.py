@@ -38,6 +38,8 @@ STATUS_INTERVAL_S = 60.0
 BATTERY_INTERVAL_S = 600.0
 #: Connect attempts inside one establish_connection call; our own backoff does the rest.
 CONNECT_ATTEMPTS = 2
+#: Real seconds the forwarder gathers points before handing a batch to storage.
+BATCH_S = 0.1
 #: Real seconds for a clean disconnect before giving up on it.
 DISCONNECT_TIMEOUT_S = 2.0
 
@@ -51,8 +53,9 @@ class PointSink(Protocol):
 class PointBuffer:
     """Takes points from notification callbacks (synchronous, cheap) and forwards them in batches."""
 
-    def __init__(self, sink: PointSink, *, retry_s: float = 1.0) -> None:
+    def __init__(self, sink: PointSink, *, retry_s: float = 1.0, batch_s: float = BATCH_S) -> None:
         self._sink = sink
+        self._batch_s = batch_s
         self._buf: list[Point] = []
         self._event = asyncio.Event()
         self._retry_s = retry_s
@@ -68,6 +71,8 @@ class PointBuffer:
         """Forward forever (cancel to stop, then call :meth:`drain`)."""
         while True:
             await self._event.wait()
+            # Gather a batch: one outbox commit per batch, not per notification.
+            await asyncio.sleep(self._batch_s)
             self._event.clear()
             await self._forward()
 
@@ -144,6 +149,7 @@ class DeviceSession:
         self._window_count = 0
         self._last_status_ns = 0
         self._info_read = bool(device.model or device.firmware)
+        self._battery_at: float | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,12 +173,13 @@ class DeviceSession:
                     await self._backoff(kind, streak)
                     continue
                 if streak:
-                    log.info("%s: connected again after %d failed attempt(s)", self.device.alias, streak)
+                    log.info("%s: connected again (after %d failure(s) in a row)", self.device.alias, streak)
                 streak = 0
                 lost = await self._stream_safely(client, ble_device)
                 await self._disconnect(client)
                 if lost is None:
                     break
+                self._set_state(SessionState.DISCONNECTED)
                 streak = 1
                 self._log_failure(streak, f"link lost ({lost.value})")
                 await self._backoff(lost, streak)
@@ -258,10 +265,12 @@ class DeviceSession:
         path = device_path(ble_device)
         if not self._info_read:
             await self._read_info(client)
-        await self._read_battery(client, path)
+        if self._battery_at is None or now - self._battery_at >= BATTERY_INTERVAL_S:
+            await self._read_battery(client, path)  # not on every quick reconnect: it delays streaming
+            self._battery_at = now
         self._set_state(SessionState.CONNECTED)
         next_status = now + self._status_interval_s
-        next_battery = now + BATTERY_INTERVAL_S
+        next_battery = self._battery_at + BATTERY_INTERVAL_S
         tick = min(self._ble.silence_timeout_s / 3.0, self._status_interval_s)
         while True:
             if self._stop.is_set():
@@ -275,6 +284,7 @@ class DeviceSession:
                 return Failure.SILENT
             if now >= next_battery:
                 await self._read_battery(client, path)
+                self._battery_at = now
                 next_battery = now + BATTERY_INTERVAL_S
             if now >= next_status:
                 if path:
