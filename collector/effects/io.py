@@ -139,7 +139,7 @@ def effect_points(results: Iterable[EffectResult], time_ns: int) -> list[Point]:
             "summary": r.summary,
         }
         for name in ("estimate", "ci_low", "ci_high", "p", "p_adj", "p_perm", "prob_benefit",
-                     "effect_size"):
+                     "prob_meaningful", "effect_size"):
             v = getattr(r, name)
             if v is not None and math.isfinite(v):
                 fields[name] = float(v)

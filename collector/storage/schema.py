@@ -195,6 +195,9 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("p_adj", "float", "", "Benjamini-Hochberg adjusted p"),
                 FieldSpec("p_perm", "float", "", "randomisation test p"),
                 FieldSpec("prob_benefit", "float", "0-1", "posterior probability the effect is beneficial"),
+                FieldSpec(
+                    "prob_meaningful", "float", "0-1", "probability the benefit exceeds the metric's threshold"
+                ),
                 FieldSpec("effect_size", "float", "SD", "standardised effect"),
                 FieldSpec("n_mg", "int", "nights", "magnesium nights"),
                 FieldSpec("n_control", "int", "nights", "control nights"),
