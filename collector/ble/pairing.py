@@ -69,7 +69,7 @@ async def locate(key: str, timeout: float) -> BLEDevice:
     except Exception as exc:
         raise to_device_error(exc, f"looking for {key}") from exc
     if device is None:
-        raise DeviceNotFoundError(f"no device {key!r} seen within {timeout:.0f} s; {NOT_FOUND_ADVICE}; "
+        raise DeviceNotFoundError(f"no device {key!r} seen within {timeout:g} s; {NOT_FOUND_ADVICE}; "
                                   "'magsleep scan' lists what is in range")
     return device
 

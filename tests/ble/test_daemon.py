@@ -37,7 +37,7 @@ class MemorySink:
                    and all(p.tags.get(k) == v for k, v in tags.items()))
 
     def states(self) -> list[str]:
-        return [p.fields["state"] for p in self.points if p.measurement == "device_status"]
+        return [str(p.fields["state"]) for p in self.points if p.measurement == "device_status"]
 
 
 def make_settings(tmp_path: Path, influx_server=None, db: str = "x", **ble) -> Settings:
