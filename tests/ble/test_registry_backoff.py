@@ -57,7 +57,8 @@ def test_error_classification_and_advice():
     from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError
     from bleak_retry_connector import BleakNotFoundError, BleakOutOfConnectionSlotsError
 
-    no_bt = BleakBluetoothNotAvailableError("No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
+    no_bt = BleakBluetoothNotAvailableError("No Bluetooth adapters found.",
+                                            BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
     assert classify(no_bt) is Failure.ADAPTER
     assert classify(BleakDBusError("org.bluez.Error.NotReady", ["Resource Not Ready"])) is Failure.ADAPTER
     assert classify(BleakOutOfConnectionSlotsError("x")) is Failure.OUT_OF_SLOTS
