@@ -25,7 +25,7 @@ def settings_for(tmp_path) -> Settings:
 async def test_scan_lists_devices_with_profiles(virtual_bluez):
     virtual_bluez.add_device(heart_rate_strap(A1, "Polar H10 X"))
     virtual_bluez.add_device(VirtualWearable(A2, "Kettle", services=(Service(uuid16(0x1809)),)))
-    updates = []
+    updates: list[dict[str, pairing.ScanResult]] = []
     found = await pairing.scan(0.3, on_update=updates.append)
     assert found[A1].profiles == ("heart_rate",) and found[A1].name == "Polar H10 X"
     assert found[A2].profiles == ()
