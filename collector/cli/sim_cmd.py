@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from collector.cli.common import console, err_console, fail, get_settings
 from collector.errors import MagsleepError
 from collector.settings import Settings
-from collector.sim.backfill import BackfillResult, backfill, default_truth_path
+from collector.sim.backfill import BackfillResult, backfill, clear_sim, default_truth_path
 from collector.sim.nights import Study, plan_study
 from collector.sim.params import DESIGNS, SCENARIOS, SimConfig
 from collector.sim.person import PersonProfile
@@ -103,6 +103,23 @@ def backfill_cmd(
         f"{result.lines:,} points, tag source=sim)\nground truth: {truth_path}",
         highlight=False,
     )
+
+
+@app.command("clear")
+def clear_cmd(
+    person: Annotated[str | None, typer.Option(help="Only this person's simulated data (default: everyone's).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete every simulated (source=sim) point from InfluxDB; real data is never touched."""
+    s = get_settings()
+    who = f"person {person!r}" if person else "all persons"
+    if not yes and not typer.confirm(f"delete all source=sim points of {who}?"):
+        raise typer.Exit(1)
+    try:
+        asyncio.run(clear_sim(s, person))
+    except MagsleepError as exc:
+        fail(str(exc))
+    console.print(f"deleted the simulated data of {who}", highlight=False)
 
 
 @app.command("truth")

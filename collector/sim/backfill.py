@@ -309,6 +309,22 @@ async def backfill(
     return result
 
 
+#: measurements where simulated points live (``night`` rows computed from simulated data carry source=sim too)
+SIM_MEASUREMENTS = ("heart_rate", "rr", "motion", "sleep_stage", "supplement_dose", "night")
+
+
+async def clear_sim(settings: Settings, person: str | None = None) -> None:
+    """Delete every ``source=sim`` point (of ``person``, or of everyone); real data is untouched."""
+    cond = "source = 'sim'" + (f" AND person = {quote_str(person)}" if person else "")
+    stmt = "; ".join(f'DELETE FROM "{m}" WHERE {cond}' for m in SIM_MEASUREMENTS)
+    try:
+        async with InfluxReader.from_settings(settings) as r:
+            await r.execute(stmt)
+    except QueryError as exc:
+        if "database not found" not in str(exc):
+            raise
+
+
 def default_truth_path(settings: Settings, person: str) -> Path:
     return settings.storage.state_dir.expanduser() / "sim" / f"truth-{person}.json"
 
@@ -318,6 +334,7 @@ __all__ = [
     "BackfillResult",
     "SimDevices",
     "backfill",
+    "clear_sim",
     "default_truth_path",
     "dose_point",
     "night_lines",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from collector.cli import common, sim_cmd
 from collector.errors import ValidationError
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
-from collector.sim.backfill import backfill, night_lines, night_points
+from collector.sim.backfill import backfill, clear_sim, night_lines, night_points
 from collector.sim.params import Dosing, Faults
 from collector.storage.lineprotocol import Point, encode_points
 from collector.storage.pipeline import Pipeline
@@ -101,6 +101,11 @@ async def test_backfill_refuses_to_mix_with_real_data(influx_server: InfluxServe
     assert (tmp_path / "outbox-sim.sqlite").exists()
     assert _counts(influx_server, influx_db, "source = 'sim'")["rr"] > 10_000
     assert _counts(influx_server, influx_db, "source = 'device'") == {"heart_rate": 1}
+    await clear_sim(settings, "bob")  # another person's: nothing of alice's goes
+    assert _counts(influx_server, influx_db, "source = 'sim'")["rr"] > 10_000
+    await clear_sim(settings, "alice")
+    assert _counts(influx_server, influx_db, "source = 'sim'") == {}
+    assert _counts(influx_server, influx_db, "source = 'device'") == {"heart_rate": 1}
 
 
 def test_cli_backfill(influx_server: InfluxServer, influx_db: str, tmp_path: Path,
@@ -125,6 +130,9 @@ def test_cli_backfill(influx_server: InfluxServer, influx_db: str, tmp_path: Pat
     truth = tmp_path / "sim" / "truth-demo.json"
     r = runner.invoke(sim_cmd.app, ["truth", str(truth)])
     assert r.exit_code == 0 and "2 nights (1 magnesium, 1 control)" in r.output
+    r = runner.invoke(sim_cmd.app, ["clear", "--person", "demo", "--yes"])
+    assert r.exit_code == 0, r.output
+    assert _counts(influx_server, influx_db, "source = 'sim'") == {}
     r = runner.invoke(sim_cmd.app, ["backfill", "--nights", "2", "--design", "weekly", "--end", "2026-11-20"])
     assert r.exit_code == 2 and "unknown design" in r.output
     r = runner.invoke(sim_cmd.app, ["backfill", "--nights", "2", "--end", "20-11-2026"])
