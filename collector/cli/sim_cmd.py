@@ -47,7 +47,9 @@ def run_backfill(
 @app.command("backfill")
 def backfill_cmd(
     nights: Annotated[int, typer.Option(min=1, max=20000, help="How many nights to generate.")] = 90,
-    person: Annotated[str, typer.Option(help="Person name (traits from [[persons]] when configured).")] = "demo",
+    person: Annotated[
+        str, typer.Option(help="Person name (age, sex, time zone from the persons settings when configured).")
+    ] = "demo",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same nights.")] = 0,
     scenario: Annotated[str, typer.Option(help=f"Planted magnesium effect: {' | '.join(SCENARIOS)}.")] = "effect",
     design: Annotated[str, typer.Option(help=f"Dose schedule: {' | '.join(DESIGNS)}.")] = "randomised",
@@ -91,6 +93,7 @@ def backfill_cmd(
                 f"note: person {person!r} is not in [[persons]]; simulating a {profile.age}-year-old "
                 f"{profile.sex} in UTC. Add a [[persons]] entry to analyse these nights.",
                 highlight=False,
+                markup=False,
             )
         study = plan_study(profile, nights, seed=seed, end=last, config=cfg)
         truth_path = truth or default_truth_path(s, person)
