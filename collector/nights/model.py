@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import yaml
 from numpy.typing import NDArray
+from scipy.special import expit
 
 from collector.errors import AnalysisError
 
@@ -84,9 +85,7 @@ class GruClassifier:
         h = (x - self.bn_mean) * inv + self.bn_beta
         h = np.maximum(h @ self.dense_w + self.dense_b, np.float32(0))
         for fwd, bwd in self.gru:
-            out_f = _run_gru(fwd, h, mask, reverse=False)
-            out_b = _run_gru(bwd, h, mask, reverse=True)
-            h = np.concatenate((out_f, out_b), axis=1)
+            h = _run_bigru(fwd, bwd, h, mask)
         logits = h @ self.out_w + self.out_b
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
@@ -94,28 +93,43 @@ class GruClassifier:
         return p
 
 
-def _run_gru(g: _Gru, x: F32, mask: NDArray[np.bool_], *, reverse: bool) -> F32:
-    """Keras GRU (reset_after=True), returning the sequence in input order."""
-    n, u = x.shape[0], g.units
+def _run_bigru(fwd: _Gru, bwd: _Gru, x: F32, mask: NDArray[np.bool_]) -> F32:
+    """Keras Bidirectional(GRU, reset_after=True, merge concat): both directions in one loop.
+
+    Step ``i`` advances the forward GRU at time ``i`` and the backward one at ``n - 1 - i`` (the two
+    are independent), so each NumPy call does the work of two. Masked time steps keep the state
+    and output zeros (keras ``zero_output_for_mask=True``).
+    """
+    n, u = x.shape[0], fwd.units
     u2 = 2 * u
-    xin = x @ g.kernel + g.bias_in  # all input projections at once
-    xzr = xin[:, :u2]
-    xh = xin[:, u2:]
-    rec, brec = g.recurrent, g.bias_rec
-    out = np.zeros((n, u), dtype=np.float32)
-    h = np.zeros(u, dtype=np.float32)
-    one = np.float32(1)
-    steps = range(n - 1, -1, -1) if reverse else range(n)
-    for t in steps:
-        if not mask[t]:
-            continue  # state carried over, output zero (zero_output_for_mask=True)
-        inner = h @ rec + brec
-        zr = one / (one + np.exp(-(xzr[t] + inner[:u2])))
-        z = zr[:u]
-        hh = np.tanh(xh[t] + zr[u:] * inner[u2:])
-        h = z * h + (one - z) * hh
-        out[t] = h
-    return out
+    gs = (fwd, bwd)
+    # input projections for all steps; the backward one reversed so both run on index i
+    xin = np.stack([x @ g.kernel + g.bias_in for g in gs])  # (2, n, 3u)
+    xin[1] = xin[1, ::-1]
+    xzr = xin[:, :, :u2] + np.stack([g.bias_rec[:u2] for g in gs])[:, np.newaxis, :]
+    xh = np.ascontiguousarray(xin[:, :, u2:])
+    rec_zr = np.stack([g.recurrent[:, :u2] for g in gs])  # (2, u, 2u)
+    rec_h = np.stack([g.recurrent[:, u2:] for g in gs])  # (2, u, u)
+    b_h = np.stack([g.bias_rec[u2:] for g in gs])  # (2, u)
+    m2 = np.stack([mask, mask[::-1]], axis=1)  # (n, 2)
+    all_on = bool(np.all(mask))
+    out = np.zeros((2, n, u), dtype=np.float32)
+    h = np.zeros((2, 1, u), dtype=np.float32)
+    xzr_t = np.ascontiguousarray(xzr.transpose(1, 0, 2))[:, :, np.newaxis, :]  # (n, 2, 1, 2u)
+    xh_t = np.ascontiguousarray(xh.transpose(1, 0, 2))[:, :, np.newaxis, :]  # (n, 2, 1, u)
+    b_h3 = b_h[:, np.newaxis, :]
+    for i in range(n):
+        zr = expit(xzr_t[i] + h @ rec_zr)  # (2, 1, 2u)
+        hh = np.tanh(xh_t[i] + zr[:, :, u:] * (h @ rec_h + b_h3))
+        h_new = hh + zr[:, :, :u] * (h - hh)  # z * h + (1 - z) * hh
+        if all_on:
+            h = h_new
+            out[:, i] = h[:, 0]
+        else:
+            on = m2[i][:, np.newaxis, np.newaxis]
+            h = np.where(on, h_new, h)
+            out[:, i] = np.where(on[:, 0], h[:, 0], np.float32(0))
+    return np.concatenate((out[0], out[1, ::-1]), axis=1)
 
 
 def _gru_from(grp: Any) -> _Gru:

@@ -5,8 +5,11 @@ Features are computed by sleepecg 0.6.0's own functions, with two additions:
 - intervals across a dropout (between segments, see :mod:`collector.nights.artefacts`) are set to
   NaN so they are never read as one long beat;
 - sleepecg raises ``ValueError: shape mismatch`` in the frequency-domain step when *no* analysis
-  window is free of missing RR. Then the same computation runs through :func:`_freq_features_safe`
-  (sleepecg's code with the empty case handled; identical output otherwise, tested).
+  window is free of missing RR. The frequency-domain step therefore runs through
+  :func:`_freq_features_safe`: sleepecg's code with the empty case handled and the windows with
+  some missing RR (each its own periodogram) computed without scipy's per-call overhead; equal to
+  sleepecg's output within 1e-12 relative (tested). The time-domain step is sleepecg's with the
+  per-row medians/percentiles vectorised (bit-identical, tested).
 
 Each 30-s epoch gets a quality flag (clean beats covering at least :data:`MIN_EPOCH_COVERAGE` of it).
 Unusable epochs enter the classifier fully masked, as sleepecg masks unscored epochs in training,
@@ -25,6 +28,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from datetime import time as dtime
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -123,8 +127,33 @@ class Subject:
 # --------------------------------------------------------------------------------------------
 
 
+@cache
+def _hann(m: int) -> tuple[F64, float]:
+    """Periodic Hann window of length ``m`` and the sum of its squares (scipy's ``get_window``)."""
+    from scipy.signal import get_window
+
+    w = np.asarray(get_window("hann", m), dtype=np.float64)
+    return w, float((w * w).sum())
+
+
+def _periodogram_hann(x: F64, fs: float, nfft: int) -> F64:
+    """``scipy.signal.periodogram(x, fs, window="hann", nfft=nfft)[1]`` without its per-call overhead.
+
+    Same steps (constant detrend, periodic Hann, one-sided density); equal to scipy within 1e-12
+    relative (tested), four to ten times faster on the short rows sleepecg feeds it one by one.
+    """
+    win, ss = _hann(x.size)
+    spec = np.fft.rfft((x - np.mean(x)) * win, n=nfft)
+    p: F64 = (spec.real**2 + spec.imag**2) * (1.0 / (fs * ss))
+    if nfft % 2:
+        p[1:] *= 2
+    else:
+        p[1:-1] *= 2
+    return p
+
+
 def _nanpsd_safe(x: F64, fs: float, max_nans: float) -> tuple[F64, F64]:
-    """sleepecg's ``_nanpsd`` without its crash when no row is free of NaN."""
+    """sleepecg's ``_nanpsd`` without its crash when no row is free of NaN (partial rows faster)."""
     nfft = x.shape[1]
     pxx = np.full((x.shape[0], nfft // 2 + 1), np.nan)
     nan_fraction = np.mean(np.isnan(x), axis=1)
@@ -136,7 +165,7 @@ def _nanpsd_safe(x: F64, fs: float, max_nans: float) -> tuple[F64, F64]:
     empty = nan_fraction == 1
     for i in np.where((nan_fraction <= max_nans) & ~(full | empty))[0]:
         valid = x[i][~np.isnan(x[i])]
-        _, pxx[i] = periodogram(valid, fs=fs, window="hann", nfft=nfft)
+        pxx[i] = _periodogram_hann(valid, fs, nfft)
     return f, pxx
 
 
@@ -191,9 +220,15 @@ def _time_features_fast(rri: F64, rri_times: F64, stage_times: NDArray[Any], loo
     sleepecg computes them through ``np.nanpercentile``/``np.nanmedian``, which loop over rows in
     Python (two thirds of a night's staging time). Equal to sleepecg's output (tested).
     """
-    from sleepecg.feature_extraction import _create_ragged_array, _split_into_windows
-
-    nn = _create_ragged_array(_split_into_windows(rri, rri_times, stage_times, lookback, lookforward))
+    # sleepecg's _split_into_windows + _create_ragged_array, by index ranges on the sorted times
+    starts = np.searchsorted(rri_times, stage_times - lookback, side="left")
+    ends = np.searchsorted(rri_times, stage_times + lookforward, side="left")
+    lengths = np.maximum(ends - starts, 0)
+    width = int(lengths.max()) if lengths.size else 0
+    cols = np.arange(width)
+    take = cols[np.newaxis, :] < lengths[:, np.newaxis]
+    nn = np.full((stage_times.size, width), np.nan)
+    nn[take] = rri[(starts[:, np.newaxis] + cols[np.newaxis, :])[take]]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_nn = np.nanmean(nn, axis=1)
@@ -245,7 +280,6 @@ def extract_features(
     ``breaks[i]`` marks the interval ending at beat ``i + 1`` as a dropout (set to NaN).
     """
     from sleepecg.feature_extraction import (
-        _hrv_frequencydomain_features,
         _metadata_features,
         _parse_feature_selection,
         preprocess_rri,
@@ -270,13 +304,7 @@ def extract_features(
         elif g == "hrv-frequency":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                try:
-                    blocks.append(_hrv_frequencydomain_features(
-                        rri, rri_times, stage_times, lookback, lookforward, fs, max_nans))
-                except ValueError as exc:
-                    if "shape mismatch" not in str(exc):
-                        raise
-                    blocks.append(_freq_features_safe(rri, rri_times, stage_times, lookback, lookforward, fs, max_nans))
+                blocks.append(_freq_features_safe(rri, rri_times, stage_times, lookback, lookforward, fs, max_nans))
         elif g == "metadata":
             blocks.append(_metadata_features(record, n_epochs))
         else:
