@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import socket
@@ -421,7 +422,14 @@ class VirtualDevice:
         if member == "ReadValue":
             return [self._values.get(path, b"")]
         if member == "WriteValue":
-            self._values[path] = bytes(msg.body[0])
+            value = bytes(msg.body[0])
+            self._values[path] = value
+            handler = self.wearable.on_write
+            if handler is not None and iface == GATT_CHAR:
+                uuid = next(u for u, paths in self._char_by_uuid.items() if path in paths)
+                result = handler(self, uuid, value)  # may raise BlueZError: the write is refused
+                if inspect.isawaitable(result):
+                    await result
             return []
         if iface == GATT_CHAR and member == "StartNotify":
             self._notifying.add(path)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector.ble.uuids import BATTERY_SERVICE, normalize_uuid
 
@@ -49,6 +50,11 @@ class Notification:
 
 #: A feed factory: called once when the device is added; returns notifications in time order.
 Feed = Callable[[], Iterable[Notification]]
+#: Called on every characteristic WriteValue as ``handler(device, uuid, value)`` (device is the
+#: :class:`~collector.sim.bluez.fake.VirtualDevice`); may return an awaitable; raising
+#: :class:`~collector.sim.bluez.fake.BlueZError` refuses the write. Behaviours of active protocols
+#: (UART consoles, control points) live in handlers like this (see collector/sim/bluez/trackers.py).
+WriteHandler = Callable[[Any, str, bytes], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class VirtualWearable:
     hide_battery_service: bool = True
     requires_pairing: bool = False
     feed: Feed | None = None
+    on_write: WriteHandler | None = None
 
     def __post_init__(self) -> None:
         if not _ADDRESS_RE.match(self.address):
