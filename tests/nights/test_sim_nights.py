@@ -143,3 +143,28 @@ def test_window_without_data_is_no_night(sim):
     inp = inputs(nights[0], ps)
     empty = NightInputs(window=inp.window)
     assert compute_night(empty, Subject(40, "female"), ZoneInfo("UTC")) is None
+
+
+def _hr_only(inp: NightInputs, *, device: bool) -> NightInputs:
+    empty_i = np.zeros(0, np.int64)
+    return NightInputs(window=inp.window, hr_time_ns=inp.hr_time_ns, hr_bpm=inp.hr_bpm,
+                       stage_time_ns=inp.stage_time_ns if device else empty_i,
+                       stage_code=inp.stage_code if device else empty_i,
+                       stage_epoch_s=inp.stage_epoch_s if device else empty_i, sim=True)
+
+
+def test_heart_rate_without_rr(sim):
+    person, ps, nights = sim
+    n = nights[3]
+    # a watch with HR samples and its own stages: device staging, HR from samples, no RMSSD
+    res = _run(person, ps, _hr_only(inputs(n, ps, device_stages=True), device=True))
+    assert res.staging == "device"
+    assert abs(res.fields["hr_mean_bpm"] - n.truth.hr_mean_bpm) < 3
+    assert "rmssd_ms" not in res.fields
+    assert res.flagged is False
+    # HR samples alone: no staging possible -> flagged, nothing invented
+    res2 = _run(person, ps, _hr_only(inputs(n, ps), device=False))
+    assert res2.staging == "none"
+    assert res2.flagged is True
+    assert res2.fields["tst_min"] == 0
+    assert "sol_min" not in res2.fields
