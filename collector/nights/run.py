@@ -274,6 +274,7 @@ async def compute_person(
     recompute: bool = False,
     now_ns: int | None = None,
     executor: Executor | None = None,
+    concurrency: int = 1,
 ) -> RunSummary:
     """Compute the new or changed nights of one person (windows that have ended by ``now_ns``)."""
     t_start = time.perf_counter()
@@ -374,13 +375,14 @@ async def compute_person(
         summary.nights.append(key)
 
     # Read the next night while the current one computes (bounded to keep memory flat).
-    sem = asyncio.Semaphore(2 if executor is not None else 1)
+    sem = asyncio.Semaphore(max(1, concurrency) + (1 if executor is not None else 0))
 
     async def guarded(item: tuple[NightWindow, str, list[Row]]) -> None:
         async with sem:
             await run_one(*item)
 
     await asyncio.gather(*(guarded(item) for item in todo))
+    summary.nights.sort()
     summary.seconds = time.perf_counter() - t_start
     return summary
 
@@ -425,7 +427,8 @@ async def compute_all(
                 Pipeline.from_settings(settings, name="nights") as pipe:
             for p in persons:
                 out.append(await compute_person(settings, p, reader, pipe, state, since=since, until=until,
-                                                recompute=recompute, now_ns=now_ns, executor=pool))
+                                                recompute=recompute, now_ns=now_ns, executor=pool,
+                                                concurrency=workers))
             await pipe.flush(timeout=max(60.0, settings.influx.timeout_s * 6))
     except StorageError:
         raise
