@@ -1,0 +1,1 @@
+"""Nights: RR clean-up, sleep staging, segmentation and nightly metrics (docs/nights.md)."""
