@@ -301,7 +301,7 @@ class DeviceSession:
             self._window_count += 1
             stats.notifications += 1
             try:
-                points = parse(uuid, bytes(data), clock.time_ns(), tags)
+                points = parse(uuid, data, clock.time_ns(), tags)  # bytearray is read in place, not copied
             except ParseError as exc:
                 stats.parse_errors += 1
                 if stats.parse_errors == 1 or stats.parse_errors % 100 == 0:

@@ -146,4 +146,48 @@ class HeartRateProfile:
     def parse(self, uuid: str, data: bytes, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
         if uuid != HEART_RATE_MEASUREMENT:
             raise ParseError(f"heart_rate profile does not handle characteristic {uuid}")
-        return measurement_points(decode_measurement(data), received_ns, tags)
+        return parse_points(data, received_ns, tags)
+
+
+_RR_FORMATS = [f"<{k}H" for k in range(64)]
+
+
+def parse_points(data: bytes, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
+    """``decode_measurement`` + ``measurement_points`` in one pass (the hot path: one call per beat batch)."""
+    n = len(data)
+    if n < 2:
+        raise ParseError(f"heart rate measurement too short ({n} bytes, need at least 2): {bytes(data).hex()}")
+    flags = data[0]
+    if flags & FLAG_HR_UINT16:
+        if n < 3:
+            raise ParseError(f"heart rate measurement says uint16 HR but has {n} bytes: {bytes(data).hex()}")
+        bpm = data[1] | (data[2] << 8)
+        i = 3
+    else:
+        bpm = data[1]
+        i = 2
+    fields: dict[str, FieldValue] = {"bpm": bpm}
+    if flags & FLAG_CONTACT_SUPPORTED:
+        fields["contact"] = bool(flags & FLAG_CONTACT_DETECTED)
+    if flags & FLAG_ENERGY:
+        if n < i + 2:
+            raise ParseError(f"heart rate measurement says energy expended but has {n} bytes: {bytes(data).hex()}")
+        fields["energy_kj"] = data[i] | (data[i + 1] << 8)
+        i += 2
+    points = [Point("heart_rate", tags, fields, received_ns)] if bpm else []
+    pairs = (n - i) >> 1
+    if flags & FLAG_RR and pairs:
+        rr = struct.unpack_from(_RR_FORMATS[pairs] if pairs < 64 else f"<{pairs}H", data, i)
+        if pairs == 1:
+            if rr[0]:
+                points.append(Point("rr", tags, {"rr_ms": rr[0] * 0.9765625}, received_ns))
+            return points
+        end = received_ns
+        beats: list[Point] = []
+        for raw in reversed(rr):
+            if raw:
+                beats.append(Point("rr", tags, {"rr_ms": raw * 0.9765625}, end))
+                end -= round(raw * _NS_PER_RR_UNIT)
+        beats.reverse()
+        points += beats
+    return points
