@@ -165,7 +165,8 @@ async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: 
     """Raw points of one person in one night window."""
     w = _where(person, win.start_ns, win.end_ns)
     rr = _main_device(await r.query(f"SELECT rr_ms, device, source FROM rr WHERE {w}"))
-    hr = _main_device(await r.query(f"SELECT bpm, device, source FROM heart_rate WHERE {w}"))
+    # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
+    hr = [] if rr else _main_device(await r.query(f"SELECT bpm, device, source FROM heart_rate WHERE {w}"))
     mo = _main_device(await r.query(f"SELECT activity, epoch_s, device FROM motion WHERE {w}"))
     st = _main_device(await r.query(
         f"SELECT stage_code, epoch_s, device, source FROM sleep_stage WHERE {w} AND {_NOT_OURS}"))
