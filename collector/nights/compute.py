@@ -239,9 +239,7 @@ def compute_night(
     if tag_lo is not None:
         lo, lights_src = tag_lo, "tag"
     if tag_hi is not None:
-        hi = tag_hi
-        if tag_lo is None:
-            lights_src = lights_src if lights_src != "estimate" else "estimate"
+        hi = tag_hi  # lights_source names where lights *out* came from (SOL depends on it)
     if hi <= lo:
         hi = min(n, lo + 1)
 
