@@ -151,12 +151,109 @@ class ApiSettings(_Section):
     cors_origins: list[str] = Field(default_factory=list)
 
 
+#: Names of the built-in BLE profiles; a [[ble.generic]] profile may not reuse them.
+BUILTIN_PROFILE_NAMES = frozenset({"heart_rate", "bangle", "infinitime", "polar_pmd"})
+_UUID_RE = re.compile(r"^(0x)?([0-9a-f]{4}|[0-9a-f]{8}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+_STRUCT_RE = re.compile(r"^[<>!=]?(\d*[xbBhHiIlLqQefd])+$")
+
+
+class GenericProfileSettings(_Section):
+    """A sensor profile defined in config (``[[ble.generic]]``): one characteristic, one struct, one point.
+
+    Each notification (or indication) of ``characteristic`` is unpacked with ``format`` (Python
+    struct syntax, little-endian unless it starts with '>' or '!'); value ``i`` times ``scale[i]``
+    plus ``offset[i]`` becomes field ``fields[i]`` of ``measurement`` ("" skips a value).
+    ``devices`` lists registered aliases or addresses the profile applies to (besides devices whose
+    registry entry names the profile).
+    """
+
+    name: str
+    service: str
+    characteristic: str
+    format: str
+    fields: list[str]
+    measurement: str = "motion"
+    scale: float | list[float] = 1.0
+    offset: float | list[float] = 0.0
+    devices: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("must be 1-64 letters, digits, '_', '.', '-' starting with a letter or digit")
+        if v in BUILTIN_PROFILE_NAMES:
+            raise ValueError(f"{v!r} is a built-in profile; choose another name")
+        return v
+
+    @field_validator("service", "characteristic")
+    @classmethod
+    def _check_uuid(cls, v: str) -> str:
+        if not _UUID_RE.match(v.strip().lower()):
+            raise ValueError("must be a UUID: 16-bit ('2a6e' or '0x2A6E') or 128-bit "
+                             "('00002a6e-0000-1000-8000-00805f9b34fb')")
+        return v.strip().lower()
+
+    @field_validator("format")
+    @classmethod
+    def _check_format(cls, v: str) -> str:
+        import struct
+
+        v = v.replace(" ", "")
+        if not _STRUCT_RE.match(v):
+            raise ValueError("must be a struct format of numbers, e.g. '<hH' (codes x b B h H i I l L q Q e f d; "
+                             "'<' little-endian, '>' big-endian)")
+        if v[0] not in "<>!=":
+            v = "<" + v
+        struct.calcsize(v)
+        return v
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> GenericProfileSettings:
+        import struct
+
+        from collector.storage.schema import MEASUREMENTS
+
+        n = len(struct.unpack(self.format, bytes(struct.calcsize(self.format))))
+        if len(self.fields) != n:
+            raise ValueError(f"format {self.format!r} unpacks {n} value(s) but fields lists {len(self.fields)}; "
+                             "give one name per value ('' to skip one)")
+        for what, v in (("scale", self.scale), ("offset", self.offset)):
+            if isinstance(v, list) and len(v) != n:
+                raise ValueError(f"{what} lists {len(v)} numbers, need one per value ({n}) or a single number")
+        m = MEASUREMENTS.get(self.measurement)
+        if m is None or self.measurement in ("device_status", "night", "effect", "trial_plan", "supplement_dose",
+                                             "night_tag"):
+            raise ValueError(f"measurement {self.measurement!r} cannot be fed by a sensor; use one of "
+                             "heart_rate, rr, motion, sleep_stage")
+        numeric = {f.name: f.type for f in m.fields if f.type in ("int", "float")}
+        for f in self.fields:
+            if f and f not in numeric:
+                raise ValueError(f"{self.measurement} has no numeric field {f!r}; its numeric fields: "
+                                 f"{', '.join(numeric)}")
+        if not any(self.fields):
+            raise ValueError("fields names no field at all")
+        return self
+
+
 class BleSettings(_Section):
     adapter: str = "hci0"
     scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
     connect_timeout_s: float = Field(default=20.0, gt=0, le=300)
     silence_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Seconds between history pulls (Bangle.js sleeplog) while a tracker stays connected.
+    history_pull_s: float = Field(default=1800.0, ge=10, le=86400)
+    generic: list[GenericProfileSettings] = Field(default_factory=list)
+
+    @field_validator("generic")
+    @classmethod
+    def _unique_generic(cls, v: list[GenericProfileSettings]) -> list[GenericProfileSettings]:
+        names = [g.name for g in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"[[ble.generic]] names must be unique; repeated: {', '.join(dupes)}")
+        return v
 
 
 class AnalysisSettings(_Section):
