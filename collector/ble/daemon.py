@@ -97,6 +97,7 @@ async def _run(
     kwargs = {} if status_interval_s is None else {"status_interval_s": status_interval_s}
     sessions = [DeviceSession(d, buffer=buffer, clock=clock, ble=settings.ble, props=props, on_status=on_status,
                               **kwargs) for d in devices]
+    await _warm_up_bleak()
     forwarder = asyncio.create_task(buffer.run(), name="ble-forwarder")
     writer = asyncio.create_task(_write_status(status_file, statuses, dirty), name="ble-status-file")
     tasks = {asyncio.create_task(s.run(), name=f"ble-session-{s.device.alias}") for s in sessions}
@@ -128,6 +129,20 @@ async def _run(
             save_status(status_file, statuses)
         props.close()
     return DaemonResult({s.device.alias: s.stats for s in sessions}, buffer.queued, buffer.forwarded)
+
+
+async def _warm_up_bleak() -> None:
+    """Load BlueZ's object tree once before the sessions start.
+
+    bleak-retry-connector's device lookup returns an empty tree while bleak's manager is still
+    initialising, so sessions starting together would fall back to a full scan (seconds).
+    """
+    try:
+        from bleak.backends.bluezdbus.manager import get_global_bluez_manager
+
+        await asyncio.wait_for(get_global_bluez_manager(), 10.0)
+    except Exception as exc:  # noqa: BLE001 - the sessions report BlueZ problems with advice
+        log.debug("BlueZ not available yet: %r", exc)
 
 
 async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: asyncio.Event) -> None:

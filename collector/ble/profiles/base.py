@@ -29,6 +29,6 @@ class Profile(Protocol):
     service_uuids: frozenset[str]
     subscriptions: tuple[Subscription, ...]
 
-    def parse(self, uuid: str, data: bytes, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
+    def parse(self, uuid: str, data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
         """Points for one notification of characteristic ``uuid`` received at ``received_ns``."""
         ...

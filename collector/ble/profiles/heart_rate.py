@@ -143,7 +143,7 @@ class HeartRateProfile:
     subscriptions: tuple[Subscription, ...] = (Subscription(HEART_RATE_MEASUREMENT),)
     body_sensor_location_uuid = BODY_SENSOR_LOCATION
 
-    def parse(self, uuid: str, data: bytes, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
+    def parse(self, uuid: str, data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
         if uuid != HEART_RATE_MEASUREMENT:
             raise ParseError(f"heart_rate profile does not handle characteristic {uuid}")
         return parse_points(data, received_ns, tags)
@@ -152,7 +152,7 @@ class HeartRateProfile:
 _RR_FORMATS = [f"<{k}H" for k in range(64)]
 
 
-def parse_points(data: bytes, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
+def parse_points(data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
     """``decode_measurement`` + ``measurement_points`` in one pass (the hot path: one call per beat batch)."""
     n = len(data)
     if n < 2:
