@@ -28,9 +28,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from bleak import BleakClient
+from typing import TYPE_CHECKING, Any
 
 from collector.ble.profiles.base import Subscription
 from collector.ble.profiles.hooks import ProfileContext
@@ -38,6 +36,9 @@ from collector.ble.profiles.uart import NUS_SERVICE, NUS_TX, UartConsole, json_p
 from collector.ble.uuids import HEART_RATE_SERVICE
 from collector.errors import DeviceError, ParseError
 from collector.storage.lineprotocol import Point
+
+if TYPE_CHECKING:
+    from bleak import BleakClient
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,13 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-from bleak import BleakClient
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from collector.clock import Clock
 from collector.storage.lineprotocol import Point
+
+if TYPE_CHECKING:
+    from bleak import BleakClient
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,16 @@ import logging
 import math
 import struct
 from collections.abc import Mapping
-
-from bleak import BleakClient
-from bleak.backends.characteristic import BleakGATTCharacteristic
+from typing import TYPE_CHECKING
 
 from collector.ble.profiles.base import Subscription
 from collector.ble.profiles.hooks import ProfileContext
 from collector.errors import ParseError
 from collector.storage.lineprotocol import Point
+
+if TYPE_CHECKING:
+    from bleak import BleakClient
+    from bleak.backends.characteristic import BleakGATTCharacteristic
 
 log = logging.getLogger(__name__)
 

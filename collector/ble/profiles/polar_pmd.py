@@ -32,15 +32,17 @@ import logging
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from bleak import BleakClient
-from bleak.backends.characteristic import BleakGATTCharacteristic
+from typing import TYPE_CHECKING
 
 from collector.ble.profiles.activity import EpochActivity
 from collector.ble.profiles.base import Subscription
 from collector.ble.profiles.hooks import ProfileContext
 from collector.errors import DeviceError, ParseError
 from collector.storage.lineprotocol import Point
+
+if TYPE_CHECKING:
+    from bleak import BleakClient
+    from bleak.backends.characteristic import BleakGATTCharacteristic
 
 log = logging.getLogger(__name__)
 

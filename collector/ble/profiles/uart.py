@@ -14,12 +14,13 @@ import contextlib
 import json
 import re
 from collections.abc import Callable
-from typing import Any
-
-from bleak import BleakClient
-from bleak.backends.characteristic import BleakGATTCharacteristic
+from typing import TYPE_CHECKING, Any
 
 from collector.errors import DeviceError
+
+if TYPE_CHECKING:
+    from bleak import BleakClient
+    from bleak.backends.characteristic import BleakGATTCharacteristic
 
 NUS_SERVICE = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
 NUS_RX = "6e400002-b5a3-f393-e0a9-e50e24dcca9e"  # we write here
