@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from bleak import BleakClient
@@ -22,8 +23,9 @@ from bleak_retry_connector import BleakClientWithServiceCache, establish_connect
 
 from collector.ble.backoff import Failure, SessionState, backoff_s
 from collector.ble.bluez import BlueZProps, classify, device_path, find_device
-from collector.ble.profiles import PROFILES, Profile, device_info
+from collector.ble.profiles import PROFILES, Profile, device_info, profiles_for
 from collector.ble.profiles import battery as battery_profile
+from collector.ble.profiles.hooks import ProfileHooks
 from collector.ble.registry import DeviceStatus, RegisteredDevice
 from collector.clock import Clock
 from collector.errors import DeviceError, DeviceNotFoundError, MagsleepError, ParseError
@@ -125,6 +127,7 @@ class DeviceSession:
         props: BlueZProps,
         on_status: StatusCallback | None = None,
         status_interval_s: float = STATUS_INTERVAL_S,
+        state_dir: Path | None = None,
     ) -> None:
         self.device = device
         self._buffer = buffer
@@ -133,7 +136,7 @@ class DeviceSession:
         self._props = props
         self._on_status = on_status
         self._status_interval_s = status_interval_s
-        self.profiles: list[Profile] = [PROFILES[p] for p in device.profiles if p in PROFILES]
+        self.profiles: list[Profile] = profiles_for(device.profiles, ble, alias=device.alias, address=device.address)
         if not self.profiles:
             raise DeviceError(f"{device.alias}: none of its profiles {list(device.profiles)} is supported; "
                               f"supported: {', '.join(PROFILES)}")
@@ -150,10 +153,18 @@ class DeviceSession:
         self._last_status_ns = 0
         self._info_read = bool(device.model or device.firmware)
         self._battery_at: float | None = None
+        # Optional profile hooks (history pulls, streams started by command): collector/ble/profiles/hooks.py
+        self.hooks = ProfileHooks(self.profiles, address=device.address, alias=device.alias, tags=self.tags,
+                                  clock=clock, emit=buffer.add, touch=self._touch, state_dir=state_dir,
+                                  history_pull_s=ble.history_pull_s)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def _touch(self) -> None:
+        """Traffic a profile hook handles itself counts for the silence watchdog."""
+        self._last_rx = self._clock.monotonic()
 
     # ---- the state machine --------------------------------------------------------------
 
@@ -259,6 +270,8 @@ class DeviceSession:
                         raise DeviceError(f"{self.device.alias} does not serve {sub.uuid} ({profile.name})")
                     continue
                 await client.start_notify(sub.uuid, self._callback(profile, sub.uuid))
+        if self.hooks:
+            await self.hooks.connected(client)
         now = self._clock.monotonic()
         self._last_rx = now
         self._window_start, self._window_count = now, 0
@@ -274,6 +287,7 @@ class DeviceSession:
         tick = min(self._ble.silence_timeout_s / 3.0, self._status_interval_s)
         while True:
             if self._stop.is_set():
+                await self.hooks.stopping(client)
                 return None
             if self._link_lost or not client.is_connected:
                 return Failure.LINK_LOST
@@ -282,6 +296,8 @@ class DeviceSession:
                 self.stats.watchdog_drops += 1
                 log.info("%s: connected but silent for %.0f s; reconnecting", self.device.alias, now - self._last_rx)
                 return Failure.SILENT
+            if self.hooks.pull_due(now):
+                await self.hooks.pull(client)
             if now >= next_battery:
                 await self._read_battery(client, path)
                 self._battery_at = now

@@ -214,6 +214,7 @@ class BangleProfile:
     service_uuids: frozenset[str] = frozenset({NUS_SERVICE})
     subscriptions: tuple[Subscription, ...] = ()  # TX is subscribed by on_connect (one console per link)
     pull_interval_s: float = 1800.0
+    pulls_history: bool = True  # the interval is ble.history_pull_s
 
     def parse(self, uuid: str, data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
         """Points of one complete console line received on TX (HRM events; other lines give none)."""

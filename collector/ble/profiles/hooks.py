@@ -84,8 +84,10 @@ class ProfileHooks:
         emit: Callable[[list[Point]], None],
         touch: Callable[[], None] = lambda: None,
         state_dir: Path | None = None,
+        history_pull_s: float | None = None,
     ) -> None:
         self._clock = clock
+        self._history_pull_s = history_pull_s
         self._profiles = [p for p in profiles if isinstance(p, (ConnectHook, PullHook, DisconnectHook))]
         self.contexts: dict[str, ProfileContext] = {
             _name(p): ProfileContext(address, alias, tags, clock, emit, touch, state_dir) for p in self._profiles
@@ -101,7 +103,7 @@ class ProfileHooks:
             if isinstance(p, ConnectHook):
                 await self._guard(p, "on_connect", p.on_connect(client, self.contexts[_name(p)]))
             if isinstance(p, PullHook):
-                self._next_pull[_name(p)] = now + p.pull_interval_s
+                self._next_pull[_name(p)] = now + self._interval(p)
 
     def pull_due(self, now: float) -> bool:
         return any(now >= t for t in self._next_pull.values())
@@ -111,8 +113,14 @@ class ProfileHooks:
         for p in self._profiles:
             name = _name(p)
             if isinstance(p, PullHook) and now >= self._next_pull.get(name, float("inf")):
-                self._next_pull[name] = now + p.pull_interval_s
+                self._next_pull[name] = now + self._interval(p)
                 await self._guard(p, "pull", p.pull(client, self.contexts[name]))
+
+    def _interval(self, p: PullHook) -> float:
+        """``pull_interval_s``; ``ble.history_pull_s`` for profiles that pull stored history."""
+        if self._history_pull_s is not None and getattr(p, "pulls_history", False):
+            return self._history_pull_s
+        return p.pull_interval_s
 
     async def stopping(self, client: BleakClient) -> None:
         """Clean stop with the link up: each on_disconnect gets at most ``STOP_HOOK_TIMEOUT_S``."""
