@@ -63,10 +63,109 @@ class Artefacts:
         return len(self.ectopic) + len(self.missed) + len(self.extra) + len(self.longshort)
 
 
-def _threshold(signal: F64, alpha: float, window_width: int) -> F64:
-    s = pd.Series(np.abs(signal)).rolling(window_width, center=True, min_periods=1)
-    q1 = s.quantile(0.25).to_numpy()
-    q3 = s.quantile(0.75).to_numpy()
+def _window_stats(x: F64, w: int, rows: I64, qs: tuple[float, ...], median: bool) -> list[F64]:
+    """pandas ``rolling(w, center=True, min_periods=1)`` quantiles (linear) or median at ``rows``.
+
+    Same arithmetic as pandas' skiplist code: quantile ``vlow + (vhigh - vlow) * frac`` (exact
+    index: ``vlow``), median of an even count ``(a + b) / 2``. ``w`` must be odd.
+    """
+    h = w // 2
+    n = x.size
+    offs = np.arange(-h, h + 1)
+    idx = rows[:, np.newaxis] + offs[np.newaxis, :]
+    inside = (idx >= 0) & (idx < n)
+    win = np.where(inside, x[np.clip(idx, 0, n - 1)], np.inf)
+    win.sort(axis=1)
+    nobs = inside.sum(axis=1)
+    r = np.arange(rows.size)
+    out: list[F64] = []
+    if median:
+        mid = nobs // 2
+        odd = win[r, mid]
+        even = (win[r, mid] + win[r, np.maximum(mid - 1, 0)]) / 2
+        out.append(np.where(nobs % 2 == 1, odd, even))
+        return out
+    for q in qs:
+        iwf = q * (nobs - 1)
+        ii = iwf.astype(np.int64)
+        vlow = win[r, ii]
+        vhigh = win[r, np.minimum(ii + 1, nobs - 1)]
+        out.append(np.where(iwf == ii, vlow, vlow + (vhigh - vlow) * (iwf - ii)))
+    return out
+
+
+class _Rolling:
+    """One rolling statistic that is recomputed only where its input changed.
+
+    The artefact search runs again after every correction (neurokit2's ``iterative``); between
+    runs only the windows around moved, inserted or deleted beats change. ``m[i]`` maps position
+    ``i`` of the new input to the old one; a window whose values are all equal and contiguous in
+    the old input keeps its old result, every other window is computed with :func:`_window_stats`.
+    The first run uses pandas itself.
+    """
+
+    def __init__(self, w: int, qs: tuple[float, ...] = (), *, median: bool = False) -> None:
+        self.w, self.qs, self.median = w, qs, median
+        self.x: F64 | None = None
+        self.res: list[F64] = []
+
+    def __call__(self, x: F64, m: I64 | None) -> list[F64]:
+        if self.x is None or m is None:
+            roll = pd.Series(x).rolling(self.w, center=True, min_periods=1)
+            res = [roll.median().to_numpy()] if self.median else [roll.quantile(q).to_numpy() for q in self.qs]
+        else:
+            res = self._update(x, m)
+        self.x, self.res = x, res
+        return res
+
+    def _update(self, x: F64, m: I64) -> list[F64]:
+        assert self.x is not None
+        old, n, h = self.x, x.size, self.w // 2
+        mapped = m >= 0
+        eq = mapped & (x == old[np.where(mapped, m, 0)])
+        shift = m - np.arange(n)
+        brk = np.zeros(n, dtype=np.int64)
+        brk[1:] = shift[1:] != shift[:-1]
+        c_bad = np.concatenate(([0], np.cumsum(~eq)))
+        c_brk = np.concatenate(([0], np.cumsum(brk)))
+        i = np.arange(n)
+        a, b = i - h, i + h
+        interior = (a >= 0) & (b < n)
+        aa, bb = np.clip(a, 0, n), np.clip(b + 1, 0, n)
+        clean = interior & (c_bad[bb] - c_bad[aa] == 0) & (c_brk[bb] - c_brk[np.minimum(aa + 1, n)] == 0)
+        dirty = np.flatnonzero(~clean)
+        fresh = _window_stats(x, self.w, dirty, self.qs, self.median)
+        out = []
+        for k, prev in enumerate(self.res):
+            r = np.empty(n)
+            r[clean] = prev[m[clean]]
+            r[dirty] = fresh[k]
+            out.append(r)
+        return out
+
+
+@dataclass
+class _SearchCache:
+    """Rolling statistics of the previous artefact search (see :class:`_Rolling`)."""
+
+    peaks: I64 | None = None
+    th1: _Rolling | None = None
+    med: _Rolling | None = None
+    th2: _Rolling | None = None
+
+
+def _mapping(old: I64 | None, new: I64) -> I64 | None:
+    """Index of each new peak in the old peaks array (-1 when it is not there)."""
+    if old is None:
+        return None
+    j = np.searchsorted(old, new)
+    jc = np.minimum(j, old.size - 1)
+    m: I64 = np.where(old[jc] == new, jc, -1).astype(np.int64)
+    return m
+
+
+def _threshold(abs_signal_stats: list[F64], alpha: float) -> F64:
+    q1, q3 = abs_signal_stats
     th: F64 = alpha * ((q3 - q1) / 2)
     return th
 
@@ -80,8 +179,21 @@ def find_artefacts(
     alpha: float = 5.2,
     window_width: int = 91,
     medfilt_order: int = 11,
+    cache: _SearchCache | None = None,
 ) -> Artefacts:
-    """Classify beats as ectopic, missed, extra or long/short (Lipponen & Tarvainen 2019, Fig. 1)."""
+    """Classify beats as ectopic, missed, extra or long/short (Lipponen & Tarvainen 2019, Fig. 1).
+
+    ``cache`` (from the previous search on the same segment) lets the rolling statistics be
+    updated only where the peaks changed; results are identical either way.
+    """
+    if cache is None:
+        cache = _SearchCache()
+    if cache.th1 is None or cache.med is None or cache.th2 is None:
+        cache.th1 = _Rolling(window_width, (0.25, 0.75))
+        cache.med = _Rolling(medfilt_order, median=True)
+        cache.th2 = _Rolling(window_width, (0.25, 0.75))
+    m = _mapping(cache.peaks, peaks)
+    cache.peaks = peaks
     rr = np.ediff1d(peaks, to_begin=0) / sampling_rate
     if len(rr) > 1:
         rr[0] = np.mean(rr[1:])
@@ -92,7 +204,7 @@ def find_artefacts(
         drrs[0] = np.mean(drrs[1:])
     elif len(drrs) == 1:
         drrs[0] = 0.0
-    th1 = _threshold(drrs, alpha, window_width)
+    th1 = _threshold(cache.th1(np.abs(drrs), m), alpha)
     np.divide(drrs, th1, out=drrs, where=th1 != 0)
     drrs[th1 == 0] = np.nan
 
@@ -103,10 +215,10 @@ def find_artefacts(
         s12 = np.where(drrs > 0, np.maximum(prev, nxt), np.where(drrs < 0, np.minimum(prev, nxt), 0.0))
         s22 = np.where(drrs >= 0, np.minimum(nxt, nxt2), np.where(drrs < 0, np.maximum(nxt, nxt2), 0.0))
 
-    medrr = pd.Series(rr).rolling(medfilt_order, center=True, min_periods=1).median().to_numpy()
+    medrr = cache.med(rr, m)[0]
     mrrs = rr - medrr
     mrrs[mrrs < 0] = mrrs[mrrs < 0] * 2
-    th2 = _threshold(mrrs, alpha, window_width)
+    th2 = _threshold(cache.th2(np.abs(mrrs), m), alpha)
     np.divide(mrrs, th2, out=mrrs, where=th2 != 0)
     mrrs[th2 == 0] = np.nan
 
@@ -202,12 +314,13 @@ def correct_artefacts(art: Artefacts, peaks: I64) -> I64:
 
 def fix_peaks(peaks: I64, sampling_rate: float, *, iterative: bool = True) -> tuple[I64, int]:
     """Corrected peaks and the number of artefacts found (neurokit2 ``signal_fixpeaks`` "Kubios")."""
-    art = find_artefacts(peaks, sampling_rate)
+    cache = _SearchCache()
+    art = find_artefacts(peaks, sampling_rate, cache=cache)
     clean = correct_artefacts(art, peaks)
     n_first = n_cur = art.count()
     if iterative:
         while True:
-            new = find_artefacts(clean, sampling_rate)
+            new = find_artefacts(clean, sampling_rate, cache=cache)
             n_prev, n_cur = n_cur, new.count()
             if n_cur >= n_prev:
                 break

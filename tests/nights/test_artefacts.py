@@ -125,3 +125,37 @@ def test_extra_detection_with_very_short_interval_is_merged_without_time_shift()
     assert np.nanmin(b.nn_ms) > 500
     # beat times stay aligned with the stamps (nothing dropped from the cumulative sum)
     assert abs(b.t_s[-1] - (stamps[-1] - b.t0_ns) / 1e9) < 0.01
+
+
+@pytest.mark.parametrize("w", [11, 91])
+def test_incremental_rolling_stats_equal_pandas(w):
+    """Windows reused after local edits (insert, delete, change) give pandas' exact values."""
+    import pandas as pd  # type: ignore[import-untyped]
+
+    from collector.nights.artefacts import _mapping, _Rolling
+
+    rng = np.random.default_rng(w)
+    peaks = np.cumsum(rng.integers(900, 1100, 2000)).astype(np.int64)
+    x = np.abs(rng.normal(size=peaks.size))
+    qs = (0.25, 0.75)
+    roll_q, roll_m = _Rolling(w, qs), _Rolling(w, median=True)
+    roll_q(x, None)
+    roll_m(x, None)
+    for _ in range(4):
+        new_peaks = peaks.copy()
+        new_x = x.copy()
+        for _ in range(5):  # local edits: a changed value, an inserted and a deleted peak
+            k = int(rng.integers(1, new_peaks.size - 1))
+            new_x[k] = abs(rng.normal())
+            k = int(rng.integers(1, new_peaks.size - 1))
+            new_peaks = np.insert(new_peaks, k, (new_peaks[k - 1] + new_peaks[k]) // 2)
+            new_x = np.insert(new_x, k, abs(rng.normal()))
+            k = int(rng.integers(1, new_peaks.size - 1))
+            new_peaks, new_x = np.delete(new_peaks, k), np.delete(new_x, k)
+        m = _mapping(peaks, new_peaks)
+        got_q, got_m = roll_q(new_x, m), roll_m(new_x, m)[0]
+        r = pd.Series(new_x).rolling(w, center=True, min_periods=1)
+        for q, g in zip(qs, got_q, strict=True):
+            np.testing.assert_array_equal(g, r.quantile(q).to_numpy())
+        np.testing.assert_array_equal(got_m, r.median().to_numpy())
+        peaks, x = new_peaks, new_x
