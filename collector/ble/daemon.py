@@ -17,7 +17,7 @@ from pathlib import Path
 
 from collector.ble.bluez import BlueZProps
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
-from collector.ble.session import DeviceSession, PointBuffer, PointSink, SessionStats
+from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer, PointSink, SessionStats
 from collector.clock import Clock, SystemClock
 from collector.errors import DeviceNotFoundError
 from collector.settings import Settings
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 #: Real seconds from the stop request until run_daemon returns: sessions first, the flush gets the rest.
 STOP_BUDGET_S = 4.5
 SESSION_STOP_S = 2.0
+#: Real seconds before a crashed session is started again.
+RESTART_S = 5.0
 
 
 @dataclass
@@ -94,13 +96,13 @@ async def _run(
         statuses[dev.address] = st
         dirty.set()
 
-    kwargs = {} if status_interval_s is None else {"status_interval_s": status_interval_s}
     sessions = [DeviceSession(d, buffer=buffer, clock=clock, ble=settings.ble, props=props, on_status=on_status,
-                              **kwargs) for d in devices]
+                              status_interval_s=status_interval_s or STATUS_INTERVAL_S) for d in devices]
     await _warm_up_bleak()
     forwarder = asyncio.create_task(buffer.run(), name="ble-forwarder")
     writer = asyncio.create_task(_write_status(status_file, statuses, dirty), name="ble-status-file")
-    tasks = {asyncio.create_task(s.run(), name=f"ble-session-{s.device.alias}") for s in sessions}
+    tasks = {asyncio.create_task(_supervise(s, stop_event), name=f"ble-session-{s.device.alias}")
+             for s in sessions}
     log.info("collecting from %d device(s): %s", len(sessions), ", ".join(s.device.alias for s in sessions))
     try:
         stopper = asyncio.create_task(stop_event.wait())
@@ -129,6 +131,21 @@ async def _run(
             save_status(status_file, statuses)
         props.close()
     return DaemonResult({s.device.alias: s.stats for s in sessions}, buffer.queued, buffer.forwarded)
+
+
+async def _supervise(session: DeviceSession, stop_event: asyncio.Event) -> None:
+    """Run a session; should it ever crash (a bug), log it and start it again."""
+    while True:
+        try:
+            await session.run()
+        except Exception:
+            log.exception("session of %s crashed; restarting it in %.0f s", session.device.alias, RESTART_S,
+                          extra={"device": session.device.alias, "event": "session_crashed"})
+        else:
+            return
+        if stop_event.is_set():
+            return
+        await asyncio.sleep(RESTART_S)
 
 
 async def _warm_up_bleak() -> None:

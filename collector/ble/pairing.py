@@ -17,7 +17,9 @@ from dbus_fast.aio import MessageBus
 from collector.ble.bluez import NOT_FOUND_ADVICE, find_device, to_device_error
 from collector.ble.profiles import PROFILES, matching_profiles
 from collector.ble.profiles import device_info as dis
+from collector.ble.profiles.heart_rate import decode_body_sensor_location
 from collector.ble.registry import DeviceRegistry, RegisteredDevice, is_address, slug
+from collector.ble.uuids import BODY_SENSOR_LOCATION
 from collector.errors import DeviceError, DeviceNotFoundError
 from collector.settings import Settings
 
@@ -109,6 +111,12 @@ async def pair(
                     except Exception as exc:  # noqa: BLE001 - device info is optional
                         log.debug("reading %s failed: %s", uuid, exc)
             info = dis.from_values(values)
+            location = ""
+            if client.services.get_characteristic(BODY_SENSOR_LOCATION) is not None:
+                try:
+                    location = decode_body_sensor_location(bytes(await client.read_gatt_char(BODY_SENSOR_LOCATION)))
+                except Exception as exc:  # noqa: BLE001 - optional
+                    log.debug("reading body sensor location failed: %s", exc)
     except DeviceError:
         raise
     except Exception as exc:
@@ -117,7 +125,7 @@ async def pair(
     chosen = alias or (existing.alias if existing else registry.unique_alias(slug(f"{name}-{person}"), device.address))
     reg = RegisteredDevice(
         address=device.address.upper(), alias=chosen, person=person, name=name, profiles=tuple(profiles),
-        paired=bond, added_ns=time.time_ns(), model=info.model, firmware=info.firmware)
+        paired=bond, added_ns=time.time_ns(), model=info.model, firmware=info.firmware, location=location)
     registry.add(reg)
     registry.save()
     return reg

@@ -51,6 +51,7 @@ class RegisteredDevice:
     added_ns: int = 0
     model: str = ""
     firmware: str = ""
+    location: str = ""  # Body Sensor Location (chest, wrist, ...) when the device reports it
 
     def __post_init__(self) -> None:
         if not is_address(self.address):
@@ -77,6 +78,7 @@ class RegisteredDevice:
             added_ns=int(d.get("added_ns", 0)),
             model=str(d.get("model", "")),
             firmware=str(d.get("firmware", "")),
+            location=str(d.get("location", "")),
         )
 
 

@@ -28,7 +28,7 @@ from collector.ble.profiles import battery as battery_profile
 from collector.ble.profiles.hooks import ProfileHooks
 from collector.ble.registry import DeviceStatus, RegisteredDevice
 from collector.clock import Clock
-from collector.errors import DeviceError, DeviceNotFoundError, MagsleepError, ParseError
+from collector.errors import DeviceError, DeviceNotFoundError, ParseError
 from collector.settings import BleSettings
 from collector.storage.lineprotocol import FieldValue, Point, Tags
 
@@ -42,6 +42,8 @@ BATTERY_INTERVAL_S = 600.0
 CONNECT_ATTEMPTS = 2
 #: Real seconds the forwarder gathers points before handing a batch to storage.
 BATCH_S = 0.1
+#: Points kept in memory while storage refuses them (the pipeline's outbox is the durable buffer).
+MAX_BUFFERED = 500_000
 #: Real seconds for a clean disconnect before giving up on it.
 DISCONNECT_TIMEOUT_S = 2.0
 
@@ -63,6 +65,7 @@ class PointBuffer:
         self._retry_s = retry_s
         self.queued = 0
         self.forwarded = 0
+        self.dropped = 0
 
     def add(self, points: list[Point]) -> None:
         self._buf.extend(points)
@@ -83,9 +86,16 @@ class PointBuffer:
             batch, self._buf = self._buf, []
             try:
                 await self._sink.put(batch)
-            except MagsleepError as exc:
-                log.warning("storage refused %d points (%s); retrying in %.0f s", len(batch), exc, self._retry_s)
+            except Exception as exc:  # noqa: BLE001 - keep the points, retry; never lose the forwarder
+                log.warning("storage refused %d points (%s); retrying in %.0f s", len(batch), exc, self._retry_s,
+                            extra={"event": "storage_refused"})
                 self._buf[:0] = batch
+                if len(self._buf) > MAX_BUFFERED:
+                    dropped = len(self._buf) - MAX_BUFFERED
+                    del self._buf[:dropped]
+                    self.dropped += dropped
+                    log.error("storage unavailable: dropped the %d oldest points kept in memory", dropped,
+                              extra={"event": "points_dropped"})
                 await asyncio.sleep(self._retry_s)
             else:
                 self.forwarded += len(batch)
@@ -157,6 +167,7 @@ class DeviceSession:
         self.hooks = ProfileHooks(self.profiles, address=device.address, alias=device.alias, tags=self.tags,
                                   clock=clock, emit=buffer.add, touch=self._touch, state_dir=state_dir,
                                   history_pull_s=ble.history_pull_s)
+        self._log = {"device": device.alias, "person": device.person, "address": device.address}
 
     def stop(self) -> None:
         self._stop.set()
@@ -184,7 +195,8 @@ class DeviceSession:
                     await self._backoff(kind, streak)
                     continue
                 if streak:
-                    log.info("%s: connected again (after %d failure(s) in a row)", self.device.alias, streak)
+                    log.info("%s: connected again (after %d failure(s) in a row)", self.device.alias, streak,
+                             extra={**self._log, "event": "recovered", "streak": streak})
                 streak = 0
                 lost = await self._stream_safely(client, ble_device)
                 await self._disconnect(client)
@@ -200,9 +212,11 @@ class DeviceSession:
     def _log_failure(self, streak: int, message: str) -> None:
         self.stats.failures += 1
         if streak == 1:
-            log.warning("%s (%s): %s", self.device.alias, self.device.address, message)
+            log.warning("%s (%s): %s", self.device.alias, self.device.address, message,
+                        extra={**self._log, "event": "failure", "streak": streak})
         else:
-            log.debug("%s (%s): %s (failure %d in a row)", self.device.alias, self.device.address, message, streak)
+            log.debug("%s (%s): %s (failure %d in a row)", self.device.alias, self.device.address, message, streak,
+                      extra={**self._log, "event": "failure", "streak": streak})
 
     async def _backoff(self, kind: Failure, streak: int) -> None:
         delay = backoff_s(kind, streak, self._ble.max_backoff_s)
@@ -294,7 +308,8 @@ class DeviceSession:
             now = self._clock.monotonic()
             if now - self._last_rx > self._ble.silence_timeout_s:
                 self.stats.watchdog_drops += 1
-                log.info("%s: connected but silent for %.0f s; reconnecting", self.device.alias, now - self._last_rx)
+                log.info("%s: connected but silent for %.0f s; reconnecting", self.device.alias, now - self._last_rx,
+                         extra={**self._log, "event": "watchdog"})
                 return Failure.SILENT
             if self.hooks.pull_due(now):
                 await self.hooks.pull(client)
@@ -322,7 +337,7 @@ class DeviceSession:
                 stats.parse_errors += 1
                 if stats.parse_errors == 1 or stats.parse_errors % 100 == 0:
                     log.warning("%s: malformed notification #%d ignored: %s",
-                                self.device.alias, stats.parse_errors, exc)
+                                self.device.alias, stats.parse_errors, exc, extra={**self._log, "event": "malformed"})
                 return
             if points:
                 buffer.add(points)

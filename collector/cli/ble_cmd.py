@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from collector.ble import daemon, pairing
+from collector.ble import daemon, logs, pairing
 from collector.ble.registry import DeviceRegistry, load_status, status_path
 from collector.cli.common import console, fail, get_settings
 from collector.errors import MagsleepError
@@ -88,7 +87,8 @@ def devices() -> None:
         table.add_column(col)
     for d in registry:
         st = status.get(d.address)
-        table.add_row(d.alias, d.person, d.address, ", ".join(d.profiles), d.model or "-",
+        model = " ".join(x for x in (d.model, d.location and f"({d.location})") if x) or "-"
+        table.add_row(d.alias, d.person, d.address, ", ".join(d.profiles), model,
                       st.state if st else "never run", _ago(st.last_seen_ns) if st else "never",
                       f"{st.battery_pct}%" if st and st.battery_pct is not None else "-")
     console.print(table)
@@ -111,10 +111,7 @@ def forget(
 def run() -> None:
     """Collect from every registered wearable until SIGTERM/SIGINT (then flush and exit 0)."""
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level)
     try:
         code = asyncio.run(daemon.main(settings))
     except MagsleepError as exc:

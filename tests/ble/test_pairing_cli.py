@@ -40,6 +40,7 @@ async def test_pair_by_address_and_name_then_forget(virtual_bluez, tmp_path):
     r1 = await pairing.pair(settings, reg, A1.lower(), person="alice")
     assert (r1.address, r1.alias, r1.person, r1.profiles, r1.model, r1.firmware, r1.paired) == (
         A1, "polar-h10-x-alice", "alice", ("heart_rate",), "H10", "3.1.1", True)
+    assert r1.location == "chest"
     assert dev.paired and not dev.connected
     r2 = await pairing.pair(settings, reg, "Polar H7 Y", person="bob", alias="h7-bob", bond=False)
     assert r2.alias == "h7-bob" and not r2.paired and not virtual_bluez.device(A2).paired

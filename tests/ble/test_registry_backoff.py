@@ -134,3 +134,16 @@ def test_status_file_round_trip_and_tolerance(tmp_path):
     assert load_status(path)[A1].battery_pct == 80
     path.write_text("garbage")
     assert load_status(path) == {}
+
+
+def test_logfmt_lines_carry_device_fields():
+    import logging
+
+    from collector.ble.logs import LogfmtFormatter
+
+    rec = logging.LogRecord("collector.ble.session", logging.WARNING, __file__, 1, "h10: link lost (%s)",
+                            ("silent",), None)
+    rec.__dict__.update({"device": "h10", "person": "alice", "event": "failure", "streak": 1})
+    line = LogfmtFormatter().format(rec)
+    assert line.startswith("ts=") and " level=warning logger=collector.ble.session " in line
+    assert 'msg="h10: link lost (silent)" event=failure device=h10 person=alice streak=1' in line

@@ -182,12 +182,11 @@ def parse_points(data: bytes | bytearray, received_ns: int, tags: Mapping[str, s
             if rr[0]:
                 points.append(Point("rr", tags, {"rr_ms": rr[0] * 0.9765625}, received_ns))
             return points
+        # Beat k ends where the later beats' durations, walked back from receipt, say it does.
+        ends = [received_ns] * pairs
         end = received_ns
-        beats: list[Point] = []
-        for raw in reversed(rr):
-            if raw:
-                beats.append(Point("rr", tags, {"rr_ms": raw * 0.9765625}, end))
-                end -= round(raw * _NS_PER_RR_UNIT)
-        beats.reverse()
-        points += beats
+        for j in range(pairs - 1, 0, -1):
+            end -= round(rr[j] * _NS_PER_RR_UNIT)
+            ends[j - 1] = end
+        points += [Point("rr", tags, {"rr_ms": raw * 0.9765625}, e) for raw, e in zip(rr, ends, strict=True) if raw]
     return points
