@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collector.ble import pairing
 from collector.ble.daemon import DaemonResult, run_daemon
@@ -280,6 +281,23 @@ def config_text(directory: Path, influx_port: int, api_port: int) -> str:
     )
 
 
+#: Ports tried for the demo's InfluxDB: below Linux's ephemeral range (32768-60999), so that the
+#: port is still free when the InfluxDB is started again later ('magsleep influx start').
+DEMO_INFLUX_PORTS = range(18086, 18186)
+
+
+def stable_port(candidates: range) -> int:
+    """The first free loopback port of ``candidates`` (an ephemeral one if none is free)."""
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return local_influx.free_port()
+
+
 def is_demo_dir(directory: Path) -> bool:
     return (directory / MARKER).is_file()
 
@@ -302,7 +320,9 @@ def prepare_dir(directory: Path) -> Settings:
     (directory / MARKER).write_text("created by 'magsleep demo'; 'magsleep demo --clean' removes this "
                                     "directory\n", encoding="utf-8")
     cfg = directory / CONFIG_NAME
-    cfg.write_text(config_text(directory, local_influx.free_port(), local_influx.free_port()), encoding="utf-8")
+    influx_port = stable_port(DEMO_INFLUX_PORTS)
+    api_port = stable_port(range(influx_port + 1, DEMO_INFLUX_PORTS.stop + 1))
+    cfg.write_text(config_text(directory, influx_port, api_port), encoding="utf-8")
     return load_settings(cfg)
 
 
@@ -323,7 +343,7 @@ def clean(directory: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-class Progress:
+class Progress(Protocol):
     """How the demo reports progress (the CLI shows rich progress bars; tests stay quiet)."""
 
     def step(self, key: str, description: str, total: float) -> None:
@@ -334,6 +354,23 @@ class Progress:
 
     def note(self, text: str) -> None:
         """A line of information."""
+
+
+class QuietProgress:
+    """Progress that shows nothing but keeps the notes (tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.done: dict[str, float] = {}
+
+    def step(self, key: str, description: str, total: float) -> None:
+        self.done[key] = 0.0
+
+    def update(self, key: str, completed: float, **fields: Any) -> None:
+        self.done[key] = completed
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 @dataclass
@@ -355,12 +392,14 @@ class DemoResult:
     reports: dict[str, Path] = field(default_factory=dict)
     influx_running: bool = False
     planted: dict[str, float] = field(default_factory=dict)
+    effects_error: str = ""
 
 
 def studies(settings: Settings, opts: DemoOptions) -> dict[str, Study]:
     """Each person's simulated study, ending yesterday (UTC), with a randomised magnesium schedule."""
     end = datetime.now(UTC).date() - timedelta(days=1)
-    cfg = SimConfig.from_choices(scenario="effect", design="randomised")
+    # no device stages: nights are staged from RR intervals (sleepecg), as for a chest strap
+    cfg = SimConfig.from_choices(scenario="effect", design="randomised", device_stages=False)
     out: dict[str, Study] = {}
     for p in PERSONS:
         profile, _ = PersonProfile.from_settings(settings, p.name, opts.seed)
@@ -463,8 +502,13 @@ async def _analyse(settings: Settings, opts: DemoOptions, progress: Progress, re
         progress.update("nights", i + 1)
     result.night_rows = [dict(r) for r in await list_nights(settings)]
     progress.step("effects", "estimating effects", 1)
-    runs = await run_effects(settings, names, source="all")
-    result.effects = {r.person: list(r.results) for r in runs}
+    try:
+        runs = await run_effects(settings, names, source="all")
+    except ArithmeticError as exc:  # a degenerate metric (e.g. constant) must not hide the rest
+        result.effects_error = f"the effects analysis failed: {exc!r}"
+        progress.note(result.effects_error)
+    else:
+        result.effects = {r.person: list(r.results) for r in runs}
     progress.update("effects", 1)
     progress.step("report", "writing the reports", len(names))
     for i, name in enumerate(names):
@@ -475,7 +519,7 @@ async def _analyse(settings: Settings, opts: DemoOptions, progress: Progress, re
 
 async def run_demo_async(opts: DemoOptions, progress: Progress | None = None) -> DemoResult:
     """The demo, start to end (see the module docstring)."""
-    progress = progress or Progress()
+    progress = progress or QuietProgress()
     settings = prepare_dir(opts.directory)
     directory = settings.storage.state_dir
     cfg = SimConfig()
@@ -517,6 +561,7 @@ __all__ = [
     "DemoResult",
     "PlaybackResult",
     "Progress",
+    "QuietProgress",
     "StrapNight",
     "clean",
     "play_night",

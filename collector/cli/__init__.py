@@ -49,6 +49,7 @@ SECTIONS: list[tuple[tuple[str, ...], str, Register]] = [
     (("dashboards",), "dashboards_cmd", _typer("dashboards")),
     (("report",), "report_cmd", _command("report", "report")),
     (("sim",), "sim_cmd", _typer("sim")),
+    (("demo",), "demo_cmd", _command("demo", "demo")),
 ]
 
 

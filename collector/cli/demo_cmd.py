@@ -1,0 +1,197 @@
+"""``magsleep demo``: the whole system on virtual wearables (see collector/demo.py and docs/demo.md)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from collector.cli.common import console, fail
+from collector.errors import MagsleepError
+
+#: effect metrics shown in the closing summary (all of them are in the report and `magsleep effects`)
+SUMMARY_METRICS = ("sol_min", "tst_min", "waso_min", "rem_min", "ln_rmssd", "hr_mean_bpm")
+
+
+class RichProgress:
+    """The demo's progress as rich progress bars."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.bar = Progress(
+            TextColumn("{task.description:<44}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%  {task.fields[extra]}"),
+            TimeElapsedColumn(),
+            console=out,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def step(self, key: str, description: str, total: float) -> None:
+        self.tasks[key] = self.bar.add_task(description, total=total, extra="")
+
+    def update(self, key: str, completed: float, **fields: Any) -> None:
+        extra = f"{fields['points']:,} points" if "points" in fields else ""
+        self.bar.update(self.tasks[key], completed=completed, extra=extra)
+
+    def note(self, text: str) -> None:
+        self.bar.console.print(f"  {text}", highlight=False)
+
+
+def _num(v: Any, fmt: str = "{:.0f}") -> str:
+    return fmt.format(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else "-"
+
+
+def _print_summary(out: Console, res: Any, opts: Any) -> None:
+    from collector.demo import dashboards_dir
+
+    cfg = shlex.quote(_shown(res.config))
+    prog = _program()
+    out.rule("[bold]magsleep demo: done")
+    live = sum(len(p.straps) for p in res.live)
+    got = sum(s.received for p in res.live for s in p.straps)
+    out.print(
+        f"Collected {len(res.live)} live night(s) through the real daemon ({live} strap-nights, "
+        f"{got:,} notifications), backfilled {res.backfilled_nights} simulated nights "
+        f"({res.backfilled_points:,} points), logged {res.doses_logged} magnesium doses through the dose "
+        f"journal, computed {res.nights_computed} nights.", highlight=False)
+
+    for person in res.persons:
+        rows = [r for r in res.night_rows if r.get("person") == person]
+        t = Table(title=f"{person}: the last nights ({len(rows)} in all)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("night", "dose", "SOL min", "TST min", "WASO min", "SE %", "REM min", "RMSSD ms", "from"):
+            t.add_column(col, justify="left" if col in ("night", "dose", "from") else "right")
+        for r in rows[-7:]:
+            t.add_row(str(r.get("night")), "Mg" if r.get("dose") == "magnesium" else str(r.get("dose")),
+                      _num(r.get("sol_min")), _num(r.get("tst_min")), _num(r.get("waso_min")),
+                      _num(r.get("se_pct")), _num(r.get("rem_min")), _num(r.get("rmssd_ms")),
+                      "live" if r.get("source") != "sim" else "backfill")
+        out.print(t)
+    out.print("SOL: minutes to fall asleep; TST: total sleep; WASO: awake after sleep onset; SE: sleep "
+              "efficiency; live: collected by the daemon from the virtual strap; backfill: written directly.",
+              highlight=False)
+
+    out.print(f"\n[bold]Effects of magnesium[/bold] (planted in the simulation: sleep onset "
+              f"{res.planted.get('sol_min', 0):+.1f} min, total sleep {res.planted.get('tst_min', 0):+.1f} min)")
+    if res.effects_error:
+        out.print(f"  {res.effects_error}", highlight=False)
+    for person, results in res.effects.items():
+        shown = [r for r in results if r.comparison == "mg_vs_control" and r.metric in SUMMARY_METRICS
+                 and r.n_mg + r.n_control > 0]
+        shown.sort(key=lambda r: SUMMARY_METRICS.index(r.metric))
+        out.print(f"[bold]{person}[/bold]")
+        if not shown:
+            out.print("  no effects computed", highlight=False)
+        for r in shown:
+            out.print(f"  {r.summary}", highlight=False)
+
+    out.print("\n[bold]Where everything is[/bold]")
+    state = "running" if res.influx_running else "stopped"
+    lines = [
+        f"  InfluxDB:    {res.influx_url}, database {res.database!r} ({state}; InfluxQL; data in "
+        f"{_shown(res.directory / 'influxdb')})",
+        f"  state dir:   {_shown(res.directory)} (settings: {_shown(res.config)})",
+        *(f"  report:      {_shown(path)}" for path in res.reports.values()),
+    ]
+    dash = dashboards_dir()
+    if dash is not None:
+        lines.append(f"  dashboards:  {_shown(dash)}/*.json (Grafana; docs/dashboards.md)")
+    out.print("\n".join(lines), highlight=False, soft_wrap=True)
+    out.print("\n[bold]Look at it[/bold]")
+    first_report = next(iter(res.reports.values()), None)
+    look = []
+    if not res.influx_running:
+        look.append(f"  {prog} --config {cfg} influx start    # the demo's InfluxDB again (stopped; the "
+                    "commands below need it)")
+    look += [
+        f"  {prog} --config {cfg} nights --format table",
+        f"  {prog} --config {cfg} effects --source all    # all: backfilled nights are tagged source=sim",
+        f"  {prog} --config {cfg} report --person {res.persons[-1]} --out report.html",
+    ]
+    if first_report is not None:
+        look.append(f"  open {shlex.quote(_shown(first_report))} in a browser")
+    if res.influx_running:
+        look.append(f"  {prog} --config {cfg} influx stop     # stop the demo's InfluxDB")
+    look.append(f"  {prog} demo --clean{_dir_arg(opts)}    # remove everything the demo made")
+    out.print("\n".join(look), highlight=False, soft_wrap=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _program() -> str:
+    """How to call magsleep from here (``magsleep`` when on PATH, else the script's path)."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "magsleep" and shutil.which("magsleep") != str(argv0.resolve()):
+        return shlex.quote(_shown(argv0))
+    return "magsleep"
+
+
+def _dir_arg(opts: Any) -> str:
+    from collector.demo import DEFAULT_DIR
+
+    return "" if Path(opts.directory) == DEFAULT_DIR else f" --dir {shlex.quote(str(opts.directory))}"
+
+
+def demo(
+    directory: Annotated[Path, typer.Option(
+        "--dir", help="The demo's own directory (settings, data, reports).")] = Path(".state/demo"),
+    nights: Annotated[int, typer.Option(min=0, max=298, help="Simulated nights backfilled per person.")] = 60,
+    live_nights: Annotated[int, typer.Option(
+        min=0, max=14, help="Last nights per person played live through the daemon.")] = 2,
+    speed: Annotated[float | None, typer.Option(
+        help="Live playback speed (simulated s per real s); default: a night in about 20 s.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same nights.")] = 0,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Leave the demo's InfluxDB running at the end.")] = False,
+    live_hours: Annotated[float | None, typer.Option(
+        help="Play only the first hours of each live night (quick runs).", hidden=True)] = None,
+    clean_: Annotated[bool, typer.Option(
+        "--clean", help="Remove everything the demo created (its directory and its InfluxDB), then exit.")] = False,
+) -> None:
+    """The demo: virtual wearables, the real daemon, a local InfluxDB, nights, effects and a report."""
+    from collector import demo as d
+
+    try:
+        if clean_:
+            removed = d.clean(directory)
+            console.print(f"removed the demo in {directory.resolve()}" if removed else
+                          f"no demo in {directory.resolve()}; nothing to remove", highlight=False)
+            return
+        opts = d.DemoOptions(directory=directory, nights=nights, live_nights=live_nights, speed=speed,
+                             seed=seed, keep_running=keep_running, live_hours=live_hours)
+    except MagsleepError as exc:
+        fail(str(exc))
+    logging.getLogger("bleak").setLevel(logging.ERROR)  # "bluetoothctl not available": expected here
+    logging.getLogger("collector").setLevel(logging.ERROR)
+    console.print(f"[bold]magsleep demo[/bold] in {directory.resolve()}: two persons (ana, ben), "
+                  f"{live_nights} live + {nights} backfilled nights each", highlight=False)
+    try:
+        with RichProgress(console) as progress:
+            res = d.run_demo(opts, progress)
+    except MagsleepError as exc:
+        fail(f"{exc}\n(the demo's files are in {directory.resolve()}; 'magsleep demo --clean' removes them)")
+    _print_summary(console, res, opts)
