@@ -292,17 +292,20 @@ class PolarPmdProfile:
             raise DeviceError("the device serves no PMD control point/data characteristics")
         stream = AccStream(ctx)
         ctx.memory["stream"] = stream
+        ctx.memory["started"] = False
         await client.start_notify(PMD_CONTROL, stream.on_control)
         features = bytes(await client.read_gatt_char(PMD_CONTROL))
         if len(features) >= 2 and features[0] == FEATURES and not features[1] & FEATURE_ACC:
             raise DeviceError(f"this Polar device has no accelerometer stream (features {features.hex()})")
         await client.start_notify(PMD_DATA, stream.on_data)
         await stream.command(client, START_ACC)
+        ctx.memory["started"] = True
         ctx.memory["starts"] = int(ctx.memory.get("starts", 0)) + 1
         log.debug("%s: PMD accelerometer started at %d Hz", ctx.alias, ACC_RATE_HZ)
 
     async def on_disconnect(self, client: BleakClient, ctx: ProfileContext) -> None:
         stream = ctx.memory.get("stream")
-        if isinstance(stream, AccStream):
+        if isinstance(stream, AccStream) and ctx.memory.get("started"):
             await stream.command(client, STOP_ACC)
+            ctx.memory["started"] = False
             ctx.memory["stops"] = int(ctx.memory.get("stops", 0)) + 1
