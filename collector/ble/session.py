@@ -25,6 +25,7 @@ from collector.ble.backoff import Failure, SessionState, backoff_s
 from collector.ble.bluez import BlueZProps, classify, device_path, find_device
 from collector.ble.profiles import PROFILES, Profile, device_info, profiles_for
 from collector.ble.profiles import battery as battery_profile
+from collector.ble.profiles.base import parser_for
 from collector.ble.profiles.hooks import ProfileHooks
 from collector.ble.registry import DeviceStatus, RegisteredDevice
 from collector.clock import Clock
@@ -325,14 +326,14 @@ class DeviceSession:
             await self._sleep_or_wake(tick)
 
     def _callback(self, profile: Profile, uuid: str) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
-        clock, tags, buffer, parse, stats = self._clock, self.tags, self._buffer, profile.parse, self.stats
+        clock, tags, buffer, parse, stats = self._clock, self.tags, self._buffer, parser_for(profile, uuid), self.stats
 
         def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
             self._last_rx = clock.monotonic()
             self._window_count += 1
             stats.notifications += 1
             try:
-                points = parse(uuid, data, clock.time_ns(), tags)  # bytearray is read in place, not copied
+                points = parse(data, clock.time_ns(), tags)  # bytearray is read in place, not copied
             except ParseError as exc:
                 stats.parse_errors += 1
                 if stats.parse_errors == 1 or stats.parse_errors % 100 == 0:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,3 +33,19 @@ class Profile(Protocol):
     def parse(self, uuid: str, data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
         """Points for one notification of characteristic ``uuid`` received at ``received_ns``."""
         ...
+
+
+#: ``(data, received_ns, tags) -> points``; raises only ParseError.
+Parser = Callable[[bytes | bytearray, int, Mapping[str, str]], list[Point]]
+
+
+def parser_for(profile: Profile, uuid: str) -> Parser:
+    """The parse function for one subscribed characteristic, resolved once per subscription.
+
+    A profile may offer ``parser(uuid) -> Parser`` to skip its per-call UUID dispatch on the hot
+    path (heart_rate does); otherwise ``parse`` is bound to ``uuid``.
+    """
+    fast = getattr(profile, "parser", None)
+    if fast is not None:
+        return fast(uuid)  # type: ignore[no-any-return]
+    return functools.partial(profile.parse, uuid)
