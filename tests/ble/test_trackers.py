@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -12,7 +13,6 @@ import pytest
 
 from collector.ble.bluez import BlueZProps
 from collector.ble.daemon import run_daemon
-from collector.ble.profiles import bangle
 from collector.ble.profiles import polar_pmd as pmd
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.ble.session import DeviceSession, PointBuffer
@@ -111,7 +111,7 @@ def expected_stages(lights_out_ms: int, skew_ms: int = 0) -> list[tuple[int, str
     names = {2: "wake", 3: "light", 4: "deep", 1: "not_worn", 0: "unknown"}
     base = lights_out_ms // 600_000
     out = []
-    for (m0, status), (m1, _) in zip(DEFAULT_NIGHT, DEFAULT_NIGHT[1:], strict=False):
+    for (m0, status), (m1, _) in itertools.pairwise(DEFAULT_NIGHT):
         out += [(((base + k) * 600_000 - skew_ms) * 1_000_000, names[status]) for k in range(m0 // 10, m1 // 10)]
     return out
 
@@ -125,7 +125,7 @@ def bangle_device(person: str = "bob") -> RegisteredDevice:
 
 async def test_bangle_sleeplog_lands_once_in_influxdb(tmp_path, private_dbus, influx_server, influx_db):
     clock = CompressedClock(start_ns=time.time_ns(), speed=60.0)
-    settings = make_settings(tmp_path, influx_server, influx_db, history_pull_s=600.0)
+    settings = make_settings(tmp_path, influx_server, influx_db, history_pull_s=300.0)
     lights_out = clock.time_ns() // 1_000_000 - 9 * 3600_000
     wearable, console = bangle_js(BANGLE, clock=clock, entries=sleeplog_entries(lights_out))
     async with VirtualBlueZ.start(bus_address=private_dbus.address, clock=clock) as bz:
@@ -134,7 +134,7 @@ async def test_bangle_sleeplog_lands_once_in_influxdb(tmp_path, private_dbus, in
             run = Session(settings, bangle_device(), clock, pipe)
             await until(lambda: run.ctx("bangle").memory.get("pulls", 0) >= 1)
             first_until = run.ctx("bangle").memory["until_ms"]
-            # A scheduled pull (every 600 clock-seconds) and a reconnect pull: both fetch only what is new.
+            # A scheduled pull (every 300 clock-seconds) and a reconnect pull: both fetch only what is new.
             await until(lambda: run.ctx("bangle").memory.get("pulls", 0) >= 2, limit_s=30)
             await bz.device(BANGLE).drop_link()
             await until(lambda: run.ctx("bangle").memory.get("pulls", 0) >= 3, limit_s=30)

@@ -30,6 +30,8 @@ NUS_TX = "6e400003-b5a3-f393-e0a9-e50e24dcca9e"  # the device notifies here
 WRITE_CHUNK = 20
 #: A line longer than this is console garbage (or an attack): dropped, the assembler resynchronises.
 MAX_LINE = 64 * 1024
+#: Real seconds between link checks while waiting for a line.
+LINK_POLL_S = 0.2
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -131,5 +133,17 @@ class UartConsole:
             await self._client.write_gatt_char(NUS_RX, data[i:i + WRITE_CHUNK], response=True)
 
     async def next_line(self, timeout_s: float) -> str:
-        """The next received line; :class:`TimeoutError` after ``timeout_s`` real seconds."""
-        return await asyncio.wait_for(self._lines.get(), timeout_s)
+        """The next received line; :class:`TimeoutError` after ``timeout_s`` real seconds,
+        :class:`DeviceError` as soon as the link is gone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            if not self._client.is_connected:
+                raise DeviceError("link lost while waiting for the console")
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no console line within {timeout_s:.0f} s")
+            try:
+                return await asyncio.wait_for(self._lines.get(), min(left, LINK_POLL_S))
+            except TimeoutError:
+                continue
