@@ -97,7 +97,8 @@ async def _run(
         dirty.set()
 
     sessions = [DeviceSession(d, buffer=buffer, clock=clock, ble=settings.ble, props=props, on_status=on_status,
-                              status_interval_s=status_interval_s or STATUS_INTERVAL_S) for d in devices]
+                              status_interval_s=status_interval_s or STATUS_INTERVAL_S,
+                              state_dir=settings.storage.state_dir.expanduser()) for d in devices]
     await _warm_up_bleak()
     forwarder = asyncio.create_task(buffer.run(), name="ble-forwarder")
     writer = asyncio.create_task(_write_status(status_file, statuses, dirty), name="ble-status-file")
