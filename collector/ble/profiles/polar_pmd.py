@@ -17,7 +17,8 @@ delta-compressed, the low bits the sample width (0: int8, 1: int16, 2: int24 per
 Raw frames are a plain array of X,Y,Z samples. Compressed frames (the H10 sends type 0x80) start
 with a reference sample (3 x int16) followed by blocks ``<delta bits> <sample count>
 <count x 3 deltas of delta-bits each, two's complement, packed LSB first>``; each sample is the
-previous one plus its deltas.
+previous one plus its deltas. Samples are in mG unless the start response carries a factor
+setting (id 5, float32 g per count; compressed streams do), then mG = count x factor x 1000.
 
 Clock skew: the first frame after a (re)connect anchors device time to host time (receipt time of
 its last sample); later samples are stamped device time + that offset, so epochs do not jitter
@@ -86,6 +87,10 @@ STATUS: dict[int, str] = {
     13: "device in charger",
 }
 
+#: Setting ids in control point messages and their value sizes (Polar BLE SDK, PmdSetting).
+SETTING_SIZES = {0: 2, 1: 2, 2: 2, 3: 4, 4: 1, 5: 4, 6: 16}
+SETTING_FACTOR = 5
+
 #: Unix time of Polar's epoch 2000-01-01T00:00:00Z, in ns.
 POLAR_EPOCH_NS = 946_684_800 * 1_000_000_000
 #: Real seconds to wait for a control point response.
@@ -127,6 +132,30 @@ class AccFrame:
     timestamp_ns: int
     frame_type: int
     samples: tuple[tuple[int, int, int], ...]
+
+
+def decode_settings(params: bytes) -> dict[int, list[float]]:
+    """Settings TLVs ``<id> <count> <count x value>`` of a response (a factor is a float32, the rest uint)."""
+    out: dict[int, list[float]] = {}
+    i = 0
+    while i + 2 <= len(params):
+        sid, count = params[i], params[i + 1]
+        size = SETTING_SIZES.get(sid)
+        if size is None or i + 2 + count * size > len(params):
+            break
+        values: list[float] = []
+        for k in range(count):
+            chunk = params[i + 2 + k * size:i + 2 + (k + 1) * size]
+            values.append(struct.unpack("<f", chunk)[0] if sid == SETTING_FACTOR else int.from_bytes(chunk, "little"))
+        out[sid] = values
+        i += 2 + count * size
+    return out
+
+
+def mg_per_count(factor: float) -> float:
+    """Milli-g per sample unit: a factor of 1 means the samples are mG already (raw H10 frames);
+    otherwise the factor is g per count (compressed streams report it in the start response)."""
+    return 1.0 if factor == 1.0 else factor * 1000.0
 
 
 _WIDTHS = {0: 1, 1: 2, 2: 3}
@@ -223,6 +252,7 @@ class AccStream:
         self.activity = EpochActivity(ctx.tags, epoch_s=epoch_s, min_samples=rate_hz * epoch_s // 2)
         self.responses: asyncio.Queue[ControlResponse] = asyncio.Queue()
         self.offset_ns: int | None = None
+        self.mg_per_count = 1.0
         self.frames = 0
         self.bad_frames = 0
 
@@ -252,9 +282,10 @@ class AccStream:
         period = 1_000_000_000 // self.rate_hz
         last = device_ns + self.offset_ns
         n = len(frame.samples)
+        c = self.mg_per_count
         out: list[Point] = []
         for k, (x, y, z) in enumerate(frame.samples):
-            out += self.activity.add(last - (n - 1 - k) * period, x, y, z)
+            out += self.activity.add(last - (n - 1 - k) * period, x * c, y * c, z * c)
         return out
 
     async def command(self, client: BleakClient, data: bytes) -> ControlResponse:
@@ -298,7 +329,9 @@ class PolarPmdProfile:
         if len(features) >= 2 and features[0] == FEATURES and not features[1] & FEATURE_ACC:
             raise DeviceError(f"this Polar device has no accelerometer stream (features {features.hex()})")
         await client.start_notify(PMD_DATA, stream.on_data)
-        await stream.command(client, START_ACC)
+        resp = await stream.command(client, START_ACC)
+        factor = decode_settings(resp.params).get(SETTING_FACTOR, [1.0])[0]
+        stream.mg_per_count = mg_per_count(factor)
         ctx.memory["started"] = True
         ctx.memory["starts"] = int(ctx.memory.get("starts", 0)) + 1
         log.debug("%s: PMD accelerometer started at %d Hz", ctx.alias, ACC_RATE_HZ)

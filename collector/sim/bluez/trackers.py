@@ -13,6 +13,7 @@ import json
 import math
 import random
 import re
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -215,6 +216,8 @@ class PmdBehaviour:
         self.clock = clock
         self.compressed = compressed
         self.offset_ns = int(offset_s * 1e9)
+        #: g per count of compressed frames (announced in the start response, as a Verity/H10 does).
+        self.factor = 2.44e-4
         self.start_status = pmd.STATUS_SUCCESS
         self.commands: list[bytes] = []
         self.streaming = False
@@ -249,7 +252,10 @@ class PmdBehaviour:
             self.streaming = False
         elif op != pmd.OP_GET_SETTINGS:
             status = 1
-        reply = asyncio.ensure_future(device.notify(pmd.PMD_CONTROL, bytes([pmd.RESPONSE, op, mtype, status, 0])))
+        response = bytes([pmd.RESPONSE, op, mtype, status, 0])
+        if op == pmd.OP_START and status == pmd.STATUS_SUCCESS and self.compressed:
+            response += bytes([pmd.SETTING_FACTOR, 1]) + struct.pack("<f", self.factor)
+        reply = asyncio.ensure_future(device.notify(pmd.PMD_CONTROL, response))
         self._replies.add(reply)
         reply.add_done_callback(self._replies.discard)
 
@@ -267,6 +273,9 @@ class PmdBehaviour:
             await self.clock.sleep(1.0)
             now_ns = self.clock.time_ns()
             samples = [self.sample((now_ns - (rate - 1 - k) * 1_000_000_000 // rate) / 1e9) for k in range(rate)]
+            if self.compressed:
+                c = self.factor * 1000.0
+                samples = [(round(x / c), round(y / c), round(z / c)) for x, y, z in samples]
             device_ts = now_ns + self.offset_ns - pmd.POLAR_EPOCH_NS
             frame = pmd.encode_acc_frame(device_ts, samples, compressed=self.compressed)
             if not await device.notify(pmd.PMD_DATA, frame):
@@ -309,8 +318,6 @@ def infinitime_feed(duration_s: float, *, rate_hz: float = 2.0, movement: Sequen
 
     def make() -> Iterator[Notification]:
         rng = random.Random(seed)  # noqa: S311 - simulation
-        import struct
-
         from collector.ble.profiles.heart_rate import encode_measurement
 
         steps = 1200
