@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from pathlib import Path
@@ -10,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.ble.profiles import PROFILES, matching_profiles, profiles_for
-from collector.ble.profiles import bangle, infinitime
+from collector.ble.profiles import PROFILES, bangle, infinitime, matching_profiles, profiles_for
 from collector.ble.profiles import polar_pmd as pmd
 from collector.ble.profiles.activity import EpochActivity
 from collector.ble.profiles.generic import GenericProfile
@@ -272,10 +272,8 @@ def test_tracker_parsers_raise_only_parse_error(data):
     for profile, uuid in ((PROFILES["polar_pmd"], pmd.PMD_DATA), (PROFILES["infinitime"], infinitime.STEP_COUNT),
                           (PROFILES["infinitime"], infinitime.RAW_MOTION), (PROFILES["bangle"], NUS_TX),
                           (generic, generic.characteristic)):
-        try:
+        with contextlib.suppress(ParseError):
             profile.parse(uuid, data, 0, tags)
-        except ParseError:
-            pass
     with pytest.raises(ParseError):
         pmd.decode_response(data[:3])
     asm, reply = LineAssembler(), bangle.SleeplogReply()
