@@ -406,3 +406,34 @@ async def test_generic_profile_from_config_end_to_end(tmp_path, private_dbus, in
     assert all(r["steps"] - 100 == r["activity"] for r in rows)  # 2k x 0.5 and 100 + k
     assert {tuple(sorted(r["_tags"].items())) for r in rows} == {
         (("device", "thermo-alice"), ("person", "alice"), ("source", "device"))}
+
+
+async def test_bangle_daemon_restart_pulls_only_what_is_new(tmp_path, private_dbus):
+    """Through run_daemon: the state file carries the watermark across a daemon restart."""
+    clock = CompressedClock(start_ns=time.time_ns(), speed=60.0)
+    settings = make_settings(tmp_path)
+    lights_out = clock.time_ns() // 1_000_000 - 9 * 3600_000
+    wearable, console = bangle_js(BANGLE, clock=clock, entries=sleeplog_entries(lights_out), with_hrs=True)
+    reg = DeviceRegistry(tmp_path / "devices.json", [
+        RegisteredDevice(BANGLE, "bangle-bob", "bob", profiles=("heart_rate", "bangle"), paired=True)])
+    sinks = [MemorySink(), MemorySink()]
+
+    def pulls() -> list[int]:
+        return [int(r.split("readLog(")[1].split(")")[0]) for r in console.requests if "readLog(" in r]
+
+    async with VirtualBlueZ.start(bus_address=private_dbus.address, clock=clock) as bz:
+        bz.add_device(wearable, paired=True)
+        for n, sink in enumerate(sinks, start=1):
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop, sink=sink))
+            await until(lambda n=n: len(pulls()) == n and (tmp_path / "bangle-sleeplog.json").exists())
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.wait_for(task, 15)
+            if n == 1:
+                first_until = json.loads((tmp_path / "bangle-sleeplog.json").read_text())[BANGLE]["until_ms"]
+    assert pulls()[1] == first_until
+    first, second = stages(sinks[0].of("sleep_stage")), stages(sinks[1].of("sleep_stage"))
+    assert first[:len(expected_stages(lights_out))] == expected_stages(lights_out)
+    assert len(second) <= 1 and all(t >= first_until * 1_000_000 for t, _ in second)  # only a new epoch, if any
+    assert sinks[1].of("heart_rate")  # HR kept streaming through the standard HRS
