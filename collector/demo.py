@@ -276,7 +276,9 @@ def config_text(directory: Path, influx_port: int, api_port: int) -> str:
         f'[influx]\nembedded = true\nurl = "http://127.0.0.1:{influx_port}"\ndatabase = "{DATABASE}"\n\n'
         f'[storage]\nstate_dir = "{directory}"\n\n'
         f'[api]\nhost = "127.0.0.1"\nport = {api_port}\n\n'
-        '[ble]\nscan_timeout_s = 5.0\nconnect_timeout_s = 10.0\n\n'
+        "# silence_timeout_s counts simulated seconds: at the demo's ~1,500x, 900 s is 0.6 s of real time,\n"
+        "# so a busy machine's short stall is not taken for a hung strap (link drops still reconnect)\n"
+        '[ble]\nscan_timeout_s = 5.0\nconnect_timeout_s = 10.0\nsilence_timeout_s = 900.0\n\n'
         f"{persons}"
     )
 
@@ -393,6 +395,16 @@ class DemoResult:
     influx_running: bool = False
     planted: dict[str, float] = field(default_factory=dict)
     effects_error: str = ""
+    truths: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # person -> generator truth per night
+
+    def truth_difference(self, person: str, metric: str) -> float | None:
+        """Magnesium minus control mean of ``metric`` in the generator's truth of the demo's nights."""
+        rows = self.truths.get(person, [])
+        mg = [float(r[metric]) for r in rows if r.get("dose") == "magnesium" and r.get(metric) is not None]
+        ctl = [float(r[metric]) for r in rows if r.get("dose") == "control" and r.get(metric) is not None]
+        if not mg or not ctl:
+            return None
+        return sum(mg) / len(mg) - sum(ctl) / len(ctl)
 
 
 def studies(settings: Settings, opts: DemoOptions) -> dict[str, Study]:
@@ -431,7 +443,10 @@ async def _live(settings: Settings, opts: DemoOptions, study_of: dict[str, Study
             await _pair_all(settings, registry, bz, progress)
             n = len(next(iter(study_of.values())))
             for k, idx in enumerate(range(n - opts.live_nights, n), start=1):
-                straps = [strap_night(p, study_of[p.name].night(idx), hours=opts.live_hours) for p in PERSONS]
+                nights = {p.name: study_of[p.name].night(idx) for p in PERSONS}
+                for name, night in nights.items():
+                    result.truths.setdefault(name, []).append(night.truth.as_dict(hypnogram=False))
+                straps = [strap_night(p, nights[p.name], hours=opts.live_hours) for p in PERSONS]
                 speed = opts.speed or auto_speed(straps)
                 evening = study_of[PERSONS[0].name].plans[idx].night.isoformat()
                 key = f"live{k}"
@@ -440,10 +455,10 @@ async def _live(settings: Settings, opts: DemoOptions, study_of: dict[str, Study
                                        on_progress=functools.partial(progress.update, key))
                 result.live.append(res)
                 got = sum(s.received for s in res.straps)
-                made = sum(s.notes for s in res.straps)
-                progress.note(f"live night {evening}: {got:,} of {made:,} notifications collected "
-                              f"({100.0 * got / max(made, 1):.1f}%), {sum(s.reconnects for s in res.straps)} "
-                              f"reconnects, {res.wall_s:.1f} s")
+                lost = sum(s.lost for s in res.straps)
+                progress.note(f"live night {evening}: {got:,} notifications collected, {lost:,} lost while a "
+                              f"link was down, {sum(s.reconnects for s in res.straps)} reconnects, "
+                              f"{res.wall_s:.1f} s")
 
 
 async def _backfill_and_doses(settings: Settings, opts: DemoOptions, study_of: dict[str, Study],
@@ -466,6 +481,7 @@ async def _backfill_and_doses(settings: Settings, opts: DemoOptions, study_of: d
 
         bf = await backfill(settings, study, indices=range(opts.nights), doses=False, allow_mixed=True,
                             truth_path=default_truth_path(settings, name), progress=report)
+        result.truths.setdefault(name, []).extend(bf.truths)
         result.backfilled_nights += bf.nights
         result.backfilled_points += bf.lines
     # every dose of the schedule (backfilled and live nights) through the real dose path

@@ -77,17 +77,17 @@ def _print_summary(out: Console, res: Any, opts: Any) -> None:
         rows = [r for r in res.night_rows if r.get("person") == person]
         t = Table(title=f"{person}: the last nights ({len(rows)} in all)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("night", "dose", "SOL min", "TST min", "WASO min", "SE %", "REM min", "RMSSD ms", "from"):
+        for col in ("night", "dose", "SOL", "TST", "WASO", "SE %", "REM", "RMSSD", "from"):
             t.add_column(col, justify="left" if col in ("night", "dose", "from") else "right")
         for r in rows[-7:]:
             t.add_row(str(r.get("night")), "Mg" if r.get("dose") == "magnesium" else str(r.get("dose")),
                       _num(r.get("sol_min")), _num(r.get("tst_min")), _num(r.get("waso_min")),
                       _num(r.get("se_pct")), _num(r.get("rem_min")), _num(r.get("rmssd_ms")),
-                      "live" if r.get("source") != "sim" else "backfill")
+                      "live" if r.get("source") != "sim" else "sim")
         out.print(t)
-    out.print("SOL: minutes to fall asleep; TST: total sleep; WASO: awake after sleep onset; SE: sleep "
-              "efficiency; live: collected by the daemon from the virtual strap; backfill: written directly.",
-              highlight=False)
+    out.print("Minutes: SOL to fall asleep, TST total sleep, WASO awake after sleep onset, REM; SE sleep "
+              "efficiency; RMSSD (ms) heart rate variability. from: live = collected by the daemon from the "
+              "virtual strap, sim = backfilled.", highlight=False)
 
     out.print(f"\n[bold]Effects of magnesium[/bold] (planted in the simulation: sleep onset "
               f"{res.planted.get('sol_min', 0):+.1f} min, total sleep {res.planted.get('tst_min', 0):+.1f} min)")
@@ -97,7 +97,10 @@ def _print_summary(out: Console, res: Any, opts: Any) -> None:
         shown = [r for r in results if r.comparison == "mg_vs_control" and r.metric in SUMMARY_METRICS
                  and r.n_mg + r.n_control > 0]
         shown.sort(key=lambda r: SUMMARY_METRICS.index(r.metric))
-        out.print(f"[bold]{person}[/bold]")
+        truth = [f"{label} {v:+.1f} min" for m, label in (("sol_min", "sleep onset"), ("tst_min", "total sleep"))
+                 if (v := res.truth_difference(person, m)) is not None]
+        out.print(f"[bold]{person}[/bold]" + (f" (the generator's truth for these nights, magnesium minus "
+                                              f"control: {', '.join(truth)})" if truth else ""))
         if not shown:
             out.print("  no effects computed", highlight=False)
         for r in shown:
