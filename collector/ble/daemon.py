@@ -19,7 +19,7 @@ from collector.ble.bluez import BlueZProps
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
 from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer, PointSink, SessionStats
 from collector.clock import Clock, SystemClock
-from collector.errors import DeviceNotFoundError
+from collector.errors import ConfigError, DeviceNotFoundError
 from collector.settings import Settings
 from collector.storage.pipeline import Pipeline
 
@@ -50,8 +50,12 @@ async def run_daemon(
     sink: PointSink | None = None,
     status_interval_s: float | None = None,
     status_file: Path | None = None,
+    serve_api: bool = False,
 ) -> DaemonResult:
-    """Stream every registered device into ``sink`` (default: the storage pipeline) until stopped."""
+    """Stream every registered device into ``sink`` (default: the storage pipeline) until stopped.
+
+    ``serve_api``: also serve the dose HTTP API and phone page (``[api]``), writing through the
+    daemon's pipeline (``magsleep run`` does)."""
     if not len(registry):
         raise DeviceNotFoundError("no devices registered; pair one first with "
                                   "'magsleep pair ADDRESS --person NAME' (find it with 'magsleep scan')")
@@ -66,8 +70,16 @@ async def run_daemon(
     await pipe.start()
     stopping_at: list[float] = []
     try:
-        return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file,
-                          stopping_at)
+        async with contextlib.AsyncExitStack() as stack:
+            if serve_api:
+                from collector.doses.api import running_api
+
+                try:
+                    await stack.enter_async_context(running_api(settings, sink=pipe))
+                except ConfigError as exc:  # the data matter more than the API: keep collecting
+                    log.error("not serving the dose API: %s", exc)
+            return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file,
+                              stopping_at)
     finally:
         # What does not reach InfluxDB within the budget stays in the outbox for the next start.
         spent = time.monotonic() - stopping_at[0] if stopping_at else 0.0
@@ -183,7 +195,7 @@ async def main(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
     try:
-        result = await run_daemon(settings, registry, stop_event=stop_event)
+        result = await run_daemon(settings, registry, stop_event=stop_event, serve_api=True)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
