@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from collector.errors import AnalysisError, StorageError
 from collector.nights.compute import (
@@ -45,6 +46,9 @@ from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, Row, quote_str
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
 
 #: Bump when the computation changes so that every night is recomputed once.
 ALGO_VERSION = 1
@@ -161,25 +165,53 @@ def _main_device(rows: Sequence[Row]) -> list[Row]:
     return [row for row in rows if str(row.get("device")) == best]
 
 
+async def _series_columns(r: InfluxReader, q: str, field_name: str) -> tuple[I64, F64, set[str]]:
+    """(time, value) of the main device's points, read column-wise (nights hold ~30,000 beats)."""
+    times: list[Any] = []
+    values: list[Any] = []
+    devices: list[Any] = []
+    sources: list[Any] = []
+    for res in await r.raw(q):
+        for series in res["series"]:
+            vals = series.get("values") or []
+            if not vals:
+                continue
+            cols = series["columns"]
+            c = list(zip(*vals, strict=True))
+            times.extend(c[cols.index("time")])
+            values.extend(c[cols.index(field_name)])
+            devices.extend(c[cols.index("device")])
+            sources.extend(c[cols.index("source")])
+    if not times:
+        return np.zeros(0, np.int64), np.zeros(0), set()
+    t = np.array(times, dtype=np.int64)
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    dev = np.array([str(x) for x in devices])
+    names, counts = np.unique(dev, return_counts=True)
+    keep = (dev == names[int(np.argmax(counts))]) & np.isfinite(v)
+    return t[keep], v[keep], {str(x) for x, k in zip(sources, keep.tolist(), strict=True) if k}
+
+
 async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: Sequence[Row]) -> NightInputs:
     """Raw points of one person in one night window."""
     w = _where(person, win.start_ns, win.end_ns)
-    rr = _main_device(await r.query(f"SELECT rr_ms, device, source FROM rr WHERE {w}"))
+    rr_t, rr_v, rr_src = await _series_columns(r, f"SELECT rr_ms, device, source FROM rr WHERE {w}", "rr_ms")
     # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
-    hr = [] if rr else _main_device(await r.query(f"SELECT bpm, device, source FROM heart_rate WHERE {w}"))
+    hr_t, hr_v, hr_src = (np.zeros(0, np.int64), np.zeros(0), set()) if rr_t.size else await _series_columns(
+        r, f"SELECT bpm, device, source FROM heart_rate WHERE {w}", "bpm")
     mo = _main_device(await r.query(f"SELECT activity, epoch_s, device FROM motion WHERE {w}"))
     st = _main_device(await r.query(
         f"SELECT stage_code, epoch_s, device, source FROM sleep_stage WHERE {w} AND {_NOT_OURS}"))
     lo_tag, hi_tag = lights_from_tags([dict(x) for x in tag_rows])
     mo = [x for x in mo if x.get("activity") is not None]
     st = [x for x in st if x.get("stage_code") is not None]
-    sources = {str(x.get("source")) for x in (rr or hr)}
+    sources = rr_src if rr_t.size else hr_src
     return NightInputs(
         window=win,
-        rr_time_ns=np.array([int(x["time"]) for x in rr], dtype=np.int64),
-        rr_ms=_arr(rr, "rr_ms", np.float64),
-        hr_time_ns=np.array([int(x["time"]) for x in hr], dtype=np.int64),
-        hr_bpm=_arr(hr, "bpm", np.float64),
+        rr_time_ns=rr_t,
+        rr_ms=rr_v,
+        hr_time_ns=hr_t,
+        hr_bpm=hr_v,
         motion_time_ns=np.array([int(x["time"]) for x in mo], dtype=np.int64),
         motion_activity=_arr(mo, "activity", np.float64),
         motion_epoch_s=np.array([int(x.get("epoch_s") or EPOCH_S) for x in mo], dtype=np.int64),
