@@ -183,7 +183,11 @@ async def test_feed_malformed_and_silent(virtual_bluez):
     got: list[bytes] = []
     async with BleakClient(found[A1][0]) as client:
         await client.start_notify(HEART_RATE_MEASUREMENT, lambda _c, d: got.append(bytes(d)))
-        await asyncio.sleep(0.6)
+        for _ in range(500):  # until the 40-notification feed is played and everything sent arrived
+            if dev.stats.notifications_sent + dev.stats.notifications_dropped >= 40 and \
+                    len(got) == dev.stats.notifications_sent:
+                break
+            await asyncio.sleep(0.02)
         dev.set_silent()
         assert not await dev.notify(HEART_RATE_MEASUREMENT, b"\x00\x40")
     assert got, "the feed delivered nothing"
