@@ -225,6 +225,7 @@ class PmdBehaviour:
         #: (start, end) clock-seconds-since-epoch windows where the wearer moves.
         self.movement = list(movement)
         self._task: asyncio.Future[None] | None = None
+        self._link = -1  # connect count of the link the stream runs on
         self._replies: set[asyncio.Future[bool]] = set()
         self._rng = random.Random(7)  # noqa: S311 - simulation
 
@@ -241,11 +242,12 @@ class PmdBehaviour:
         elif op == pmd.OP_START:
             if self.start_status:
                 status = self.start_status
-            elif self.streaming and device.connected:
+            elif self.streaming and self._link == device.stats.connects:
                 status = pmd.STATUS_ALREADY_IN_STATE
             else:
                 self.streaming = True
-                self._task = asyncio.ensure_future(self._stream(device))
+                self._link = device.stats.connects
+                self._task = asyncio.ensure_future(self._stream(device, self._link))
         elif op == pmd.OP_STOP:
             if not self.streaming:
                 status = pmd.STATUS_ALREADY_IN_STATE
@@ -267,9 +269,10 @@ class PmdBehaviour:
         return (round(self._rng.gauss(0, amp) + wobble), round(self._rng.gauss(0, amp)),
                 round(1000 + self._rng.gauss(0, amp)))
 
-    async def _stream(self, device: Any) -> None:
+    async def _stream(self, device: Any, link: int) -> None:
+        """Stream until stopped or until the link it was started on goes (``link``: connect count then)."""
         rate = pmd.ACC_RATE_HZ
-        while self.streaming and device.connected:
+        while self.streaming and device.connected and device.stats.connects == link:
             await self.clock.sleep(1.0)
             now_ns = self.clock.time_ns()
             samples = [self.sample((now_ns - (rate - 1 - k) * 1_000_000_000 // rate) / 1e9) for k in range(rate)]
@@ -278,10 +281,10 @@ class PmdBehaviour:
                 samples = [(round(x / c), round(y / c), round(z / c)) for x, y, z in samples]
             device_ts = now_ns + self.offset_ns - pmd.POLAR_EPOCH_NS
             frame = pmd.encode_acc_frame(device_ts, samples, compressed=self.compressed)
-            if not await device.notify(pmd.PMD_DATA, frame):
+            if device.stats.connects != link or not await device.notify(pmd.PMD_DATA, frame):
                 break
             self.frames_sent += 1
-        if not device.connected:
+        if self._link == link and (device.stats.connects != link or not device.connected):
             self.streaming = False  # the H10 stops measuring when the link goes
 
 
