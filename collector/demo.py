@@ -46,6 +46,7 @@ from collector.storage import local_influx
 
 #: A file that marks a directory as the demo's own (``--clean`` refuses directories without it).
 MARKER = ".magsleep-demo"
+_CREATED = "created parent: "
 CONFIG_NAME = "magsleep.toml"
 DEFAULT_DIR = Path(".state/demo")
 DATABASE = "magsleep"
@@ -318,9 +319,14 @@ def prepare_dir(directory: Path) -> Settings:
                                   "choose another --dir (the demo only ever writes into its own)")
         else:
             clean(directory)
+    top = directory  # the highest directory this call creates (removed by clean when empty)
+    while not top.parent.exists():
+        top = top.parent
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / MARKER).write_text("created by 'magsleep demo'; 'magsleep demo --clean' removes this "
-                                    "directory\n", encoding="utf-8")
+    (directory / MARKER).write_text(
+        "created by 'magsleep demo'; 'magsleep demo --clean' removes this directory\n"
+        + (f"{_CREATED}{top}\n" if created and top != directory else ""), encoding="utf-8")
     cfg = directory / CONFIG_NAME
     influx_port = stable_port(DEMO_INFLUX_PORTS)
     api_port = stable_port(range(influx_port + 1, DEMO_INFLUX_PORTS.stop + 1))
@@ -335,8 +341,19 @@ def clean(directory: Path) -> bool:
         return False
     if not is_demo_dir(directory):
         raise ConfigError(f"{directory} is not a magsleep demo directory (no {MARKER} file); nothing removed")
+    created = [line[len(_CREATED):] for line in (directory / MARKER).read_text(encoding="utf-8").splitlines()
+               if line.startswith(_CREATED)]
     local_influx.stop(influx_root(directory))
     shutil.rmtree(directory)
+    if created:  # empty parents the demo made (e.g. .state of .state/demo)
+        top = Path(created[0])
+        parent = directory.parent
+        while parent != top.parent and parent.is_relative_to(top):
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: something else lives there now
+                break
+            parent = parent.parent
     return True
 
 

@@ -97,6 +97,12 @@ def test_clean_and_prepare_touch_only_demo_directories(tmp_path: Path) -> None:
     assert (tmp_path / "fresh" / MARKER).is_file() and s.storage.state_dir == (tmp_path / "fresh").resolve()
     assert s.influx.embedded and s.influx.url.startswith("http://127.0.0.1:")
     assert clean(tmp_path / "fresh") is True and not (tmp_path / "fresh").exists()
+    # parents the demo created go too when empty (.state of .state/demo), never others' files
+    prepare_dir(tmp_path / "a" / "b" / "demo")
+    assert clean(tmp_path / "a" / "b" / "demo") and not (tmp_path / "a").exists() and tmp_path.exists()
+    prepare_dir(tmp_path / "c" / "demo")
+    (tmp_path / "c" / "later.txt").write_text("y")
+    assert clean(tmp_path / "c" / "demo") and (tmp_path / "c" / "later.txt").read_text() == "y"
 
 
 def test_options_are_checked() -> None:
