@@ -180,6 +180,9 @@ def decode_acc_frame(data: bytes | bytearray) -> AccFrame:
     step = 3 * width
     if not payload or len(payload) % step:
         raise ParseError(f"ACC frame type {ftype} payload of {len(payload)} bytes is not a whole number of samples")
+    if width in (1, 2):
+        v = struct.unpack(f"<{len(payload) // width}{'b' if width == 1 else 'h'}", payload)
+        return AccFrame(ts, ftype, tuple(zip(v[0::3], v[1::3], v[2::3], strict=True)))
     samples = []
     for i in range(0, len(payload), step):
         x, y, z = (int.from_bytes(payload[i + k * width:i + (k + 1) * width], "little", signed=True) for k in range(3))
