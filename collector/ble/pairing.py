@@ -98,7 +98,7 @@ async def pair(
                 except Exception as exc:
                     raise to_device_error(exc, f"pairing with {name}", pairing=True) from exc
             served = {s.uuid.lower() for s in client.services}
-            profiles = [p.name for p in matching_profiles(served)]
+            profiles = [p.name for p in matching_profiles(served, ble)]
             if not profiles:
                 raise DeviceError(
                     f"{name} ({device.address}) serves none of the supported profiles "

@@ -20,10 +20,17 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def matching_profiles(service_uuids: set[str] | frozenset[str] | list[str]) -> list[Profile]:
-    """Profiles whose services appear among ``service_uuids`` (lowercase 128-bit)."""
+def matching_profiles(service_uuids: set[str] | frozenset[str] | list[str],
+                      ble: BleSettings | None = None) -> list[Profile]:
+    """Profiles whose services appear among ``service_uuids`` (lowercase 128-bit), including the
+    ``[[ble.generic]]`` profiles of ``ble`` when given."""
+    from collector.ble.profiles.generic import GenericProfile
+
     have = {u.lower() for u in service_uuids}
-    return [p for p in PROFILES.values() if p.service_uuids & have]
+    found: list[Profile] = [p for p in PROFILES.values() if p.service_uuids & have]
+    if ble is not None:
+        found += [g for g in (GenericProfile(c) for c in ble.generic) if g.service_uuids & have]
+    return found
 
 
 def profiles_for(names: Iterable[str], ble: BleSettings, *, alias: str = "", address: str = "") -> list[Profile]:
