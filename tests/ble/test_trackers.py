@@ -13,6 +13,7 @@ import pytest
 
 from collector.ble.bluez import BlueZProps
 from collector.ble.daemon import run_daemon
+from collector.ble.pairing import pair
 from collector.ble.profiles import polar_pmd as pmd
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.ble.session import DeviceSession, PointBuffer
@@ -369,7 +370,6 @@ format = "<hHi"
 fields = ["", "activity", "steps"]
 scale = [1.0, 0.5, 1.0]
 measurement = "motion"
-devices = ["thermo-alice"]
 """
 
 
@@ -390,10 +390,12 @@ async def test_generic_profile_from_config_end_to_end(tmp_path, private_dbus, in
 
     wearable = VirtualWearable(THERMO, "Bedside", services=(
         Service("0000aa00-0000-1000-8000-00805f9b34fb", (Characteristic(char, ("notify",)),)),), feed=feed)
-    reg = DeviceRegistry(tmp_path / "devices.json",
-                         [RegisteredDevice(THERMO, "thermo-alice", "alice", profiles=(), paired=True)])
+    reg = DeviceRegistry(tmp_path / "devices.json")
     async with VirtualBlueZ.start(bus_address=private_dbus.address, clock=clock) as bz:
-        dev = bz.add_device(wearable, paired=True)
+        dev = bz.add_device(wearable)
+        # `magsleep pair` recognises the sensor through its [[ble.generic]] service.
+        registered = await pair(settings, reg, THERMO, person="alice", alias="thermo-alice", bond=False)
+        assert registered.profiles == ("bedside-accel",)
         stop = asyncio.Event()
         task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop))
         await until(lambda: dev.stats.notifications_sent >= 30)
