@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline
 from tests.conftest import InfluxServer
@@ -126,3 +128,33 @@ async def test_sigkill_mid_batch_loses_nothing_committed(
     assert len(times) == len(rows)  # one point per timestamp: no duplicates
     expected = {T0 + j * 10**6 for j in range(committed)}
     assert expected <= times
+
+
+async def test_outbox_bound_warns_as_it_fills_and_refuses_beyond(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from collector.errors import OutboxFullError
+
+    dead = make_settings("http://127.0.0.1:9", "db", tmp_path, max_retry_backoff_s=0.2, outbox_max_mb=1)
+    caplog.set_level("WARNING", logger="collector.storage.pipeline")
+    async with Pipeline.from_settings(dead) as pipe:
+        line = "heart_rate,device=d,person=alice,source=sim bpm=60i "
+        accepted = 0
+        refused: OutboxFullError | None = None
+        for i in range(100_000):
+            try:
+                await pipe.put_lines([f"{line}{T0 + j}" for j in range(i * 100, i * 100 + 100)])
+            except OutboxFullError as exc:
+                refused = exc
+                break
+            accepted += 100
+        assert refused is not None
+        assert "storage.outbox_max_mb" in str(refused)
+        warnings = [r.getMessage() for r in caplog.records if "outbox is" in r.getMessage()]
+        assert [w.split("%")[0] for w in warnings] == ["outbox is 50", "outbox is 80", "outbox is 95"]
+        assert pipe.pending()[1] == accepted  # what was accepted is kept; only new points are refused
+        await pipe.stop(flush_timeout=0)
+    # Nothing already stored is lost: a restarted pipeline still holds every accepted line.
+    async with Pipeline.from_settings(dead) as pipe:
+        assert pipe.pending()[1] == accepted
+        await pipe.stop(flush_timeout=0)
