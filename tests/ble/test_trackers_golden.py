@@ -314,3 +314,17 @@ def test_pmd_struct_sanity():
     payload = struct.pack("<3h", 10, 20, 1000) + bytes([4, 2]) + bytes([0xF1, 0x20, 0x1E])
     frame = pmd.decode_acc_frame(bytes([2]) + (5).to_bytes(8, "little") + b"\x80" + payload)
     assert frame.samples == ((10, 20, 1000), (11, 19, 1000), (13, 17, 1001))
+
+
+def test_old_sleeplog_format_asks_for_an_update():
+    with pytest.raises(DeviceError, match="too old"):
+        bangle.SleeplogReply().feed('["ms",0,1732320000000,3,"info"]')
+
+
+def test_sleeplog_from_hypnogram():
+    from collector.sim.bluez.trackers import sleeplog_from_hypnogram
+
+    hyp = [0] * 20 + [1] * 15 + [3] * 5 + [2] * 40 + [0] * 20
+    entries = sleeplog_from_hypnogram(1_732_320_000_000, hyp)
+    base = 1_732_320_000_000 // 600_000
+    assert entries == [[base, 2, 1], [base + 1, 3, 2], [base + 2, 4, 2], [base + 4, 2, 1]]

@@ -107,6 +107,9 @@ class SleeplogReply:
             else:
                 self.rejected += 1
             return
+        if len(value) >= 4 and _is_int(value[2]) and value[2] > 10**10:
+            raise DeviceError("the Bangle.js sleeplog app is too old (it logs milliseconds, not 10-minute steps); "
+                              "update it from the Bangle.js App Loader")
         if len(value) >= 4 and all(_is_int(v) for v in value[1:4]) and int(value[3]) in STAGES and value[1] >= 0:
             self.entries[int(value[1])] = (int(value[2]), int(value[3]))
         else:

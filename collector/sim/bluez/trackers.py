@@ -49,6 +49,24 @@ def sleeplog_entries(lights_out_ms: int, night: Sequence[tuple[int, int]] = DEFA
     return [[base + minutes // 10, status, 2 if status in (3, 4) else 1] for minutes, status in night]
 
 
+def sleeplog_from_hypnogram(start_ms: int, stages: Sequence[int], epoch_s: int = 30) -> list[list[int]]:
+    """sleeplog entries for a simulated hypnogram (schema stage codes per ``epoch_s`` epoch from ``start_ms``).
+
+    Like the watch, it sees 10-minute slots and no REM: each slot takes its most common stage
+    (REM counts as light), and only changes become entries. For the demo's device stages.
+    """
+    per_slot = 600 // epoch_s
+    to_status = {0: 2, 1: 3, 2: 4, 3: 3}
+    base = start_ms // TEN_MIN_MS
+    out: list[list[int]] = []
+    for k in range(0, len(stages), per_slot):
+        slot = [to_status.get(int(x), 0) for x in stages[k:k + per_slot]]
+        status = max(set(slot), key=slot.count)
+        if not out or out[-1][1] != status:
+            out.append([base + k // per_slot, status, 2 if status in (3, 4) else 1])
+    return out
+
+
 class BangleConsole:
     """An Espruino console on the Nordic UART: answers magsleep's JS lines from a scripted sleeplog.
 
@@ -376,4 +394,5 @@ __all__ = [
     "infinitime_watch",
     "polar_h10_pmd",
     "sleeplog_entries",
+    "sleeplog_from_hypnogram",
 ]
