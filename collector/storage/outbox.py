@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL CHECK (kind IN ('w', 'd')),
     body TEXT NOT NULL,
     lines INTEGER NOT NULL,
+    size INTEGER NOT NULL,
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected (
@@ -101,7 +102,7 @@ class SqliteOutbox:
                 "start a new one (its pending points are then not delivered)."
             ) from exc
         row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(LENGTH(body)), 0) FROM outbox"
+            "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(size), 0) FROM outbox"
         ).fetchone()
         self._rows, self._lines, self._bytes = int(row[0]), int(row[1]), int(row[2])
         # Entries appended by this process, kept in memory (up to CACHE_BYTES) so the sender
@@ -122,8 +123,8 @@ class SqliteOutbox:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
-                "INSERT INTO outbox (kind, body, lines, created) VALUES (?, ?, ?, ?)",
-                [(kind, b, n, now) for b, n in bodies],
+                "INSERT INTO outbox (kind, body, lines, size, created) VALUES (?, ?, ?, ?, ?)",
+                [(kind, b, n, len(b), now) for b, n in bodies],
             )
             last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
         # One transaction under BEGIN IMMEDIATE: its AUTOINCREMENT keys are consecutive.
@@ -183,14 +184,23 @@ class SqliteOutbox:
     def remove(self, seqs: list[int]) -> None:
         if not seqs:
             return
+        marks = ",".join("?" * len(seqs))
+        cached = [self._cache.get(seq) for seq in seqs]
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(LENGTH(body)), 0) FROM outbox "
-                f"WHERE seq IN ({','.join('?' * len(seqs))})",
-                seqs,
-            ).fetchone()
-            self._db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
+            if all(e is not None for e in cached):  # sizes known: no need to read the rows
+                row: tuple[int, int, int] = (
+                    len(seqs),
+                    sum(e.lines for e in cached if e),
+                    sum(len(e.body) for e in cached if e),
+                )
+            else:
+                row = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(size), 0) FROM outbox "
+                    f"WHERE seq IN ({marks})",
+                    seqs,
+                ).fetchone()
+            self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", seqs)
         for seq in seqs:
             e = self._cache.pop(seq, None)
             if e is not None:
@@ -202,10 +212,12 @@ class SqliteOutbox:
     def replace(self, seq: int, body: str, lines: int) -> None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            old = self._db.execute("SELECT lines, LENGTH(body) FROM outbox WHERE seq = ?", (seq,)).fetchone()
+            old = self._db.execute("SELECT lines, size FROM outbox WHERE seq = ?", (seq,)).fetchone()
             if old is None:
                 return
-            self._db.execute("UPDATE outbox SET body = ?, lines = ? WHERE seq = ?", (body, lines, seq))
+            self._db.execute(
+                "UPDATE outbox SET body = ?, lines = ?, size = ? WHERE seq = ?", (body, lines, len(body), seq)
+            )
         cached = self._cache.get(seq)
         if cached is not None:
             self._cache[seq] = Entry(seq, cached.kind, body, lines)
