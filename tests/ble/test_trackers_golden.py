@@ -328,3 +328,55 @@ def test_sleeplog_from_hypnogram():
     entries = sleeplog_from_hypnogram(1_732_320_000_000, hyp)
     base = 1_732_320_000_000 // 600_000
     assert entries == [[base, 2, 1], [base + 1, 3, 2], [base + 2, 4, 2], [base + 4, 2, 1]]
+
+
+def test_mutated_frames_and_console_bytes_raise_only_parse_error():
+    """50k mutations of valid PMD frames and Bangle replies: decoders raise nothing but ParseError."""
+    import random
+
+    rng = random.Random(11)
+    seeds = [bytes.fromhex(c["hex"]) for c in POLAR["frames"] if "error" not in c]
+    seeds.append(pmd.encode_acc_frame(7, [(1, 2, 3), (-300, 40, 1000), (5, 5, 5)], compressed=True))
+    replies = [b"".join(bytes.fromhex(h) for h in c["chunks"]) for c in BANGLE["cases"]]
+    errors = 0
+    device_errors: list[tuple[str, str]] = []
+    for _ in range(25_000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            if not data:
+                break
+            op = rng.random()
+            i = rng.randrange(len(data))
+            if op < 0.5:
+                data[i] = rng.randrange(256)
+            elif op < 0.75:
+                del data[i:]
+            else:
+                data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        try:
+            pmd.decode_acc_frame(data)
+        except ParseError:
+            errors += 1
+        text = bytearray(rng.choice(replies))
+        for _ in range(rng.randint(1, 3)):
+            text[rng.randrange(len(text))] = rng.randrange(256)
+        asm, reply = LineAssembler(), bangle.SleeplogReply()
+        for k in range(0, len(text), 20):
+            for line in asm.feed(bytes(text[k:k + 20])):
+                try:
+                    reply.feed(line)
+                except DeviceError as exc:  # only the device's own error reports, or an old app
+                    device_errors.append((line, str(exc)))
+        if reply.done:
+            with contextlib.suppress(ParseError):
+                bangle.stage_points(reply, BANGLE["cases"][0]["since_ms"], 0, Tags(BANGLE["tags"]))
+    assert 0 < errors < 25_000
+    assert all("Uncaught" in line or line.startswith("ERROR") or "too old" in msg for line, msg in device_errors)
+
+
+def test_sleeplog_pull_is_capped():
+    reply = bangle.SleeplogReply()
+    for line in ('["ms",0,1000,3,2]', '["ms-end",1,9000000000000]'):
+        reply.feed(line)
+    points, until = bangle.stage_points(reply, 1000 * 600_000, 0, Tags(BANGLE["tags"]))
+    assert len(points) == bangle.MAX_PULL_DAYS * 144 and until == (1000 + len(points)) * 600_000

@@ -56,6 +56,10 @@ STAGES: dict[int, tuple[str, int]] = {
 SKEW_TOLERANCE_MS = 2000
 #: How far back the very first pull of a device reaches.
 FIRST_PULL_DAYS = 7
+#: At most this many days per pull: a longer backlog (or a corrupt end time) is caught up over several pulls.
+MAX_PULL_DAYS = 14
+#: A reply whose device time disagrees with the clock measured at connect by more than this is corrupt.
+MAX_CLOCK_DISAGREEMENT_MS = 3_600_000
 #: HRM events below this confidence (Espruino's 0-100) are not stored.
 MIN_HRM_CONFIDENCE = 50
 #: Real seconds to wait for the next console line of a reply.
@@ -130,7 +134,7 @@ def stage_points(
     if reply.count is None or reply.device_now_ms is None:
         raise ParseError("sleeplog reply has no end line")
     since10 = since_ms // EPOCH_MS
-    until10 = reply.device_now_ms // EPOCH_MS  # the current slot is still open
+    until10 = min(reply.device_now_ms // EPOCH_MS, since10 + MAX_PULL_DAYS * 144)  # the current slot is open
     if until10 <= since10:
         return [], since_ms
     n, entries = reply.count, reply.entries
@@ -287,6 +291,12 @@ class BangleProfile:
                 reply.feed(await console.next_line(LINE_TIMEOUT_S))
         finally:
             console.end()
+        measured = ctx.memory.get("measured_skew_ms")
+        if reply.device_now_ms is not None and isinstance(measured, float):
+            expected = ctx.clock.time_ns() / 1e6 + measured
+            if abs(reply.device_now_ms - expected) > MAX_CLOCK_DISAGREEMENT_MS:
+                raise ParseError(f"sleeplog reply says the watch time is {reply.device_now_ms}, but its clock read "
+                                 f"{expected:.0f} at connect; reply ignored (pulled again next time)")
         points, until = stage_points(reply, since, skew, ctx.tags)
         if reply.rejected:
             log.warning("%s: %d malformed sleeplog line(s) rejected; the spans they cover are pulled again next time",
