@@ -53,7 +53,7 @@ DATABASE = "magsleep"
 #: Real seconds the daemon gets to connect before the first notification of a live night.
 LEAD_REAL_S = 1.5
 #: Real seconds one live night takes when no speed is given.
-NIGHT_REAL_S = 20.0
+NIGHT_REAL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +277,7 @@ def config_text(directory: Path, influx_port: int, api_port: int) -> str:
         f'[influx]\nembedded = true\nurl = "http://127.0.0.1:{influx_port}"\ndatabase = "{DATABASE}"\n\n'
         f'[storage]\nstate_dir = "{directory}"\n\n'
         f'[api]\nhost = "127.0.0.1"\nport = {api_port}\n\n'
-        "# silence_timeout_s counts simulated seconds: at the demo's ~1,500x, 900 s is 0.6 s of real time,\n"
+        "# silence_timeout_s counts simulated seconds: at the demo's ~1,000x, 900 s is 0.9 s of real time,\n"
         "# so a busy machine's short stall is not taken for a hung strap (link drops still reconnect)\n"
         '[ble]\nscan_timeout_s = 5.0\nconnect_timeout_s = 10.0\nsilence_timeout_s = 900.0\n\n'
         f"{persons}"
