@@ -109,7 +109,8 @@ def _rr_lags(night: Night, end_ns: int, rows: list[dict[str, object]]) -> list[f
     sm = difflib.SequenceMatcher(None, truth_units, [u for _, u in got], autojunk=False)
     ia = np.array([b.a + i for b in sm.get_matching_blocks() for i in range(b.size)])
     ib = np.array([b.b + i for b in sm.get_matching_blocks() for i in range(b.size)])
-    return (((got_t[ib] - truth_t[ia]) - off[ia]) / NS).tolist()
+    lags: list[float] = (((got_t[ib] - truth_t[ia]) - off[ia]) / NS).tolist()
+    return lags
 
 
 async def _bare(bz: VirtualBlueZ, straps: list[StrapNight], speed: float) -> Row:
@@ -162,7 +163,7 @@ async def _collector(bz: VirtualBlueZ, straps: list[StrapNight], nights: dict[st
     settings = Settings(
         influx=InfluxSettings(embedded=False, url=url, database=db),
         storage=StorageSettings(state_dir=tmp / db),
-        persons=[PersonSettings(name=p.name, age=p.age, sex=p.sex, timezone=p.timezone) for p in PERSONS],  # type: ignore[arg-type]
+        persons=[PersonSettings(name=p.name, age=p.age, sex=p.sex, timezone=p.timezone) for p in PERSONS],
         ble=BleSettings(silence_timeout_s=900.0))  # as in the demo's settings: simulated seconds
     registry = DeviceRegistry(tmp / db / "devices.json",
                               [RegisteredDevice(p.address, f"h10-{p.name}", p.name, paired=True) for p in PERSONS])

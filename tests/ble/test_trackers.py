@@ -428,7 +428,10 @@ async def test_bangle_daemon_restart_pulls_only_what_is_new(tmp_path, private_db
         for n, sink in enumerate(sinks, start=1):
             stop = asyncio.Event()
             task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop, sink=sink))
-            await until(lambda n=n: len(pulls()) == n and (tmp_path / "bangle-sleeplog.json").exists())
+            def pulled(n: int = n) -> bool:
+                return len(pulls()) == n and (tmp_path / "bangle-sleeplog.json").exists()
+
+            await until(pulled)
             await asyncio.sleep(0.3)
             stop.set()
             await asyncio.wait_for(task, 15)

@@ -173,8 +173,9 @@ def test_epoch_activity_still_vs_moving():
         x = 400 * ((k % 5) - 2) if moving else (k % 3) - 1
         points += acc.add(t, x, 0, 1000)
     assert [p.time_ns for p in points] == [t0, t0 + 30 * 10**9]  # the third epoch is still open
-    still, moving = (p.fields["activity"] for p in points)
-    assert still < 1 and moving > 100
+    still_act, moving_act = (float(p.fields["activity"]) for p in points)
+    assert still_act < 1
+    assert moving_act > 100
     acc.reset()
     assert acc.dropped_epochs == 1
 

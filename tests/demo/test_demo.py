@@ -7,6 +7,7 @@ import json
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from collector.settings import load_settings
 from collector.storage import local_influx
 
 
-def _rows(url: str, db: str, q: str) -> list[dict[str, object]]:
+def _rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{url}/query?" + urllib.parse.urlencode({"db": db, "q": q}), timeout=30) as r:
         res = json.loads(r.read())["results"]
     out = []
