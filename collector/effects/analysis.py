@@ -233,7 +233,11 @@ def compare(
         extra.append(("trend", (days - days.mean()) / 7.0))
     x_mat, names = _design(rows, treat, opts, extra)
     try:
+        if sd is not None and sd == 0.0:
+            raise AnalysisError(f"{spec.name} had the same value on every night; no effect can be estimated")
         fit = fit_gls(y, x_mat, days, 1, level=opts.level)
+        if not (math.isfinite(fit.se) and fit.se > 0):
+            raise AnalysisError(f"{spec.name} fits the nights exactly (no residual variation); no interval exists")
     except AnalysisError as exc:
         r = replace(base, nights_needed=nights_needed(None, 0, sd, spec), note=str(exc))
         return replace(r, summary=summarise(spec, r, context, arms))

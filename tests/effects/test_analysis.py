@@ -159,3 +159,20 @@ def test_covariates_enter_the_model_when_they_vary() -> None:
     r0 = _by(analyse_person("a", nights, replace(OPTS, covariates="none"), metrics=["tst_min"]))["tst_min"]
     assert r0.covariates == ()
     assert r.model_se is not None and r0.model_se is not None and r.model_se < r0.model_se
+
+
+def test_a_metric_that_never_varies_is_reported_as_not_estimable() -> None:
+    import datetime as dt
+
+    from collector.effects.analysis import NightData
+
+    start = dt.date(2026, 1, 5)
+    nights = [
+        NightData(start + dt.timedelta(days=i), "magnesium" if i % 2 else "control", {"sol_min": 0.0})
+        for i in range(20)
+    ]
+    results = analyse_person("a", nights, OPTS, metrics=["sol_min"])
+    (r,) = [x for x in results if x.comparison == "mg_vs_control"]
+    assert not r.reported
+    assert r.estimate is None
+    assert "same value on every night" in r.note
