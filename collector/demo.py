@@ -9,7 +9,9 @@ dose journal, the nights state and the HTML reports. The demo
 2. plays the last nights of each person's simulated study **live**: the straps' feeds are the
    generator's Heart Rate Measurement notifications, and the real daemon (bleak's real BlueZ
    backend, the real storage pipeline) collects them on a :class:`CompressedClock`, so the points
-   carry the simulated timestamps (:func:`play_night`);
+   carry the simulated timestamps (:func:`play_night`); ana also wears a virtual Bangle.js
+   (paired before the first night she wears it) whose sleeplog is her generated hypnogram, pulled
+   by the daemon's ``bangle`` profile, so her watch-staged nights sit beside computed ones;
 3. backfills the earlier nights (``source=sim``) and logs every dose of the randomised magnesium
    schedule through the real dose service (journal + pipeline);
 4. computes nights, effects and one HTML report per person.
@@ -20,6 +22,7 @@ dose journal, the nights state and the HTML reports. The demo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import shutil
 import socket
@@ -33,11 +36,13 @@ from typing import Any, Protocol
 from collector.ble import pairing
 from collector.ble.daemon import DaemonResult, run_daemon
 from collector.ble.registry import DeviceRegistry
-from collector.clock import CompressedClock
+from collector.clock import CompressedClock, SystemClock
 from collector.errors import ConfigError, MagsleepError
 from collector.settings import Settings, load_settings
 from collector.sim.bluez import Notification, VirtualBlueZ, heart_rate_strap
 from collector.sim.bluez.fake import VirtualDevice
+from collector.sim.bluez.model import VirtualWearable
+from collector.sim.bluez.trackers import BangleConsole, bangle_js, sleeplog_from_hypnogram
 from collector.sim.hrm import HEART_RATE_MEASUREMENT_UUID, HrNotification, encode_hrm, hr_notifications
 from collector.sim.nights import NS, Night, Study, plan_study
 from collector.sim.params import SimConfig
@@ -58,7 +63,7 @@ NIGHT_REAL_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class DemoPerson:
-    """One simulated person and their virtual chest strap."""
+    """One simulated person, their virtual chest strap and (maybe) a Bangle.js-style watch."""
 
     name: str
     age: int
@@ -66,12 +71,21 @@ class DemoPerson:
     timezone: str
     address: str
     strap_name: str
+    watch_address: str = ""  # a Bangle.js with the sleeplog app ("": no watch)
+    watch_name: str = ""
 
 
 PERSONS: tuple[DemoPerson, ...] = (
-    DemoPerson("ana", 34, "female", "Europe/Madrid", "C0:FF:EE:DE:00:01", "Polar H10 ANA0001"),
+    DemoPerson("ana", 34, "female", "Europe/Madrid", "C0:FF:EE:DE:00:01", "Polar H10 ANA0001",
+               "C0:FF:EE:DE:00:11", "Bangle.js a0a1"),
     DemoPerson("ben", 52, "male", "Europe/London", "C0:FF:EE:DE:00:02", "Polar H10 BEN0002"),
 )
+
+
+def watch_nights(live_nights: int) -> range:
+    """Which live nights (1-based) the watches are worn: from the second on (the only one if just one),
+    so a watch wearer's live nights show device staging beside computed staging from the strap alone."""
+    return range(min(2, live_nights), live_nights + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +187,7 @@ class PlaybackResult:
     wall_s: float
     straps: list[StrapResult] = field(default_factory=list)
     daemon: DaemonResult | None = None
+    watches: list[WatchResult] = field(default_factory=list)
 
 
 def strap_night(person: DemoPerson, night: Night, *, hours: float | None = None,
@@ -192,6 +207,46 @@ def strap_night(person: DemoPerson, night: Night, *, hours: float | None = None,
     return StrapNight(person.name, person.address, person.strap_name, notes, drops)
 
 
+@dataclass(frozen=True, slots=True)
+class WatchNight:
+    """What one virtual Bangle.js holds in a live night: its sleeplog (device time = simulated time)."""
+
+    person: str
+    address: str
+    name: str
+    entries: tuple[tuple[int, int, int], ...]  # sleeplog [time10, status, consecutive]
+
+
+def watch_night(person: DemoPerson, night: Night, *, hours: float | None = None) -> WatchNight:
+    """The watch's sleeplog for ``night``: its hypnogram seen in 10-minute slots without REM
+    (:func:`sleeplog_from_hypnogram`), from lights out (the first ``hours`` only, if given)."""
+    if not person.watch_address:
+        raise ConfigError(f"{person.name} has no watch in the demo")
+    hyp = night.hypnogram if hours is None else night.hypnogram[: round(hours * 120)]
+    entries = sleeplog_from_hypnogram(night.lights_out_ns // 1_000_000, hyp.tolist())
+    return WatchNight(person.name, person.watch_address, person.watch_name,
+                      tuple((int(a), int(b), int(c)) for a, b, c in entries))
+
+
+def virtual_watch(address: str, name: str, *, clock: CompressedClock | SystemClock,
+                  entries: Sequence[Sequence[int]] = ()) -> tuple[VirtualWearable, BangleConsole]:
+    """A Bangle.js with the sleeplog app whose clock is ``clock``: (wearable, console).
+
+    It serves a standard Heart Rate Service that stays silent (the strap measures heart rate), so
+    the ``bangle`` profile leaves the watch's optical HRM off instead of streaming it over the UART.
+    """
+    wearable, console = bangle_js(address, name, clock=clock, entries=[list(e) for e in entries], with_hrs=True)
+    return dataclasses.replace(wearable, feed=None), console
+
+
+@dataclass
+class WatchResult:
+    person: str
+    alias: str
+    pulls: int  # sleeplog pulls the watch answered (on connect and every ble.history_pull_s)
+    reconnects: int
+
+
 def _aliases(registry: DeviceRegistry) -> dict[str, str]:
     return {d.address.upper(): d.alias for d in registry}
 
@@ -203,6 +258,7 @@ async def play_night(
     straps: Sequence[StrapNight],
     *,
     speed: float,
+    watches: Sequence[WatchNight] = (),
     lead_real_s: float = LEAD_REAL_S,
     on_progress: Callable[[float], None] | None = None,
 ) -> PlaybackResult:
@@ -211,8 +267,11 @@ async def play_night(
     A fresh :class:`CompressedClock` starts ``lead_real_s`` real seconds (at ``speed``) before
     the first notification; the virtual BlueZ plays the feeds on it and the daemon stamps points
     with it, so points carry the night's simulated timestamps. Each strap is put back in range as
-    a bonded device (BlueZ keeps the bond from pairing) with the night as its feed. Returns once
-    the last notification was played and the daemon stopped and flushed.
+    a bonded device (BlueZ keeps the bond from pairing) with the night as its feed. Each watch
+    (already paired, profile ``bangle``) comes back in range with the night's sleeplog and the same
+    clock as its own, so the watch and the host agree on the time (the skew measured at connect is
+    round-trip noise) and the daemon pulls the sleeplog on connect and every ``ble.history_pull_s``
+    simulated seconds. Returns once the last notification was played and the daemon stopped and flushed.
     """
     if not straps or not any(s.notes for s in straps):
         raise MagsleepError("nothing to play: no notifications")
@@ -227,6 +286,12 @@ async def play_night(
         devices[s.address] = bz.add_device(
             heart_rate_strap(s.address, s.strap_name, feed=timed_feed(s.notes, clock, preroll_from_ns=start_ns)),
             paired=True)
+    consoles: dict[str, BangleConsole] = {}
+    for w in watches:
+        if w.address in bz.devices:
+            await bz.remove_device(w.address)
+        wearable, consoles[w.address] = virtual_watch(w.address, w.name, clock=clock, entries=w.entries)
+        bz.add_device(wearable, paired=True)
     stop = asyncio.Event()
     wall0 = time.monotonic()
     daemon = asyncio.create_task(run_daemon(settings, registry, clock=clock, stop_event=stop),
@@ -258,6 +323,11 @@ async def play_night(
         out.straps.append(StrapResult(
             s.person, alias, len(s.notes), dev.stats.notifications_sent, dev.stats.notifications_dropped,
             sess.notifications if sess else 0, sess.reconnects if sess else 0))
+    for w in watches:
+        alias = aliases.get(w.address.upper(), w.address)
+        sess = result.sessions.get(alias)
+        pulls = sum(1 for r in consoles[w.address].requests if "readLog(" in r)
+        out.watches.append(WatchResult(w.person, alias, pulls, sess.reconnects if sess else 0))
     return out
 
 
@@ -279,7 +349,9 @@ def config_text(directory: Path, influx_port: int, api_port: int) -> str:
         f'[api]\nhost = "127.0.0.1"\nport = {api_port}\n\n'
         "# silence_timeout_s counts simulated seconds: at the demo's ~1,000x, 900 s is 0.9 s of real time,\n"
         "# so a busy machine's short stall is not taken for a hung strap (link drops still reconnect)\n"
-        '[ble]\nscan_timeout_s = 5.0\nconnect_timeout_s = 10.0\nsilence_timeout_s = 900.0\n\n'
+        "# history_pull_s (simulated seconds too): ana's Bangle.js sleeplog is pulled every 10 minutes of the\n"
+        "# night (0.6 s of real time), so the watch also talks within the silence timeout\n"
+        '[ble]\nscan_timeout_s = 5.0\nconnect_timeout_s = 10.0\nsilence_timeout_s = 900.0\nhistory_pull_s = 600.0\n\n'
         f"{persons}"
     )
 
@@ -450,6 +522,19 @@ async def _pair_all(settings: Settings, registry: DeviceRegistry, bz: VirtualBlu
         progress.update("pair", i + 1)
 
 
+async def _pair_watch(settings: Settings, registry: DeviceRegistry, bz: VirtualBlueZ, p: DemoPerson,
+                      progress: Progress) -> None:
+    """Pair ``p``'s watch through the real pairing path (the registry gets profile ``bangle``)."""
+    if p.watch_address.upper() in _aliases(registry):
+        return
+    bz.clock = SystemClock()  # pairing happens between nights, in real time
+    if p.watch_address in bz.devices:
+        await bz.remove_device(p.watch_address)
+    bz.add_device(virtual_watch(p.watch_address, p.watch_name, clock=bz.clock)[0])
+    dev = await pairing.pair(settings, registry, p.watch_address, person=p.name, alias=f"bangle-{p.name}")
+    progress.note(f"paired {p.name}'s {p.watch_name} as {dev.alias} (profiles: {', '.join(dev.profiles)})")
+
+
 async def _live(settings: Settings, opts: DemoOptions, study_of: dict[str, Study], progress: Progress,
                 result: DemoResult) -> None:
     from collector.sim.bluez import private_system_bus
@@ -459,16 +544,23 @@ async def _live(settings: Settings, opts: DemoOptions, study_of: dict[str, Study
         async with VirtualBlueZ.start() as bz:
             await _pair_all(settings, registry, bz, progress)
             n = len(next(iter(study_of.values())))
+            worn = watch_nights(opts.live_nights)
             for k, idx in enumerate(range(n - opts.live_nights, n), start=1):
                 nights = {p.name: study_of[p.name].night(idx) for p in PERSONS}
                 for name, night in nights.items():
                     result.truths.setdefault(name, []).append(night.truth.as_dict(hypnogram=False))
                 straps = [strap_night(p, nights[p.name], hours=opts.live_hours) for p in PERSONS]
+                watches: list[WatchNight] = []
+                if k in worn:
+                    for p in PERSONS:
+                        if p.watch_address:
+                            await _pair_watch(settings, registry, bz, p, progress)
+                            watches.append(watch_night(p, nights[p.name], hours=opts.live_hours))
                 speed = opts.speed or auto_speed(straps)
                 evening = study_of[PERSONS[0].name].plans[idx].night.isoformat()
                 key = f"live{k}"
                 progress.step(key, f"live night {k}/{opts.live_nights} ({evening}) at {speed:,.0f}x", 1.0)
-                res = await play_night(settings, registry, bz, straps, speed=speed,
+                res = await play_night(settings, registry, bz, straps, speed=speed, watches=watches,
                                        on_progress=functools.partial(progress.update, key))
                 result.live.append(res)
                 got = sum(s.received for s in res.straps)
@@ -476,6 +568,8 @@ async def _live(settings: Settings, opts: DemoOptions, study_of: dict[str, Study
                 progress.note(f"live night {evening}: {got:,} notifications collected, {lost:,} lost while a "
                               f"link was down, {sum(s.reconnects for s in res.straps)} reconnects, "
                               f"{res.wall_s:.1f} s")
+                for w in res.watches:
+                    progress.note(f"  {w.alias} ({w.person}): {w.pulls} sleeplog pulls")
 
 
 async def _backfill_and_doses(settings: Settings, opts: DemoOptions, study_of: dict[str, Study],
@@ -596,10 +690,15 @@ __all__ = [
     "Progress",
     "QuietProgress",
     "StrapNight",
+    "WatchNight",
+    "WatchResult",
     "clean",
     "play_night",
     "run_demo",
     "run_demo_async",
     "strap_night",
     "timed_feed",
+    "virtual_watch",
+    "watch_night",
+    "watch_nights",
 ]

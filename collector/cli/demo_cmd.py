@@ -67,27 +67,31 @@ def _print_summary(out: Console, res: Any, opts: Any) -> None:
     out.rule("[bold]magsleep demo: done")
     live = sum(len(p.straps) for p in res.live)
     got = sum(s.received for p in res.live for s in p.straps)
+    watch = sum(len(p.watches) for p in res.live)
+    pulls = sum(w.pulls for p in res.live for w in p.watches)
     out.print(
         f"Collected {len(res.live)} live night(s) through the real daemon ({live} strap-nights, "
-        f"{got:,} notifications), backfilled {res.backfilled_nights} simulated nights "
-        f"({res.backfilled_points:,} points), logged {res.doses_logged} magnesium doses through the dose "
-        f"journal, computed {res.nights_computed} nights.", highlight=False)
+        f"{got:,} notifications; {watch} watch-night(s), {pulls} sleeplog pulls), "
+        f"backfilled {res.backfilled_nights} simulated nights ({res.backfilled_points:,} points), "
+        f"logged {res.doses_logged} magnesium doses through the dose journal, "
+        f"computed {res.nights_computed} nights.", highlight=False)
 
     for person in res.persons:
         rows = [r for r in res.night_rows if r.get("person") == person]
         t = Table(title=f"{person}: the last nights ({len(rows)} in all)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("night", "dose", "SOL", "TST", "WASO", "SE %", "REM", "RMSSD", "from"):
-            t.add_column(col, justify="left" if col in ("night", "dose", "from") else "right")
+        for col in ("night", "dose", "SOL", "TST", "WASO", "SE %", "REM", "RMSSD", "from", "staging"):
+            t.add_column(col, justify="left" if col in ("night", "dose", "from", "staging") else "right")
         for r in rows[-7:]:
             t.add_row(str(r.get("night")), "Mg" if r.get("dose") == "magnesium" else str(r.get("dose")),
                       _num(r.get("sol_min")), _num(r.get("tst_min")), _num(r.get("waso_min")),
                       _num(r.get("se_pct")), _num(r.get("rem_min")), _num(r.get("rmssd_ms")),
-                      "live" if r.get("source") != "sim" else "sim")
+                      "live" if r.get("source") != "sim" else "sim", str(r.get("staging") or "-"))
         out.print(t)
     out.print("Minutes: SOL to fall asleep, TST total sleep, WASO awake after sleep onset, REM; SE sleep "
               "efficiency; RMSSD (ms) heart rate variability. from: live = collected by the daemon from the "
-              "virtual strap, sim = backfilled.", highlight=False)
+              "virtual strap, sim = backfilled. staging: device = the watch's own sleep stages (ana's Bangle.js "
+              "sleeplog: 10-minute slots, no REM), computed = staged from the strap's RR intervals.", highlight=False)
 
     out.print(f"\n[bold]Effects of magnesium[/bold] (planted in the simulation: sleep onset "
               f"{res.planted.get('sol_min', 0):+.1f} min, total sleep {res.planted.get('tst_min', 0):+.1f} min)")

@@ -1,5 +1,5 @@
-"""`magsleep demo` end to end in reduced form: own InfluxDB, virtual BlueZ, the real daemon, backfill,
-doses through the dose journal, nights, effects, reports; then `--clean`."""
+"""`magsleep demo` end to end in reduced form: own InfluxDB, virtual BlueZ, the real daemon (straps and
+ana's Bangle.js), backfill, doses through the dose journal, nights, effects, reports; then `--clean`."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.demo import MARKER, DemoOptions, clean, prepare_dir
+from collector.demo import MARKER, PERSONS, DemoOptions, clean, prepare_dir, studies, watch_night
 from collector.errors import ConfigError
 from collector.settings import load_settings
 from collector.storage import local_influx
 
 
 def _rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{url}/query?" + urllib.parse.urlencode({"db": db, "q": q}), timeout=30) as r:
+    params = {"db": db, "q": q, "epoch": "ns"}
+    with urllib.request.urlopen(f"{url}/query?" + urllib.parse.urlencode(params), timeout=30) as r:
         res = json.loads(r.read())["results"]
     out = []
     for stmt in res:
@@ -35,7 +36,7 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
     bystander = tmp_path / "keep-me.txt"
     bystander.write_text("not the demo's")
     runner = CliRunner()
-    res = runner.invoke(app, ["demo", "--dir", str(d), "--nights", "8", "--live-nights", "1",
+    res = runner.invoke(app, ["demo", "--dir", str(d), "--nights", "8", "--live-nights", "2",
                               "--live-hours", "1", "--speed", "1000", "--seed", "3", "--keep-running"])
     assert res.exit_code == 0, res.output + repr(res.exception)
     out = res.output
@@ -51,10 +52,12 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
     try:
         # live nights came through the daemon from the paired virtual straps (source=device)
         devices = json.loads((d / "devices.json").read_text())
-        assert sorted(x["person"] for x in devices["devices"]) == ["ana", "ben"]
-        live = _rows(inst.url, db, "SELECT count(bpm) FROM heart_rate WHERE source = 'device' GROUP BY person")
-        assert {r["person"] for r in live} == {"ana", "ben"}
-        assert all(int(r["count"]) > 0.9 * 3600 for r in live)  # one hour at 1 Hz, > 90% collected
+        assert sorted((x["alias"], x["person"]) for x in devices["devices"]) == [
+            ("bangle-ana", "ana"), ("h10-ana", "ana"), ("h10-ben", "ben")]
+        assert "bangle" in next(x for x in devices["devices"] if x["alias"] == "bangle-ana")["profiles"]
+        live = _rows(inst.url, db, "SELECT count(bpm) FROM heart_rate WHERE source = 'device' GROUP BY person, device")
+        assert {(r["person"], r["device"]) for r in live} == {("ana", "h10-ana"), ("ben", "h10-ben")}  # watch HR off
+        assert all(int(r["count"]) > 0.9 * 2 * 3600 for r in live)  # two hours at 1 Hz, > 90% collected
         sim = _rows(inst.url, db, "SELECT count(rr_ms) FROM rr WHERE source = 'sim' GROUP BY person")
         assert {r["person"] for r in sim} == {"ana", "ben"} and all(int(r["count"]) > 8 * 20_000 for r in sim)
         # doses through the dose journal (source=import), not as simulated points
@@ -62,15 +65,40 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
         assert doses and {r["source"] for r in doses} == {"import"}
         assert all(r["elemental_mg"] == 210.0 for r in doses)
         assert (d / "doses.sqlite").exists()  # the journal is the source of truth
-        nights = _rows(inst.url, db, "SELECT tst_min FROM night GROUP BY person, source, dose")
+        nights = _rows(inst.url, db, "SELECT tst_min, night, lights_source FROM night "
+                                     "GROUP BY person, source, dose, staging")
         for person in ("ana", "ben"):
-            mine = [n for n in nights if n["person"] == person]
-            assert len(mine) == 9, mine  # 8 backfilled + 1 live
+            mine = sorted((n for n in nights if n["person"] == person), key=lambda n: n["night"])
+            assert len(mine) == 10, mine  # 8 backfilled + 2 live
             assert {n["source"] for n in mine} == {"sim", "computed"}
             assert {n["dose"] for n in mine} == {"magnesium", "control"}
+            # ana wears her Bangle.js on the last live night: its stages are preferred, lights out from them
+            last = "device" if person == "ana" else "computed"
+            assert [n["staging"] for n in mine] == ["computed"] * 9 + [last], mine
+            assert (mine[-1]["lights_source"] == "device") == (person == "ana")
+        # sleep stages: ana's watch (source=device, 10-min epochs) beside computed ones; ben computed only
+        stages = _rows(inst.url, db, "SELECT count(stage_code) FROM sleep_stage GROUP BY person, source, device")
+        got = {(r["person"], r["source"], r["device"]) for r in stages}
+        assert ("ana", "device", "bangle-ana") in got and ("ana", "computed", "magsleep-wrn-gru-mesa") in got
+        assert {(p, s) for p, s, _ in got} == {("ana", "device"), ("ana", "computed"), ("ana", "sim"),
+                                               ("ben", "computed"), ("ben", "sim")}
+        # the watch's epochs are the generated hypnogram as its sleeplog holds it, at the device's own times
+        opts = DemoOptions(directory=d, nights=8, live_nights=2, seed=3)
+        entries = watch_night(PERSONS[0], studies(settings, opts)["ana"].night(9), hours=1).entries
+        names = {2: "wake", 3: "light", 4: "deep"}
+
+        def status_at(t10: int) -> str:
+            return names[[e for e in entries if e[0] <= t10][-1][1]]
+
+        dev = _rows(inst.url, db, "SELECT stage, epoch_s FROM sleep_stage WHERE source = 'device' AND person = 'ana'")
+        assert len(dev) >= 4 and {r["epoch_s"] for r in dev} == {600}  # an hour, pulled every 10 minutes
+        assert [r["stage"] for r in dev] == [status_at(int(r["time"]) // 600_000_000_000) for r in dev]
+        assert int(dev[0]["time"]) == entries[0][0] * 600_000_000_000
+        assert {"light", "deep"} & {r["stage"] for r in dev}  # she fell asleep within the hour
+        assert "staging" in out and "device" in out
         effects = _rows(inst.url, db, "SELECT n_mg, n_control, reported FROM effect GROUP BY person, metric")
         assert {e["person"] for e in effects} == {"ana", "ben"}
-        assert all(int(e["n_mg"]) + int(e["n_control"]) <= 9 for e in effects)
+        assert all(int(e["n_mg"]) + int(e["n_control"]) <= 10 for e in effects)
         assert any(e["reported"] for e in effects) or "not enough nights" in out
         for person in ("ana", "ben"):
             report = d / f"report-{person}.html"
