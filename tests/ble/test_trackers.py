@@ -61,7 +61,10 @@ def make_settings(tmp_path: Path, influx_server=None, db: str = "x", **ble) -> S
         influx=influx,
         storage=StorageSettings(state_dir=tmp_path),
         persons=[PersonSettings(name="alice"), PersonSettings(name="bob")],
-        ble=BleSettings(**{"scan_timeout_s": 2.0, "connect_timeout_s": 5.0, "silence_timeout_s": 30.0,
+        ble=BleSettings(**{"scan_timeout_s": 2.0, "connect_timeout_s": 5.0,
+                           # simulated seconds: at 60x, 30 s would be half a real second of load away from a
+                           # spurious watchdog reconnect; these tests do not exercise the watchdog
+                           "silence_timeout_s": 900.0,
                            "max_backoff_s": 20.0, **ble}),
     )
 
