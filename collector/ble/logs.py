@@ -7,7 +7,9 @@ those keys become fields, so a log shipper can filter by device or event without
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from typing import TextIO
 
 #: LogRecord attributes that become logfmt fields when a call passes them in ``extra``.
 FIELDS = ("event", "device", "person", "address", "streak", "kind", "backoff_s")
@@ -35,9 +37,21 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not at set-up."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        return None
+
+
 def configure(level: str) -> None:
     """Send the root logger's records to stderr as logfmt lines."""
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
