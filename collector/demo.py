@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from collector.ble import pairing
 from collector.ble.daemon import DaemonResult, run_daemon
 from collector.ble.registry import DeviceRegistry
-from collector.clock import CompressedClock, SystemClock
+from collector.clock import Clock, CompressedClock, SystemClock
 from collector.errors import ConfigError, MagsleepError
 from collector.settings import Settings, load_settings
 from collector.sim.bluez import Notification, VirtualBlueZ, heart_rate_strap
@@ -228,7 +228,7 @@ def watch_night(person: DemoPerson, night: Night, *, hours: float | None = None)
                       tuple((int(a), int(b), int(c)) for a, b, c in entries))
 
 
-def virtual_watch(address: str, name: str, *, clock: CompressedClock | SystemClock,
+def virtual_watch(address: str, name: str, *, clock: Clock,
                   entries: Sequence[Sequence[int]] = ()) -> tuple[VirtualWearable, BangleConsole]:
     """A Bangle.js with the sleeplog app whose clock is ``clock``: (wearable, console).
 
@@ -499,7 +499,8 @@ class DemoResult:
 def studies(settings: Settings, opts: DemoOptions) -> dict[str, Study]:
     """Each person's simulated study, ending yesterday (UTC), with a randomised magnesium schedule."""
     end = datetime.now(UTC).date() - timedelta(days=1)
-    # no device stages: nights are staged from RR intervals (sleepecg), as for a chest strap
+    # no generated (motion-based) device stages: backfilled nights are staged from RR intervals, as for a
+    # chest strap; ana's watch nights get their stages from the hypnogram instead (watch_night)
     cfg = SimConfig.from_choices(scenario="effect", design="randomised", device_stages=False)
     out: dict[str, Study] = {}
     for p in PERSONS:
