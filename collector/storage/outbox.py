@@ -18,7 +18,7 @@ import json
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +47,28 @@ class DeleteOp:
     def from_json(text: str) -> DeleteOp:
         d = json.loads(text)
         return DeleteOp(str(d["m"]), {str(k): str(v) for k, v in d["tags"].items()}, int(d["t"]))
+
+
+def take_batch(entries: Iterable[Entry], max_lines: int, after: int) -> list[Entry]:
+    """From entries in ``seq`` order: those after ``after`` forming one batch.
+
+    A batch is consecutive writes up to ``max_lines`` lines (at least one entry), or a single
+    delete: deletes are barriers, delivered alone and in order.
+    """
+    out: list[Entry] = []
+    total = 0
+    for e in entries:
+        if e.seq <= after:
+            continue
+        if e.kind == "d":
+            if not out:
+                out.append(e)
+            break
+        if out and total + e.lines > max_lines:
+            break
+        out.append(e)
+        total += e.lines
+    return out
 
 
 class OutboxStore(Protocol):
@@ -141,35 +163,15 @@ class SqliteOutbox:
 
     def head(self, max_lines: int, after: int = 0) -> list[Entry]:
         """The oldest entries after ``after``: consecutive writes up to ``max_lines`` lines, or one delete."""
-        out: list[Entry] = []
-        total = 0
         if after >= self._uncached_max:
-            for e in self._cache.values():
-                if e.seq <= after:
-                    continue
-                if e.kind == "d":
-                    if not out:
-                        out.append(e)
-                    break
-                if out and total + e.lines > max_lines:
-                    break
-                out.append(e)
-                total += e.lines
-            return out
+            return take_batch(self._cache.values(), max_lines, after)
         cur = self._db.execute(
             "SELECT seq, kind, body, lines FROM outbox WHERE seq > ? ORDER BY seq LIMIT 2000", (after,)
         )
-        for seq, kind, body, lines in cur:
-            if kind == "d":
-                if not out:
-                    out.append(Entry(seq, kind, body, lines))
-                break
-            if out and total + lines > max_lines:
-                break
-            out.append(Entry(seq, kind, body, lines))
-            total += lines
-        cur.close()
-        return out
+        try:
+            return take_batch((Entry(*row) for row in cur), max_lines, after)
+        finally:
+            cur.close()
 
     def get(self, seqs: list[int]) -> list[Entry]:
         """The entries with these sequence numbers that still exist, in order."""
@@ -265,20 +267,7 @@ class MemoryOutbox:
             self._bytes += len(body)
 
     def head(self, max_lines: int, after: int = 0) -> list[Entry]:
-        out: list[Entry] = []
-        total = 0
-        for e in self._q:
-            if e.seq <= after:
-                continue
-            if e.kind == "d":
-                if not out:
-                    out.append(e)
-                break
-            if out and total + e.lines > max_lines:
-                break
-            out.append(e)
-            total += e.lines
-        return out
+        return take_batch(self._q, max_lines, after)
 
     def get(self, seqs: list[int]) -> list[Entry]:
         want = set(seqs)

@@ -120,3 +120,15 @@ async def test_same_series_and_time_is_one_point(influx_server: InfluxServer, in
             await pipe.put([p])
             await pipe.flush(timeout=20)
     assert influx_server.rows("SELECT count(bpm) FROM heart_rate", influx_db)[0]["count"] == 1
+
+
+def test_take_batch_groups_writes_and_isolates_deletes() -> None:
+    from collector.storage.outbox import Entry, take_batch
+
+    q = [Entry(1, "w", "a", 3), Entry(2, "w", "b", 3), Entry(3, "w", "c", 3), Entry(4, "d", "{}", 0),
+         Entry(5, "w", "e", 9)]
+    assert [e.seq for e in take_batch(q, 6, 0)] == [1, 2]
+    assert [e.seq for e in take_batch(q, 100, 0)] == [1, 2, 3]  # stops before the delete
+    assert [e.seq for e in take_batch(q, 100, 3)] == [4]  # a delete travels alone
+    assert [e.seq for e in take_batch(q, 2, 4)] == [5]  # one oversized entry still makes a batch
+    assert take_batch(q, 10, 5) == []
