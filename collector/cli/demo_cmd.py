@@ -192,8 +192,12 @@ def demo(
                              seed=seed, keep_running=keep_running, live_hours=live_hours)
     except MagsleepError as exc:
         fail(str(exc))
-    logging.getLogger("bleak").setLevel(logging.ERROR)  # "bluetoothctl not available": expected here
-    logging.getLogger("collector").setLevel(logging.ERROR)
+    # quiet while the demo runs ("bluetoothctl not available" is expected here); restored afterwards,
+    # so a caller in the same process (tests, collector.cli.main) keeps its logging
+    quiet = [logging.getLogger(name) for name in ("bleak", "collector")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.ERROR)
     console.print(f"[bold]magsleep demo[/bold] in {directory.resolve()}: two persons (ana, ben), "
                   f"{live_nights} live + {nights} backfilled nights each", highlight=False)
     try:
@@ -201,4 +205,7 @@ def demo(
             res = d.run_demo(opts, progress)
     except MagsleepError as exc:
         fail(f"{exc}\n(the demo's files are in {directory.resolve()}; 'magsleep demo --clean' removes them)")
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
     _print_summary(console, res, opts)
