@@ -1,6 +1,6 @@
 """Parameters of a simulation: night-to-night variability, planted magnesium effects, faults, dosing.
 
-Every default has its source in docs/simulator.md (mostly /work/shared/notes/science.md).
+Every default has its source in docs/simulator.md (mostly the project notes on sleep science, shared/notes/science.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A simulated sleeper: the stable traits behind every night (chronotype, sleep need, heart, HRV).
 
-Defaults and ranges come from /work/shared/notes/science.md and docs/simulator.md lists the
+Defaults and ranges come from the project notes (shared/notes/science.md) and docs/simulator.md lists the
 sources. :meth:`PersonProfile.sample` draws a plausible healthy adult from a seed, so ``demo`` and
 ``alice`` with the same seed are different people, and the same name and seed the same person.
 """
