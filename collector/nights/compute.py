@@ -114,7 +114,7 @@ def device_hypnogram(inp: NightInputs) -> Hypnogram | None:
         b = min(n, -(-(t + max(int(e), EPOCH_S) * NS - w.start_ns) // EPOCH_NS))
         if a < b:
             codes[a:b] = int(c)
-    if not np.any(codes != UNKNOWN):
+    if not np.any(codes >= 0):  # only "unknown" / "not worn" (a watch on its charger): no device staging
         return None
     return Hypnogram(w.start_ns, EPOCH_S, codes, np.full(n, np.nan), "device", inp.stage_device or "device")
 

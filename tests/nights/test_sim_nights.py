@@ -168,3 +168,17 @@ def test_heart_rate_without_rr(sim):
     assert res2.flagged is True
     assert res2.fields["tst_min"] == 0
     assert "sol_min" not in res2.fields
+
+
+def test_a_watch_logging_only_not_worn_does_not_override_the_strap(sim):
+    person, ps, nights = sim
+    n = nights[2]
+    inp = inputs(n, ps, device_stages=True)
+    not_worn = NightInputs(
+        window=inp.window, rr_time_ns=inp.rr_time_ns, rr_ms=inp.rr_ms, hr_time_ns=inp.hr_time_ns, hr_bpm=inp.hr_bpm,
+        stage_time_ns=inp.stage_time_ns, stage_code=np.full_like(inp.stage_code, -2),
+        stage_epoch_s=inp.stage_epoch_s, sim=True,
+    )
+    res = _run(person, ps, not_worn)
+    assert res.staging == "computed"
+    assert res.fields["tst_min"] > 0
