@@ -117,6 +117,8 @@ class SqliteOutbox:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint (and fsync) every ~40 MB of WAL instead of ~4 MB: bulk writes pay far fewer syncs.
+            self._db.execute("PRAGMA wal_autocheckpoint=10000")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StorageError(
