@@ -41,6 +41,11 @@ def best_rate(n: int, fn: Callable[[], object], repeat: int = 5) -> float:
     return n / min(times)
 
 
+def rr_value(i: int) -> float:
+    """A realistic RR interval in ms: whole 1/1024 s between about 0.59 and 1.27 s (700 values)."""
+    return (600 + (i * 37) % 700) * 1000 / 1024
+
+
 def bench_encoder(n: int = 100_000) -> list[tuple[str, float, float]]:
     tags = Tags(TAGS)
     hr = RowEncoder("heart_rate", [("bpm", "int"), ("contact", "bool")])
@@ -55,7 +60,7 @@ def bench_encoder(n: int = 100_000) -> list[tuple[str, float, float]]:
     def client_rr() -> None:
         for i in range(n):
             ClientPoint("rr").tag("person", "alice").tag("device", "h10-alice").tag("source", "device").field(
-                "rr_ms", 800.25 + i % 100
+                "rr_ms", rr_value(i)
             ).time(T0 + i).to_line_protocol()
 
     base_hr = best_rate(n, client_hr, 3)
@@ -67,8 +72,8 @@ def bench_encoder(n: int = 100_000) -> list[tuple[str, float, float]]:
             base_hr,
         ),
         (
-            "RowEncoder rr (rr_ms float)",
-            best_rate(n, lambda: rr.lines(tags, [(T0 + i, 800.25 + i % 100) for i in range(n)])),
+            "RowEncoder rr (rr_ms float in 1/1024 s steps)",
+            best_rate(n, lambda: rr.lines(tags, [(T0 + i, rr_value(i)) for i in range(n)])),
             base_rr,
         ),
         (

@@ -263,6 +263,14 @@ def encode_points(points: Iterable[Point], precision: Precision = "ns") -> list[
     return out
 
 
+#: Texts of float values seen by RowEncoders. Device values repeat (RR intervals come in steps of
+#: 1/1024 s), and a dict lookup is several times cheaper than repr(). Zero is never cached, so
+#: -0.0 keeps its sign; the cache stops growing at _FLOAT_CACHE_MAX entries. (A bool given for a
+#: float field may then be written as 1 or 0 instead of going the general way: same number.)
+_FLOAT_CACHE: dict[float, str] = {}
+_FLOAT_CACHE_MAX = 1 << 16
+
+
 def _float_text(v: float) -> str:
     if type(v) is not float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -271,7 +279,10 @@ def _float_text(v: float) -> str:
     if v - v != 0.0:
         raise _SkipRow
     r = repr(v)
-    return r[:-2] if r.endswith(".0") else r
+    r = r[:-2] if r.endswith(".0") else r
+    if v and len(_FLOAT_CACHE) < _FLOAT_CACHE_MAX:
+        _FLOAT_CACHE[v] = r
+    return r
 
 
 def _bool_text(v: bool) -> str:
@@ -310,7 +321,7 @@ class RowEncoder:
         self._names = [n for n, _ in declared]
         self._floats = {n for n, t in declared if t == "float"}
         parts: list[str] = []
-        ns: dict[str, object] = {"_ft": _float_text, "_bt": _bool_text, "_st": _str_text}
+        ns: dict[str, object] = {"_ft": _float_text, "_fg": _FLOAT_CACHE.get, "_bt": _bool_text, "_st": _str_text}
         for j, i in enumerate(sorted(range(len(declared)), key=lambda i: declared[i][0])):
             name, ftype = declared[i]
             ns[f"_k{j}"] = escape_key(name)  # keys enter as values, never as source text
@@ -318,7 +329,7 @@ class RowEncoder:
             if ftype == "int":
                 parts.append(f"{{_k{j}}}={{{col}:d}}i")
             elif ftype == "float":
-                parts.append(f"{{_k{j}}}={{_ft({col})}}")
+                parts.append(f"{{_k{j}}}={{_fg({col}) or _ft({col})}}")
             elif ftype == "bool":
                 parts.append(f"{{_k{j}}}={{_bt({col})}}")
             elif ftype == "string":
