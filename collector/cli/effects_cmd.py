@@ -305,16 +305,22 @@ def plan(
             err_console.print(f"[yellow]plan saved locally; InfluxDB copy not yet written: {exc}[/yellow]")
 
 
+def _active_plan(settings: Settings, person: str | None) -> tuple[str, StoredPlan]:
+    """The person (default: the only one) and their active plan; exits with advice when there is none."""
+    name = _one_person(settings, person)
+    p = PlanStore.from_settings(settings).active(name)
+    if p is None:
+        fail(f"{name} has no trial plan; create one with: magsleep plan --weeks 8", code=1)
+    return name, p
+
+
 @plan_app.command("today")
 def plan_today(
     person: Annotated[str | None, typer.Option("--person", "-p", help="Person (default: the only one).")] = None,
 ) -> None:
     """Is tonight a magnesium night?"""
     settings = get_settings()
-    name = _one_person(settings, person)
-    p = PlanStore.from_settings(settings).active(name)
-    if p is None:
-        fail(f"{name} has no trial plan; create one with: magsleep plan --weeks 8", code=1)
+    name, p = _active_plan(settings, person)
     d = _today(settings, name)
     if d not in p.nights:
         where = "has not started yet" if d < p.spec.start else "has ended"
@@ -334,8 +340,5 @@ def plan_show(
 ) -> None:
     """Show the active plan as a calendar."""
     settings = get_settings()
-    name = _one_person(settings, person)
-    p = PlanStore.from_settings(settings).active(name)
-    if p is None:
-        fail(f"{name} has no trial plan; create one with: magsleep plan --weeks 8", code=1)
+    name, p = _active_plan(settings, person)
     console.print(render_calendar(p, _today(settings, name), settings.analysis.washout_nights))
