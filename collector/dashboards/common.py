@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.models import dashboard as dm
 
-from collector.dashboards.influxql import DATASOURCE, DATASOURCE_VARIABLE, InfluxAnnotation
+from collector.dashboards.influxql import DATASOURCE, DATASOURCE_VARIABLE, InfluxAnnotation, InfluxQL
 from collector.storage.reader import quote_ident, quote_str
 
 # Regex filters as Grafana's InfluxDB data source expects them: a single value is regex-escaped,
@@ -177,6 +178,25 @@ def night_link(title: str = "Open this night") -> dict[str, object]:
 NIGHT_LINK_FIELDS = (
     '"night", "lights_out" / 1000000 - 3600000 AS "from_ms", "lights_on" / 1000000 + 3600000 AS "to_ms"'
 )
+
+
+def nights_table(fields: str, description: str) -> table.Panel:
+    """A full-width table of the person's nights (``fields`` of ``night``), each row linking to its night."""
+    q = f'SELECT {NIGHT_LINK_FIELDS}, {fields} FROM "night" WHERE {where(PERSON, TIME)} GROUP BY "dose"'
+    return (
+        table.Panel()
+        .title("Nights")
+        .description(description)
+        .with_target(InfluxQL(q).table())
+        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"from_ms": True, "to_ms": True, "Time": True}}
+            )
+        )
+        .override_by_name("night", [prop("links", [night_link()])])
+        .span(24)
+    )
 
 
 def base_dashboard(uid: str, title: str, description: str) -> dash.Dashboard:

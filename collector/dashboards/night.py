@@ -10,13 +10,12 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from collector.dashboards.common import (
     DEVICE,
-    NIGHT_LINK_FIELDS,
     PERSON,
     TIME,
     base_dashboard,
     device_variable,
     dose_annotation,
-    night_link,
+    nights_table,
     prop,
     stage_mappings,
     thresholds,
@@ -136,25 +135,13 @@ def summary() -> stat.Panel:
 
 
 def nights() -> table.Panel:
-    q = (
-        f'SELECT {NIGHT_LINK_FIELDS}, "tst_min", "elemental_mg", "flagged" FROM "night" '
-        f'WHERE {where(PERSON, TIME)} GROUP BY "dose"'
-    )
     return (
-        table.Panel()
-        .title("Nights")
-        .description("Click a night to show it (sets the time range to lights out - 1 h .. lights on + 1 h).")
-        .with_target(InfluxQL(q).table())
-        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="organize", options={"excludeByName": {"from_ms": True, "to_ms": True, "Time": True}}
-            )
+        nights_table(
+            '"tst_min", "elemental_mg", "flagged"',
+            "Click a night to show it (sets the time range to lights out - 1 h .. lights on + 1 h).",
         )
-        .override_by_name("night", [prop("links", [night_link()])])
         .override_by_name("tst_min", [prop("unit", "m")])
         .height(8)
-        .span(24)
     )
 
 

@@ -6,12 +6,10 @@ from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models import common as cm
-from grafana_foundation_sdk.models import dashboard as dm
 
 from collector.dashboards.common import (
     CONTROL_COLOR,
     METRICS,
-    NIGHT_LINK_FIELDS,
     PERSON,
     TIME,
     Metric,
@@ -19,7 +17,7 @@ from collector.dashboards.common import (
     dose_annotation,
     dose_color_overrides,
     eq,
-    night_link,
+    nights_table,
     prop,
     where,
 )
@@ -86,27 +84,16 @@ def effect_stat(m: Metric) -> stat.Panel:
     )
 
 
-def nights_table() -> table.Panel:
-    q = (
-        f'SELECT {NIGHT_LINK_FIELDS}, "tst_min", "sol_min", "waso_min", "se_pct", "hr_mean_bpm", "rmssd_ms", '
-        f'"elemental_mg", "coverage_pct", "flagged" FROM "night" WHERE {where(PERSON, TIME)} GROUP BY "dose"'
-    )
+def all_nights() -> table.Panel:
     return (
-        table.Panel()
-        .title("Nights")
-        .description("One row per night; click a night to open it.")
-        .with_target(InfluxQL(q).table())
-        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="organize", options={"excludeByName": {"from_ms": True, "to_ms": True, "Time": True}}
-            )
+        nights_table(
+            '"tst_min", "sol_min", "waso_min", "se_pct", "hr_mean_bpm", "rmssd_ms", "elemental_mg", '
+            '"coverage_pct", "flagged"',
+            "One row per night; click a night to open it.",
         )
-        .override_by_name("night", [prop("links", [night_link()])])
         .override_by_name("coverage_pct", [prop("unit", "percent")])
         .override_by_regexp("_min$", [prop("unit", "m")])
         .height(10)
-        .span(24)
     )
 
 
@@ -122,5 +109,5 @@ def build() -> dash.Dashboard:
     d = d.with_row(dash.Row("Nightly metrics"))
     for m in METRICS:
         d = d.with_panel(metric_panel(m))
-    return d.with_row(dash.Row("Nights")).with_panel(nights_table())
+    return d.with_row(dash.Row("Nights")).with_panel(all_nights())
 
