@@ -8,18 +8,63 @@ row limit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import msgpack  # type: ignore[import-untyped]
 
 from collector.errors import QueryError
 from collector.settings import Settings
 from collector.storage.connection import InfluxTarget, basic_auth, influx_target
 
 Row = dict[str, Any]
+
+
+MSGPACK = "application/x-msgpack"
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _decode(body: bytes, content_type: str) -> Iterator[dict[str, Any]]:
+    """The JSON or MessagePack documents of a (chunked) response: one per chunk, errors included."""
+    if content_type == MSGPACK:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        unpacker.feed(body)
+        try:
+            for doc in unpacker:
+                if isinstance(doc, dict):
+                    yield doc
+        except ValueError as exc:
+            raise QueryError(f"InfluxDB sent a MessagePack answer that cannot be decoded: {exc}") from exc
+        return
+    for chunk in body.decode("utf-8", errors="replace").splitlines():
+        if not chunk.strip():
+            continue
+        try:
+            doc = json.loads(chunk)
+        except json.JSONDecodeError:
+            yield {"error": chunk}
+            continue
+        if isinstance(doc, dict):
+            yield doc
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: decoding a night's ~30,000 rows creates as many small
+    lists, and the collector's passes over them (not the decoding) would take most of the time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def quote_ident(name: str) -> str:
@@ -39,6 +84,7 @@ class InfluxReader:
         self._t = target
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
+        self._loopback = (urlsplit(target.url).hostname or "") in _LOOPBACK
         if target.token:
             self._headers["Authorization"] = f"Token {target.token}"
         elif target.username:
@@ -66,31 +112,41 @@ class InfluxReader:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=max(self._t.timeout_s, 60)))
         return self._session
 
-    async def raw(self, q: str, *, params: Mapping[str, str] | None = None, post: bool = False) -> list[dict[str, Any]]:
-        """The ``results`` of a query (all chunks merged per statement)."""
+    async def raw(
+        self, q: str, *, params: Mapping[str, str] | None = None, post: bool = False, binary: bool = False
+    ) -> list[dict[str, Any]]:
+        """The ``results`` of a query (all chunks merged per statement).
+
+        ``binary`` asks for MessagePack (InfluxDB 1.4+): typed values (a float stays a float, JSON
+        would render ``800.0`` as ``800``) and a quarter of the decoding work for bulk reads. A server
+        that ignores the request answers JSON, which is decoded as usual.
+        """
         args = {"db": self._t.database, "q": q, "epoch": "ns", "chunked": "true", "chunk_size": "20000"}
         if self._t.retention_policy:
             args["rp"] = self._t.retention_policy
         if params:
             args["params"] = json.dumps(dict(params))
+        headers = dict(self._headers)
+        if binary:
+            headers["Accept"] = MSGPACK  # InfluxDB 1.x matches the whole header: no list, no q-values
+        if self._loopback:
+            headers["Accept-Encoding"] = "identity"  # gzip costs both ends CPU and saves nothing on loopback
         s = self._get_session()
         url = f"{self._t.url}/query"
         try:
-            if post:
-                req = s.post(url, data=args, headers=self._headers)
-            else:
-                req = s.get(url, params=args, headers=self._headers)
+            req = s.post(url, data=args, headers=headers) if post else s.get(url, params=args, headers=headers)
             async with req as resp:
-                text = await resp.text()
+                body = await resp.read()
+                with gc_paused():
+                    docs = list(_decode(body, resp.content_type))
                 if resp.status != 200:
-                    raise QueryError(f"InfluxDB refused the query ({resp.status}): {text.strip()[:300]}")
+                    err = next((str(d["error"]) for d in docs if "error" in d), body.decode(errors="replace"))
+                    raise QueryError(f"InfluxDB refused the query ({resp.status}): {err.strip()[:300]}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise QueryError(f"cannot reach InfluxDB at {self._t.url}: {exc!r}") from exc
         merged: dict[int, dict[str, Any]] = {}
-        for chunk in text.splitlines():
-            if not chunk.strip():
-                continue
-            for res in json.loads(chunk).get("results", []):
+        for doc in docs:
+            for res in doc.get("results", []):
                 sid = int(res.get("statement_id", 0))
                 if "error" in res:
                     raise QueryError(f"InfluxQL error: {res['error']} (query: {q[:200]})")
