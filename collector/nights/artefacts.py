@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 from numpy.typing import NDArray
+from scipy.ndimage import rank_filter
 
 from collector.errors import AnalysisError
 
@@ -94,74 +95,44 @@ def _window_stats(x: F64, w: int, rows: I64, qs: tuple[float, ...], median: bool
     return out
 
 
-class _Rolling:
-    """One rolling statistic that is recomputed only where its input changed.
+def rolling_stats(x: F64, w: int, qs: tuple[float, ...] = (), *, median: bool = False) -> list[F64]:
+    """pandas ``Series(x).rolling(w, center=True, min_periods=1)`` quantiles (linear) or median.
 
-    The artefact search runs again after every correction (neurokit2's ``iterative``); between
-    runs only the windows around moved, inserted or deleted beats change. ``m[i]`` maps position
-    ``i`` of the new input to the old one; a window whose values are all equal and contiguous in
-    the old input keeps its old result, every other window is computed with :func:`_window_stats`.
-    The first run uses pandas itself.
+    Bit-identical to pandas (tested) and about ten times faster: where the window is whole, each
+    order statistic comes from SciPy's 1-D rank filter (a sorted sliding window in C), combined
+    with pandas' interpolation arithmetic; the ``w // 2`` truncated windows at either end are
+    sorted directly (:func:`_window_stats`). ``x`` must be free of NaN (RR-derived series are).
     """
+    n = x.size
+    if w % 2 == 0 or n == 0:
+        roll = pd.Series(x).rolling(w, center=True, min_periods=1)
+        return [roll.median().to_numpy()] if median else [roll.quantile(q).to_numpy() for q in qs]
+    h = w // 2
+    edges = np.flatnonzero((np.arange(n) < h) | (np.arange(n) >= n - h)).astype(np.int64)
+    edge_vals = _window_stats(x, w, edges, qs, median)
+    ranks: dict[int, F64] = {}
 
-    def __init__(self, w: int, qs: tuple[float, ...] = (), *, median: bool = False) -> None:
-        self.w, self.qs, self.median = w, qs, median
-        self.x: F64 | None = None
-        self.res: list[F64] = []
+    def rank(k: int) -> F64:
+        if k not in ranks:
+            ranks[k] = rank_filter(x, k, size=w, mode="nearest")
+        return ranks[k]
 
-    def __call__(self, x: F64, m: I64 | None) -> list[F64]:
-        if self.x is None or m is None:
-            roll = pd.Series(x).rolling(self.w, center=True, min_periods=1)
-            res = [roll.median().to_numpy()] if self.median else [roll.quantile(q).to_numpy() for q in self.qs]
+    out: list[F64] = []
+    if median:
+        res = rank(h).copy()
+        res[edges] = edge_vals[0]
+        return [res]
+    for q, ev in zip(qs, edge_vals, strict=True):
+        iwf = q * (w - 1)
+        ii = int(iwf)
+        if iwf == ii:
+            res = rank(ii).copy()
         else:
-            res = self._update(x, m)
-        self.x, self.res = x, res
-        return res
-
-    def _update(self, x: F64, m: I64) -> list[F64]:
-        assert self.x is not None
-        old, n, h = self.x, x.size, self.w // 2
-        mapped = m >= 0
-        eq = mapped & (x == old[np.where(mapped, m, 0)])
-        shift = m - np.arange(n)
-        brk = np.zeros(n, dtype=np.int64)
-        brk[1:] = shift[1:] != shift[:-1]
-        c_bad = np.concatenate(([0], np.cumsum(~eq)))
-        c_brk = np.concatenate(([0], np.cumsum(brk)))
-        i = np.arange(n)
-        a, b = i - h, i + h
-        interior = (a >= 0) & (b < n)
-        aa, bb = np.clip(a, 0, n), np.clip(b + 1, 0, n)
-        clean = interior & (c_bad[bb] - c_bad[aa] == 0) & (c_brk[bb] - c_brk[np.minimum(aa + 1, n)] == 0)
-        dirty = np.flatnonzero(~clean)
-        fresh = _window_stats(x, self.w, dirty, self.qs, self.median)
-        out = []
-        for k, prev in enumerate(self.res):
-            r = np.empty(n)
-            r[clean] = prev[m[clean]]
-            r[dirty] = fresh[k]
-            out.append(r)
-        return out
-
-
-@dataclass
-class _SearchCache:
-    """Rolling statistics of the previous artefact search (see :class:`_Rolling`)."""
-
-    peaks: I64 | None = None
-    th1: _Rolling | None = None
-    med: _Rolling | None = None
-    th2: _Rolling | None = None
-
-
-def _mapping(old: I64 | None, new: I64) -> I64 | None:
-    """Index of each new peak in the old peaks array (-1 when it is not there)."""
-    if old is None:
-        return None
-    j = np.searchsorted(old, new)
-    jc = np.minimum(j, old.size - 1)
-    m: I64 = np.where(old[jc] == new, jc, -1).astype(np.int64)
-    return m
+            lo, hi = rank(ii), rank(min(ii + 1, w - 1))
+            res = lo + (hi - lo) * (iwf - ii)
+        res[edges] = ev
+        out.append(res)
+    return out
 
 
 def _threshold(abs_signal_stats: list[F64], alpha: float) -> F64:
@@ -179,21 +150,9 @@ def find_artefacts(
     alpha: float = 5.2,
     window_width: int = 91,
     medfilt_order: int = 11,
-    cache: _SearchCache | None = None,
 ) -> Artefacts:
-    """Classify beats as ectopic, missed, extra or long/short (Lipponen & Tarvainen 2019, Fig. 1).
-
-    ``cache`` (from the previous search on the same segment) lets the rolling statistics be
-    updated only where the peaks changed; results are identical either way.
-    """
-    if cache is None:
-        cache = _SearchCache()
-    if cache.th1 is None or cache.med is None or cache.th2 is None:
-        cache.th1 = _Rolling(window_width, (0.25, 0.75))
-        cache.med = _Rolling(medfilt_order, median=True)
-        cache.th2 = _Rolling(window_width, (0.25, 0.75))
-    m = _mapping(cache.peaks, peaks)
-    cache.peaks = peaks
+    """Classify beats as ectopic, missed, extra or long/short (Lipponen & Tarvainen 2019, Fig. 1)."""
+    quartiles = (0.25, 0.75)
     rr = np.ediff1d(peaks, to_begin=0) / sampling_rate
     if len(rr) > 1:
         rr[0] = np.mean(rr[1:])
@@ -204,7 +163,7 @@ def find_artefacts(
         drrs[0] = np.mean(drrs[1:])
     elif len(drrs) == 1:
         drrs[0] = 0.0
-    th1 = _threshold(cache.th1(np.abs(drrs), m), alpha)
+    th1 = _threshold(rolling_stats(np.abs(drrs), window_width, quartiles), alpha)
     np.divide(drrs, th1, out=drrs, where=th1 != 0)
     drrs[th1 == 0] = np.nan
 
@@ -215,10 +174,10 @@ def find_artefacts(
         s12 = np.where(drrs > 0, np.maximum(prev, nxt), np.where(drrs < 0, np.minimum(prev, nxt), 0.0))
         s22 = np.where(drrs >= 0, np.minimum(nxt, nxt2), np.where(drrs < 0, np.maximum(nxt, nxt2), 0.0))
 
-    medrr = cache.med(rr, m)[0]
+    medrr = rolling_stats(rr, medfilt_order, median=True)[0]
     mrrs = rr - medrr
     mrrs[mrrs < 0] = mrrs[mrrs < 0] * 2
-    th2 = _threshold(cache.th2(np.abs(mrrs), m), alpha)
+    th2 = _threshold(rolling_stats(np.abs(mrrs), window_width, quartiles), alpha)
     np.divide(mrrs, th2, out=mrrs, where=th2 != 0)
     mrrs[th2 == 0] = np.nan
 
@@ -226,37 +185,47 @@ def find_artefacts(
     missed: list[int] = []
     ectopic: list[int] = []
     longshort: list[int] = []
-    # neurokit2 walks every beat; only beats with |dRR| > 1 (or NaN) do anything, so jump to them.
+    # neurokit2 walks every beat; only beats with |dRR| > 1 (or NaN) do anything, so visit just those,
+    # with their values (and their two successors') gathered once into Python floats.
     with np.errstate(invalid="ignore"):
-        candidates = np.flatnonzero(~(np.abs(drrs) <= 1))
+        cand = np.flatnonzero(~(np.abs(drrs) <= 1))
+    cand = cand[cand < rr.size - 2]
+    if cand.size == 0:
+        return Artefacts(ectopic=ectopic, missed=missed, extra=extra, longshort=longshort)
+    c1_, c2_ = cand + 1, cand + 2
+    d_ = (drrs[cand].tolist(), drrs[c1_].tolist(), drrs[c2_].tolist())
+    s12_ = s12[cand].tolist()
+    s22_ = (s22[cand].tolist(), s22[c1_].tolist())
+    m_ = (mrrs[cand].tolist(), mrrs[c1_].tolist())
+    rr_ = (rr[cand].tolist(), rr[c1_].tolist(), rr[c2_].tolist())
+    med_ = (medrr[cand].tolist(), medrr[c1_].tolist())
+    th_ = (th2[cand].tolist(), th2[c1_].tolist())
     i = 0
-    while i < rr.size - 2:
-        k = int(np.searchsorted(candidates, i))
-        if k >= candidates.size:
-            break
-        i = int(candidates[k])
-        if i >= rr.size - 2:
-            break
-        d = drrs[i]
-        if (d > 1 and s12[i] < (-c1 * d - c2)) or (d < -1 and s12[i] > (-c1 * d + c2)):
+    for k, ci in enumerate(cand.tolist()):
+        if ci < i:
+            continue  # stepped over by a long/short pair
+        i = ci
+        d = d_[0][k]
+        if (d > 1 and s12_[k] < (-c1 * d - c2)) or (d < -1 and s12_[k] > (-c1 * d + c2)):
             ectopic.append(i)
             i += 1
             continue
-        if not (abs(d) > 1 or abs(mrrs[i]) > 3):
+        if not (abs(d) > 1 or abs(m_[0][k]) > 3):
             i += 1
             continue
-        ls_candidates = [i]
-        if abs(drrs[i + 1]) < abs(drrs[i + 2]):
-            ls_candidates.append(i + 1)
-        for j in ls_candidates:
-            eq3 = drrs[j] > 1 and s22[j] < -1
-            eq4 = abs(mrrs[j]) > 3
-            eq5 = drrs[j] < -1 and s22[j] > 1
+        offsets = (0, 1) if abs(d_[1][k]) < abs(d_[2][k]) else (0,)
+        for o in offsets:
+            j = ci + o
+            dj, sj, mj = d_[o][k], s22_[o][k], m_[o][k]
+            eq3 = dj > 1 and sj < -1
+            eq4 = abs(mj) > 3
+            eq5 = dj < -1 and sj > 1
             if not (eq3 or eq4 or eq5):
                 i += 1
                 continue
-            eq6 = abs(rr[j] / 2 - medrr[j]) < th2[j]
-            eq7 = abs(rr[j] + rr[j + 1] - medrr[j]) < th2[j]
+            rj, medj, thj = rr_[o][k], med_[o][k], th_[o][k]
+            eq6 = abs(rj / 2 - medj) < thj
+            eq7 = abs(rj + rr_[o + 1][k] - medj) < thj
             if eq5 and eq7:
                 extra.append(j)
                 i += 1
@@ -314,13 +283,12 @@ def correct_artefacts(art: Artefacts, peaks: I64) -> I64:
 
 def fix_peaks(peaks: I64, sampling_rate: float, *, iterative: bool = True) -> tuple[I64, int]:
     """Corrected peaks and the number of artefacts found (neurokit2 ``signal_fixpeaks`` "Kubios")."""
-    cache = _SearchCache()
-    art = find_artefacts(peaks, sampling_rate, cache=cache)
+    art = find_artefacts(peaks, sampling_rate)
     clean = correct_artefacts(art, peaks)
     n_first = n_cur = art.count()
     if iterative:
         while True:
-            new = find_artefacts(clean, sampling_rate, cache=cache)
+            new = find_artefacts(clean, sampling_rate)
             n_prev, n_cur = n_cur, new.count()
             if n_cur >= n_prev:
                 break
@@ -363,7 +331,7 @@ class Beats:
 def _segments(stamps_s: F64, rr_ms: F64) -> I64:
     """Segment id per interval: a new segment starts at every dropout or multi-beat gap."""
     n = rr_ms.size
-    med = pd.Series(rr_ms).rolling(31, center=True, min_periods=1).median().to_numpy()
+    med = rolling_stats(rr_ms, 31, median=True)[0]
     dt = np.diff(stamps_s, prepend=stamps_s[0] - rr_ms[0] / 1000.0)
     gap = (dt - rr_ms / 1000.0 > GAP_TOLERANCE_S) | (rr_ms > MAX_RR_MS) | (rr_ms > MULTI_BEAT_FACTOR * med)
     seg = np.cumsum(gap).astype(np.int64)
