@@ -12,6 +12,7 @@ the night and a night point whose tags changed are deleted.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import sqlite3
@@ -37,15 +38,17 @@ from collector.nights.compute import (
     compute_night,
     night_point,
     night_time_ns,
+    one_blas_thread,
     stage_points,
     stage_tags,
 )
+from collector.nights.model import load_classifier
 from collector.nights.segment import NS, NightWindow, lights_from_tags, night_window
 from collector.nights.staging import EPOCH_S, Subject
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline
-from collector.storage.reader import InfluxReader, Row, quote_str
+from collector.storage.reader import InfluxReader, Row, gc_paused, quote_str
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -169,31 +172,34 @@ async def _series_columns(r: InfluxReader, q: str, field_name: str) -> tuple[I64
     """(time, value) of the main device's points, read column-wise (nights hold ~30,000 beats).
 
     ``q`` groups by ``device, source``, so tags travel once per series instead of once per row
-    (a third of the response); the main device is the one with the most points.
+    (a third of the response), and the answer comes as MessagePack (typed, cheap to decode); the
+    main device is the one with the most points.
     """
-    per_device: dict[str, list[tuple[list[Any], list[Any], str]]] = {}
-    for res in await r.raw(q):
-        for series in res["series"]:
-            vals = series.get("values") or []
-            if not vals:
-                continue
-            cols = series["columns"]
-            tags = series.get("tags") or {}
-            c = list(zip(*vals, strict=True))
-            per_device.setdefault(str(tags.get("device", "")), []).append(
-                (list(c[cols.index("time")]), list(c[cols.index(field_name)]), str(tags.get("source", "")))
-            )
+    per_device: dict[str, list[tuple[I64, F64, str]]] = {}
+    results = await r.raw(q, binary=True)
+    with gc_paused():
+        for res in results:
+            for series in res["series"]:
+                vals = series.get("values") or []
+                if not vals:
+                    continue
+                cols = series["columns"]
+                tags = series.get("tags") or {}
+                c = list(zip(*vals, strict=True))
+                t = np.array(c[cols.index("time")], dtype=np.int64)
+                v = np.array(c[cols.index(field_name)], dtype=np.float64)  # None (no value) becomes NaN
+                per_device.setdefault(str(tags.get("device", "")), []).append((t, v, str(tags.get("source", ""))))
+        del results
     if not per_device:
         return np.zeros(0, np.int64), np.zeros(0), set()
-    main = min(per_device, key=lambda d: (-sum(len(t) for t, _, _ in per_device[d]), d))  # most points; ties by name
+    main = min(per_device, key=lambda d: (-sum(t.size for t, _, _ in per_device[d]), d))  # most points; ties by name
     parts = per_device[main]
-    t = np.array([x for tt, _, _ in parts for x in tt], dtype=np.int64)
-    v = np.array([np.nan if x is None else x for _, vv, _ in parts for x in vv], dtype=np.float64)
-    src = np.array([s for tt, _, s in parts for _ in tt])
+    t = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
     order = np.argsort(t, kind="stable")
-    t, v, src = t[order], v[order], src[order]
     keep = np.isfinite(v)
-    return t[keep], v[keep], {str(x) for x in np.unique(src[keep])}
+    sources = {s for tt, vv, s in parts if np.any(np.isfinite(vv))}
+    return t[order][keep[order]], v[order][keep[order]], sources
 
 
 async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: Sequence[Row]) -> NightInputs:
@@ -293,6 +299,16 @@ def _compute(inp: NightInputs, subject: Subject, tz: str, opts: NightOptions) ->
     # beats are not needed past this point; keep what crosses process boundaries small
     return NightResult(res.night, res.lights_out_ns, res.lights_on_ns, res.lights_source, res.staging,
                        res.hypnogram, res.fields, res.flagged, None)
+
+
+def _worker_init(classifiers: tuple[str, ...]) -> None:
+    """A compute process: one BLAS thread, the classifiers loaded once, everything loaded so far
+    moved out of the garbage collector's way (it would re-scan SciPy's and pandas' objects)."""
+    one_blas_thread()
+    for name in classifiers:
+        load_classifier(name)
+    gc.collect()
+    gc.freeze()
 
 
 def _today(now_ns: int | None) -> datetime:
@@ -457,7 +473,11 @@ async def compute_all(
     if not persons:
         raise AnalysisError("no persons configured; add a [[persons]] entry with name, age and sex")
     state = NightState(state_path(settings))
-    pool: ProcessPoolExecutor | None = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    opts = _options(settings)
+    classifiers = tuple(c for c in (opts.classifier, opts.wake_classifier) if c)
+    pool: ProcessPoolExecutor | None = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(classifiers,))
     out: list[RunSummary] = []
     try:
         async with InfluxReader.from_settings(settings) as reader, \
