@@ -36,7 +36,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy.integrate import trapezoid
 from scipy.interpolate import interp1d
-from scipy.signal import periodogram
 
 from collector.errors import AnalysisError
 from collector.nights.artefacts import Beats
@@ -152,16 +151,32 @@ def _periodogram_hann(x: F64, fs: float, nfft: int) -> F64:
     return p
 
 
+def _periodogram_rows(x: F64, fs: float) -> F64:
+    """``scipy.signal.periodogram(x, fs)[1]`` of each row (boxcar window, nfft = row length).
+
+    Same steps as scipy (constant detrend, one-sided density), without its short-time-FFT
+    machinery, whose detrending alone took half a night's frequency-domain time; equal to scipy
+    within 1e-12 relative (tested).
+    """
+    m = x.shape[1]
+    spec = np.fft.rfft(x - x.mean(axis=1, keepdims=True), axis=1)
+    p: F64 = (spec.real**2 + spec.imag**2) * (1.0 / (fs * m))
+    if m % 2:
+        p[:, 1:] *= 2
+    else:
+        p[:, 1:-1] *= 2
+    return p
+
+
 def _nanpsd_safe(x: F64, fs: float, max_nans: float) -> tuple[F64, F64]:
     """sleepecg's ``_nanpsd`` without its crash when no row is free of NaN (partial rows faster)."""
     nfft = x.shape[1]
     pxx = np.full((x.shape[0], nfft // 2 + 1), np.nan)
     nan_fraction = np.mean(np.isnan(x), axis=1)
     full = nan_fraction == 0
+    f = np.fft.rfftfreq(nfft, 1 / fs)
     if np.any(full):
-        f, pxx[full] = periodogram(x=x[full], fs=fs)
-    else:
-        f = np.fft.rfftfreq(nfft, 1 / fs)
+        pxx[full] = _periodogram_rows(x[full], fs)
     empty = nan_fraction == 1
     for i in np.where((nan_fraction <= max_nans) & ~(full | empty))[0]:
         valid = x[i][~np.isnan(x[i])]
