@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -75,6 +76,10 @@ class GruClassifier:
         ``features`` is the sleepecg feature matrix; non-finite values are replaced by the mask
         value first, as ``sleepecg.stage`` does.
         """
+        return predict_many([(self, features)])[0]
+
+    def _inputs(self, features: NDArray[Any]) -> tuple[F32, NDArray[np.bool_]]:
+        """Masking -> BatchNormalization -> Dense -> ReLU: the GRU input and the time-step mask."""
         x = np.array(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.bn_gamma.shape[0]:
             n_feat = self.bn_gamma.shape[0]
@@ -84,8 +89,9 @@ class GruClassifier:
         inv = (self.bn_gamma / np.sqrt(self.bn_var + np.float32(self.bn_eps))).astype(np.float32)
         h = (x - self.bn_mean) * inv + self.bn_beta
         h = np.maximum(h @ self.dense_w + self.dense_b, np.float32(0))
-        for fwd, bwd in self.gru:
-            h = _run_bigru(fwd, bwd, h, mask)
+        return h, mask
+
+    def _outputs(self, h: F32) -> F32:
         logits = h @ self.out_w + self.out_b
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
@@ -93,37 +99,62 @@ class GruClassifier:
         return p
 
 
-def _run_bigru(fwd: _Gru, bwd: _Gru, x: F32, mask: NDArray[np.bool_]) -> F32:
-    """Keras Bidirectional(GRU, reset_after=True, merge concat): both directions in one loop.
+def predict_many(jobs: Sequence[tuple[GruClassifier, NDArray[Any]]]) -> list[F32]:
+    """``clf.predict_proba(features)`` for several classifiers at once (same as one by one).
 
-    Step ``i`` advances the forward GRU at time ``i`` and the backward one at ``n - 1 - i`` (the two
-    are independent), so each NumPy call does the work of two. Masked time steps keep the state
-    and output zeros (keras ``zero_output_for_mask=True``). The recurrent bias rides along as an
-    extra state column fixed at 1, and every step writes into preallocated buffers: with 8 units,
-    the cost of a step is the number of NumPy calls, not arithmetic.
+    Jobs with as many epochs and as many GRU units (the shipped models have 8) run their
+    recurrences in one loop: every step is a handful of NumPy calls whatever the number of
+    sequences, so staging wake/sleep and NREM/REM together halves the GRU time.
     """
-    n, u = x.shape[0], fwd.units
+    prepared = [clf._inputs(f) for clf, f in jobs]
+    out: list[F32 | None] = [None] * len(jobs)
+    groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    for k, ((clf, _), (h, _)) in enumerate(zip(jobs, prepared, strict=True)):
+        key = (h.shape[0], tuple(g.units for pair in clf.gru for g in pair))
+        groups.setdefault(key, []).append(k)
+    for idx in groups.values():
+        hs = [prepared[k][0] for k in idx]
+        masks = [prepared[k][1] for k in idx]
+        for layer in range(len(jobs[idx[0]][0].gru)):
+            hs = _run_bigru([jobs[k][0].gru[layer] for k in idx], hs, masks)
+        for k, h in zip(idx, hs, strict=True):
+            out[k] = jobs[k][0]._outputs(h)
+    return [p for p in out if p is not None]
+
+
+def _run_bigru(layers: Sequence[tuple[_Gru, _Gru]], xs: Sequence[F32], masks: Sequence[NDArray[np.bool_]]) -> list[F32]:
+    """Keras Bidirectional(GRU, reset_after=True, merge concat) of several sequences in one loop.
+
+    ``layers[k]`` (forward, backward) runs on ``xs[k]`` (all of the same length and units). Step
+    ``i`` advances every forward GRU at time ``i`` and every backward one at ``n - 1 - i`` (all are
+    independent), so each NumPy call does the work of all directions. Masked time steps keep the
+    state and output zeros (keras ``zero_output_for_mask=True``). The recurrent bias rides along
+    as an extra state column fixed at 1, and every step writes into preallocated buffers: with 8
+    units, the cost of a step is the number of NumPy calls, not arithmetic.
+    """
+    n, u = xs[0].shape[0], layers[0][0].units
     u2 = 2 * u
-    gs = (fwd, bwd)
-    # input projections for all steps; the backward one reversed so both run on index i
-    xin = np.stack([x @ g.kernel + g.bias_in for g in gs])  # (2, n, 3u)
-    xin[1] = xin[1, ::-1]
-    xzr = np.ascontiguousarray(xin[:, :, :u2].transpose(1, 0, 2))[:, :, np.newaxis, :]  # (n, 2, 1, 2u)
-    xh = np.ascontiguousarray(xin[:, :, u2:].transpose(1, 0, 2))[:, :, np.newaxis, :]  # (n, 2, 1, u)
+    gs = [g for pair in layers for g in pair]  # directions: f0, b0, f1, b1, ...
+    nd = len(gs)
+    # input projections for all steps; backward ones reversed so that all run on index i
+    xin = np.stack([xs[k // 2] @ g.kernel + g.bias_in for k, g in enumerate(gs)])  # (nd, n, 3u)
+    xin[1::2] = xin[1::2, ::-1]
+    xzr = np.ascontiguousarray(xin[:, :, :u2].transpose(1, 0, 2))[:, :, np.newaxis, :]  # (n, nd, 1, 2u)
+    xh = np.ascontiguousarray(xin[:, :, u2:].transpose(1, 0, 2))[:, :, np.newaxis, :]  # (n, nd, 1, u)
     # [h, 1] @ [[recurrent], [bias_rec]] = h @ recurrent + bias_rec, all three gates at once
     rec = np.stack([np.vstack((g.recurrent, g.bias_rec[np.newaxis, :])) for g in gs]).astype(np.float32)
-    m2 = np.stack([mask, mask[::-1]], axis=1)  # (n, 2)
-    all_on = bool(np.all(mask))
-    out = np.zeros((n, 2, 1, u), dtype=np.float32)
-    state = np.zeros((2, 1, u + 1), dtype=np.float32)
+    md = np.stack([m[::-1] if k % 2 else m for k, m in enumerate(masks[k // 2] for k in range(nd))], axis=1)
+    all_on = bool(np.all(md))
+    out = np.zeros((n, nd, 1, u), dtype=np.float32)
+    state = np.zeros((nd, 1, u + 1), dtype=np.float32)
     state[:, :, u] = 1.0
     h = state[:, :, :u]
-    hr = np.empty((2, 1, 3 * u), dtype=np.float32)
-    zr = np.empty((2, 1, u2), dtype=np.float32)
-    hh = np.empty((2, 1, u), dtype=np.float32)
-    d = np.empty((2, 1, u), dtype=np.float32)
+    hr = np.empty((nd, 1, 3 * u), dtype=np.float32)
+    zr = np.empty((nd, 1, u2), dtype=np.float32)
+    hh = np.empty((nd, 1, u), dtype=np.float32)
+    d = np.empty((nd, 1, u), dtype=np.float32)
     z, r, hr_h = zr[:, :, :u], zr[:, :, u:], hr[:, :, u2:]
-    keep = np.empty((2, 1, u), dtype=np.float32)
+    keep = np.empty((nd, 1, u), dtype=np.float32)
     for i in range(n):
         if not all_on:
             np.copyto(keep, h)
@@ -139,14 +170,12 @@ def _run_bigru(fwd: _Gru, bwd: _Gru, x: F32, mask: NDArray[np.bool_]) -> F32:
         if all_on:
             out[i] = h
         else:
-            on = m2[i]
-            for k in (0, 1):
-                if on[k]:
-                    out[i, k] = h[k]
-                else:
-                    h[k] = keep[k]  # a masked step keeps the state; its output stays zero
+            on = md[i]
+            out[i, on] = h[on]
+            off = ~on
+            h[off] = keep[off]  # a masked step keeps the state; its output stays zero
     o = out[:, :, 0, :]
-    return np.concatenate((o[:, 0], o[::-1, 1]), axis=1)
+    return [np.concatenate((o[:, 2 * k], o[::-1, 2 * k + 1]), axis=1) for k in range(len(layers))]
 
 
 def _gru_from(grp: Any) -> _Gru:

@@ -85,6 +85,30 @@ def test_crash_case_raises_in_sleepecg_and_not_here(ref):
     assert np.isfinite(feats[:, :26]).mean() > 0.9  # time-domain features exist where beats exist
 
 
+@pytest.mark.parametrize("kind", ["crash", "masked"])
+def test_both_classifiers_at_once_match_keras_and_one_by_one(ref, kind):
+    """predict_many runs the two models' GRUs in one loop: same numbers as alone, and as keras.
+
+    The two models see different masked steps (their own feature matrices), and a third job with
+    a different length runs on its own."""
+    from collector.nights.model import predict_many
+
+    clfs = [load_classifier(n) for n in CLASSIFIERS]
+    xs = [ref[f"{kind}_features_{n}"] for n in CLASSIFIERS]
+    n = min(x.shape[0] for x in xs)
+    xs = [x[:n] for x in xs]
+    xs[1] = xs[1].copy()
+    xs[1][n // 3 : n // 3 + 7] = clfs[1].mask_value  # masked steps where the other model has data
+    short = xs[0][: n // 2]
+    got = predict_many([(clfs[0], xs[0]), (clfs[1], xs[1]), (clfs[0], short)])
+    alone = [clfs[0].predict_proba(xs[0]), clfs[1].predict_proba(xs[1]), clfs[0].predict_proba(short)]
+    for g, a in zip(got, alone, strict=True):
+        np.testing.assert_allclose(g, a, rtol=0, atol=1e-6)
+        assert np.array_equal(g.argmax(1), a.argmax(1))
+    if n == ref[f"{kind}_features_{CLASSIFIERS[0]}"].shape[0]:
+        assert np.max(np.abs(got[0] - ref[f"{kind}_prob_{CLASSIFIERS[0]}"])) < 1e-5
+
+
 def test_safe_frequency_features_equal_sleepecg_when_it_works(ref):
     from sleepecg.feature_extraction import _hrv_frequencydomain_features, preprocess_rri
 
