@@ -19,7 +19,9 @@ Optional motion: Cole-Kripke (1992) sleep/wake from per-minute activity. Combina
 
 1. an epoch staged from HR keeps its stage, except that sleep becomes wake when Cole-Kripke scores
    its minute *and* a neighbouring minute as wake (sustained movement; HR-only staging misses it);
-2. an epoch with no usable HR but motion gets Cole-Kripke's ``sleep``/``wake`` (no probability);
+2. an epoch with no usable HR but motion gets Cole-Kripke's ``wake``, and its ``sleep`` only between the
+   first and the last HR sleep epoch (no probability): actigraphy calls quiet wakefulness sleep, so
+   motion alone never sets sleep onset or the final awakening;
 3. motion never turns HR wake into sleep (actigraphy overcalls sleep in quiet wakefulness).
 """
 
@@ -522,5 +524,11 @@ def combine_motion(codes: I64, activity_per_min: F64, scale: float = 1.0) -> I64
     out[is_sleep & s_e & h_e] = WAKE
     no_hr = out == UNKNOWN
     out[no_hr & h_e & w_e] = WAKE
-    out[no_hr & h_e & ~w_e] = SLEEP
+    # Cole-Kripke's "sleep" only inside the HR-staged sleep: a still epoch before HR's first or after
+    # its last sleep epoch is quiet wakefulness as often as sleep, and would set SOL by itself.
+    hr_sleep = np.flatnonzero(is_sleep)
+    inside = np.zeros(n, dtype=bool)
+    if hr_sleep.size:
+        inside[hr_sleep[0] : hr_sleep[-1] + 1] = True
+    out[no_hr & h_e & ~w_e & inside] = SLEEP
     return out

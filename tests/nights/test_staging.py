@@ -94,7 +94,13 @@ def test_motion_combination_rule():
     assert list(out[:2]) == [NREM, NREM]  # minute 0 quiet
     assert list(out[2:6]) == [WAKE] * 4  # sustained movement turns sleep into wake
     assert list(out[6:8]) == [WAKE, WAKE]  # motion never turns HR wake into sleep
-    assert list(out[8:12]) == [SLEEP] * 4  # no HR: Cole-Kripke alone (quiet minutes 4-5 = sleep)
+    assert list(out[8:12]) == [UNKNOWN] * 4  # no HR after the last HR sleep: stillness is not sleep
+    between = codes.copy()
+    between[10:12] = NREM
+    out3 = combine_motion(between, act)
+    assert list(out3[8:10]) == [SLEEP, SLEEP]  # no HR inside the sleep: Cole-Kripke alone (quiet minute 4)
+    moving = combine_motion(codes, np.array([0.0, 0.0, 0.0, 0.0, 9.0, 9.0]))
+    assert list(moving[8:12]) == [WAKE] * 4  # ... but its wake counts anywhere
     single = np.array([0.0, 0.0, 5.0, 0.0, 0.0, 0.0])  # one active minute: not sustained
     out2 = combine_motion(codes, single)
     assert out2[4] == NREM
