@@ -1,10 +1,14 @@
 """Whole nights from the simulator (collector.sim) against its ground truth (pure, no InfluxDB).
 
-Stated tolerances (docs/nights.md, measured on these simulated nights):
+Stated tolerances (docs/nights.md; measured on other seeds than these, 30 nights of three sim
+persons, worst block of 5 nights in brackets):
 - device stages: per night |TST error| <= 45 min, |SOL error| <= 45 min, |WASO error| <= 35 min;
-- computed stages (HR only: ws-gru-mesa wake/sleep + wrn-gru-mesa NREM/REM, lights out tagged):
-  mean absolute error over the nights TST <= 45 min, SOL <= 35 min, WASO <= 40 min -- the
-  classifiers' own accuracy (wake/sleep kappa ~0.6);
+- computed stages (HR only: ws-gru-mesa wake/sleep + wrn-gru-mesa NREM/REM), mean absolute error
+  over the nights, the classifiers' own accuracy (they miss most awakenings):
+  - lights out tagged: TST <= 45 min (measured 30, [49]), SOL <= 25 min (15, [24]),
+    WASO <= 35 min (23, [32]);
+  - lights out estimated (no tag, no device): lights out <= 10 min (2, [5]), TST <= 45 min,
+    SOL <= 25 min (15, [24]), WASO <= 35 min;
 - HR metrics: RMSSD within 10% of truth at 2% artefacts, mean sleeping HR within 2 bpm.
 """
 
@@ -74,8 +78,8 @@ def test_computed_stages_within_stated_tolerance(sim, computed):
         assert np.isfinite(h.prob[h.codes >= 0]).all()
     mae = np.mean(np.abs(err), axis=0)
     assert mae[0] <= 45, mae
-    assert mae[1] <= 35, mae
-    assert mae[2] <= 40, mae
+    assert mae[1] <= 25, mae
+    assert mae[2] <= 35, mae
 
 
 def test_heart_metrics_against_truth_at_2pct_artefacts(sim, computed):
@@ -91,11 +95,21 @@ def test_heart_metrics_against_truth_at_2pct_artefacts(sim, computed):
 
 def test_lights_estimated_without_tags_or_device(sim):
     person, ps, nights = sim
-    res = _run(person, ps, inputs(nights[0], ps, device_stages=False))
-    assert res.lights_source == "estimate"
-    # the strap only records in bed here: the estimate lands within minutes of the truth
-    assert abs(res.lights_out_ns - nights[0].lights_out_ns) / 60e9 < 30
-    assert abs(res.lights_on_ns - nights[0].lights_on_ns) / 60e9 < 30
+    err = []
+    for n in nights:
+        res = _run(person, ps, inputs(n, ps, device_stages=False))
+        assert res.lights_source == "estimate"
+        assert res.staging == "computed"
+        f, tr = res.fields, n.truth
+        # the strap records from lights out here: the estimate must not stop inside lying awake
+        err.append([(res.lights_out_ns - n.lights_out_ns) / 60e9, f["tst_min"] - tr.tst_min,
+                    f["sol_min"] - tr.sol_min, f["waso_min"] - tr.waso_min])
+        assert abs(res.lights_on_ns - n.lights_on_ns) / 60e9 < 30
+    mae = np.mean(np.abs(err), axis=0)
+    assert mae[0] <= 10, mae
+    assert mae[1] <= 45, mae
+    assert mae[2] <= 25, mae
+    assert mae[3] <= 35, mae
 
 
 def _drop(inp: NightInputs, share: float, seed: int = 0) -> NightInputs:
