@@ -176,7 +176,7 @@ def _nanpsd_safe(x: F64, fs: float, max_nans: float) -> tuple[F64, F64]:
     pxx = np.full((x.shape[0], nfft // 2 + 1), np.nan)
     nan_fraction = np.mean(np.isnan(x), axis=1)
     full = nan_fraction == 0
-    f = np.fft.rfftfreq(nfft, 1 / fs)
+    f = np.fft.rfftfreq(nfft, 1 / fs).astype(np.float64)
     if np.any(full):
         pxx[full] = _periodogram_rows(x[full], fs)
     empty = nan_fraction == 1
