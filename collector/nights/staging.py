@@ -41,7 +41,7 @@ from scipy.interpolate import interp1d
 
 from collector.errors import AnalysisError
 from collector.nights.artefacts import Beats
-from collector.nights.model import load_classifier
+from collector.nights.model import GruClassifier, load_classifier, predict_many
 
 F64 = NDArray[np.float64]
 F32 = NDArray[np.float32]
@@ -405,19 +405,28 @@ def staging_features(
     return StagingFeatures(start_ns, classifier, feats, cov, col)
 
 
-def _predict(sf: StagingFeatures, lo: int, hi: int, start_time: dtime) -> tuple[F32, NDArray[np.bool_]] | None:
-    """Class probabilities of epochs [lo, hi) and which of them are usable (None: nothing usable)."""
-    if sf.feats is None or hi <= lo:
-        return None
-    clf = load_classifier(sf.classifier)
-    usable = sf.coverage[lo:hi] >= MIN_EPOCH_COVERAGE
-    if not np.any(usable):
-        return None
-    feats = sf.feats[lo:hi].copy()
-    if sf.start_col >= 0:
-        feats[:, sf.start_col] = start_time.hour * 3600 + start_time.minute * 60 + start_time.second
-    feats[~usable, :] = clf.mask_value
-    return clf.predict_proba(feats), usable
+def _predict(
+    sfs: list[StagingFeatures], lo: int, hi: int, start_time: dtime
+) -> list[tuple[F32, NDArray[np.bool_]] | None]:
+    """Per features: class probabilities of epochs [lo, hi) and which of them are usable (None:
+    nothing usable). The classifiers run together (:func:`collector.nights.model.predict_many`)."""
+    jobs: list[tuple[GruClassifier, F64]] = []
+    usables: list[NDArray[np.bool_] | None] = []
+    for sf in sfs:
+        usable = sf.coverage[lo:hi] >= MIN_EPOCH_COVERAGE if sf.feats is not None and hi > lo else None
+        if usable is None or not np.any(usable):
+            usables.append(None)
+            continue
+        assert sf.feats is not None
+        clf = load_classifier(sf.classifier)
+        feats = sf.feats[lo:hi].copy()
+        if sf.start_col >= 0:
+            feats[:, sf.start_col] = start_time.hour * 3600 + start_time.minute * 60 + start_time.second
+        feats[~usable, :] = clf.mask_value
+        jobs.append((clf, feats))
+        usables.append(usable)
+    probs = iter(predict_many(jobs))
+    return [None if u is None else (next(probs), u) for u in usables]
 
 
 def classify(
@@ -443,7 +452,9 @@ def classify(
     prob = np.full(n, np.nan)
     clf = load_classifier(sf.classifier)
     method = sf.classifier
-    pred = _predict(sf, lo, hi, start_time)
+    with_wake = wake_sf is not None and clf.stages_mode == "wake-rem-nrem"
+    preds = _predict([sf, wake_sf] if with_wake and wake_sf is not None else [sf], lo, hi, start_time)
+    pred = preds[0]
     if pred is not None:
         p, usable = pred
         cls = p.argmax(axis=1)
@@ -452,7 +463,7 @@ def classify(
         prob[usable] = p[usable, cls[usable]]
         if wake_sf is not None and clf.stages_mode == "wake-rem-nrem":
             method += "+" + wake_sf.classifier
-            wpred = _predict(wake_sf, lo, hi, start_time)
+            wpred = preds[1]
             if wpred is not None:
                 pw, wusable = wpred
                 both = usable & wusable
