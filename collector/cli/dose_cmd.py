@@ -41,14 +41,18 @@ FLUSH_TIMEOUT_S = 3.0
 
 
 @asynccontextmanager
-async def open_service(settings: Settings, *, influx: bool = True) -> AsyncIterator[DoseService]:
+async def open_service(
+    settings: Settings, *, influx: bool = True, now: Callable[[], datetime] | None = None
+) -> AsyncIterator[DoseService]:
     """The dose service, with a short-lived pipeline (memory outbox) when ``influx``.
 
     The journal is the CLI's outbox: operations it could not deliver stay queued there and go
-    out with the next command, ``magsleep dose sync``, or the running daemon.
+    out with the next command, ``magsleep dose sync``, or the running daemon. ``now``: the
+    clock for validation (default the real one).
     """
+    clock: dict[str, Any] = {} if now is None else {"now": now}
     if not influx:
-        async with DoseService(settings) as svc:
+        async with DoseService(settings, **clock) as svc:
             yield svc
         return
     from collector.storage.pipeline import Pipeline
@@ -57,19 +61,19 @@ async def open_service(settings: Settings, *, influx: bool = True) -> AsyncItera
     await pipe.start()
     try:
         async with DoseService(settings, sink=pipe, durable_sink=False,
-                               flush_timeout_s=FLUSH_TIMEOUT_S) as svc:
+                               flush_timeout_s=FLUSH_TIMEOUT_S, **clock) as svc:
             yield svc
     finally:
         await pipe.stop(flush_timeout=0.1)
 
 
-def run(fn: Callable[[], Awaitable[T]]) -> T:
+def run(fn: Callable[[], Awaitable[T]], *, what: str = "dose") -> T:
     """Run ``fn`` and turn magsleep errors into a clear message and exit code 2."""
     try:
         return asyncio.run(_call(fn))
     except DoseValidationError as exc:
         lines = "\n".join(f"  {p.field}: {p.reason}" for p in exc.problems)
-        fail(f"invalid dose:\n{lines}")
+        fail(f"invalid {what}:\n{lines}")
     except pydantic.ValidationError as exc:
         lines = "\n".join(f"  {p.field}: {p.reason}" for p in problems_from_pydantic(exc))
         fail(f"invalid input:\n{lines}")
@@ -139,7 +143,7 @@ async def resolve_id(svc: DoseService, text: str) -> UUID:
     return matches[0]
 
 
-async def _report_pending(svc: DoseService) -> None:
+async def report_pending(svc: DoseService) -> None:
     n = await svc.pending()
     if n:
         err_console.print(
@@ -188,7 +192,7 @@ def add(
             verb = "logged" if res.created else "already logged"
             console.print(f"{verb} {_describe(res.dose)}  id {res.dose.id}", highlight=False)
             _warn(res.warnings)
-            await _report_pending(svc)
+            await report_pending(svc)
 
     run(go)
 
@@ -264,7 +268,7 @@ def edit(
             res = await svc.update(uid, DosePatch.model_validate(data))
             console.print(f"changed {_describe(res.dose)}  id {res.dose.id}", highlight=False)
             _warn(res.warnings)
-            await _report_pending(svc)
+            await report_pending(svc)
 
     run(go)
 
@@ -281,7 +285,7 @@ def delete(
             uid = await resolve_id(svc, dose_id)
             old = await svc.delete(uid)
             console.print(f"deleted {_describe(old)}  id {old.id}", highlight=False)
-            await _report_pending(svc)
+            await report_pending(svc)
 
     run(go)
 
@@ -312,7 +316,7 @@ def import_(
             _warn(report.warnings)
             console.print(f"imported {report.imported} dose(s); {report.already_there} already "
                           f"there; {len(report.bad)} bad row(s) skipped")
-            await _report_pending(svc)
+            await report_pending(svc)
 
     run(go)
 
@@ -343,7 +347,7 @@ def export(
 
 @app.command("sync")
 def sync() -> None:
-    """Send every dose and night tag in the journal to InfluxDB again (after a database reset)."""
+    """Send every dose, night tag and lights out/on in the journal to InfluxDB again (after a database reset)."""
     settings = get_settings()
 
     async def go() -> None:
@@ -354,7 +358,7 @@ def sync() -> None:
                 raise MagsleepError(
                     f"InfluxDB did not take the journal ({left} operation(s) queued); check "
                     "`magsleep influx ping` and run `magsleep dose sync` again")
-            console.print(f"sent {n} dose(s) and night tag(s) to InfluxDB")
+            console.print(f"sent {n} dose(s), night tag(s) and lights out/on to InfluxDB")
 
     run(go)
 

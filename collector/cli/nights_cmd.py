@@ -18,14 +18,17 @@ import typer
 from rich.table import Table
 
 from collector.cli import night_cmd
-from collector.cli.common import console, err_console, fail, get_settings
+from collector.cli.common import console, fail, get_settings
+from collector.cli.dose_cmd import open_service, report_pending
+from collector.cli.dose_cmd import run as dose_run
+from collector.doses.journal import lights_point_of
+from collector.doses.lights import person_settings
+from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent, Source
 from collector.errors import MagsleepError, ValidationError
-from collector.nights.compute import night_time_ns
 from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
-from collector.nights.segment import NS, night_of, night_window
+from collector.nights.segment import NS
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
-from collector.storage.pipeline import Pipeline
 
 T = TypeVar("T")
 
@@ -153,15 +156,8 @@ def compute(
 
 
 # -- lights out / lights on tags, in the `magsleep night` group of the doses area -------------
-
-
-def _person(settings: Settings, name: str | None) -> PersonSettings:
-    if name:
-        return settings.person(name)
-    if len(settings.persons) == 1:
-        return settings.persons[0]
-    known = ", ".join(p.name for p in settings.persons) or "none configured"
-    raise ValidationError(f"give --person (configured: {known})")
+# They go through the dose service like the other night tags: journaled first (so they survive
+# InfluxDB being down), then mirrored as `night_tag` points (collector.doses.lights.lights_point).
 
 
 def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetime:
@@ -185,31 +181,19 @@ def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetim
     return dt if dt.tzinfo else dt.replace(tzinfo=tz)
 
 
-def lights_point(person: PersonSettings, tag: str, at: datetime) -> Point:
-    """The night_tag point for lights out/on at ``at`` (one per night and tag: re-tagging overwrites)."""
-    at_ns = int(at.timestamp() * NS)
-    night = night_of(at_ns, person)
-    if night is None:
-        w = night_window(at.astimezone(ZoneInfo(person.timezone)).date(), person)
-        raise ValidationError(
-            f"{at.isoformat(timespec='minutes')} is outside {person.name}'s night window "
-            f"({_fmt_time(w.start_ns, ZoneInfo(person.timezone))}-{_fmt_time(w.end_ns, ZoneInfo(person.timezone))}); "
-            "change night_start/night_end in the person's settings if this is a night")
-    return Point("night_tag", {"person": person.name, "tag": tag},
-                 {"night": night.isoformat(), "value": True, "at": at_ns}, night_time_ns(night.isoformat()))
-
-
 async def write_lights(settings: Settings, person: str | None, tag: str, at: str | None,
                        now: datetime | None = None) -> Point:
-    p = _person(settings, person)
-    point = lights_point(p, tag, parse_at(at, p, now or datetime.now(UTC)))
-    async with Pipeline.from_settings(settings, name="cli") as pipe:
-        await pipe.put([point])
-        try:
-            await pipe.flush(timeout=10.0)
-        except MagsleepError as exc:
-            err_console.print(f"[yellow]{exc}[/yellow]")
-    return point
+    """Record lights out/on through the dose journal; returns the ``night_tag`` point it makes."""
+    clock = now or datetime.now(UTC)
+    async with open_service(settings, now=None if now is None else (lambda: clock)) as svc:
+        problems: list[FieldProblem] = []
+        name = svc.rules.resolve_person(person, problems)
+        if problems:
+            raise DoseValidationError(problems)
+        when = parse_at(at, person_settings(settings, name), clock)
+        saved, _ = await svc.set_lights(name, LightsEvent(tag), when, source=Source.cli)
+        await report_pending(svc)
+    return lights_point_of(saved)
 
 
 AtOpt = Annotated[str | None, typer.Option("--at", help="HH:MM (most recent), ISO date-time, default now.")]
@@ -218,7 +202,7 @@ NightPerson = Annotated[str | None, typer.Option("--person", "-p", help="Whose n
 
 def _lights(tag: str, at: str | None, person: str | None) -> None:
     settings = get_settings()
-    point = _run(lambda: write_lights(settings, person, tag, at))
+    point = dose_run(lambda: write_lights(settings, person, tag, at), what=tag.replace("_", " "))
     tz = _tz(settings, str(point.tags["person"]))
     console.print(f"{point.tags['person']} night {point.fields['night']}: {tag.replace('_', ' ')} at "
                   f"{_fmt_time(point.fields['at'], tz)}; run `magsleep nights compute` to update the night")

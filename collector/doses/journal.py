@@ -1,4 +1,4 @@
-"""The SQLite dose journal: the source of truth for doses and night tags.
+"""The SQLite dose journal: the source of truth for doses, night tags and lights out/on.
 
 Every change is written, in one transaction, together with the InfluxDB operations it implies
 (a transactional outbox: ``influx_ops``). The service hands those operations to the storage
@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
-from collector.doses.model import ConflictError, Dose, NightTag, NightTagName, NotFoundError
+from collector.doses.model import (
+    ConflictError,
+    Dose,
+    Lights,
+    LightsEvent,
+    NightTag,
+    NightTagName,
+    NotFoundError,
+)
 from collector.errors import StorageError
 from collector.storage.lineprotocol import Point
 
@@ -51,6 +59,16 @@ CREATE TABLE IF NOT EXISTS night_tags (
     tag TEXT NOT NULL,
     recorded_at TEXT NOT NULL,
     PRIMARY KEY (person, night, tag)
+);
+CREATE TABLE IF NOT EXISTS lights (
+    person TEXT NOT NULL,
+    night TEXT NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('lights_out', 'lights_on')),
+    at TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (person, night, event)
 );
 CREATE TABLE IF NOT EXISTS influx_ops (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,8 +135,27 @@ def tag_point(tag: NightTag) -> Point:
     )
 
 
+def lights_tag_point(person: str, night: date, event: LightsEvent, at_ns: int, *,
+                     value: bool = True) -> Point:
+    """The ``night_tag`` point of a night's lights out / on (one per person, night and event).
+
+    Its time is 12:00 UTC of the night, so recording again overwrites it; ``value=False`` marks it
+    removed (``collector.nights.segment.lights_from_tags`` then ignores it).
+    """
+    return Point(
+        TAG_MEASUREMENT,
+        {"person": person, "tag": event.value},
+        {"night": night.isoformat(), "value": value, "at": at_ns},
+        night_time_ns(night),
+    )
+
+
+def lights_point_of(lights: Lights, *, value: bool = True) -> Point:
+    return lights_tag_point(lights.person, lights.night, lights.event, to_ns(lights.at), value=value)
+
+
 class DoseJournal:
-    """Doses and night tags in SQLite (WAL, synchronous=FULL)."""
+    """Doses, night tags and lights out/on in SQLite (WAL, synchronous=FULL)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -308,6 +345,69 @@ class DoseJournal:
         sql += " ORDER BY night DESC, person, tag"
         return [_row_to_tag(r) for r in self._db.execute(sql, args)]
 
+    # -- lights out / lights on ---------------------------------------------------------------
+
+    def get_lights(self, person: str, night: date, event: LightsEvent) -> Lights | None:
+        row = self._db.execute(
+            "SELECT * FROM lights WHERE person = ? AND night = ? AND event = ?",
+            (person, night.isoformat(), event.value),
+        ).fetchone()
+        return None if row is None else _row_to_lights(row)
+
+    def set_lights(self, lights: Lights) -> tuple[Lights, bool]:
+        """Store ``lights`` as the night's current one (replacing any); False when unchanged."""
+        at_ns = to_ns(lights.at)
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM lights WHERE person = ? AND night = ? AND event = ?",
+                (lights.person, lights.night.isoformat(), lights.event.value),
+            ).fetchone()
+            if row is not None and row["at_ns"] == at_ns:
+                return _row_to_lights(row), False
+            db.execute(
+                "INSERT OR REPLACE INTO lights VALUES (?,?,?,?,?,?,?)",
+                (lights.person, lights.night.isoformat(), lights.event.value,
+                 lights.at.isoformat(), at_ns, lights.source.value, lights.recorded_at.isoformat()),
+            )
+            self._op(db, "put", lights_point_of(lights))
+        return lights, True
+
+    def remove_lights(self, person: str, night: date, event: LightsEvent) -> Lights:
+        """Remove the night's lights out/on: a ``value=false`` point overwrites the stored one."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM lights WHERE person = ? AND night = ? AND event = ?",
+                (person, night.isoformat(), event.value),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"no {event.value.replace('_', ' ')} recorded for {person}'s night of "
+                    f"{night.isoformat()}; list them with GET /api/v1/lights")
+            old = _row_to_lights(row)
+            db.execute(
+                "DELETE FROM lights WHERE person = ? AND night = ? AND event = ?",
+                (person, night.isoformat(), event.value),
+            )
+            self._op(db, "put", lights_point_of(old, value=False))
+        return old
+
+    def list_lights(
+        self, *, person: str | None = None, since: date | None = None, limit: int | None = None
+    ) -> list[Lights]:
+        sql = "SELECT * FROM lights WHERE 1=1"
+        args: list[Any] = []
+        if person is not None:
+            sql += " AND person = ?"
+            args.append(person)
+        if since is not None:
+            sql += " AND night >= ?"
+            args.append(since.isoformat())
+        sql += " ORDER BY night DESC, person, at_ns DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_row_to_lights(r) for r in self._db.execute(sql, args)]
+
     # -- the InfluxDB outbox -----------------------------------------------------------------
 
     def _op(self, db: sqlite3.Connection, kind: str, p: Point) -> None:
@@ -337,7 +437,7 @@ class DoseJournal:
             db.execute("DELETE FROM influx_ops WHERE seq <= ?", (up_to_seq,))
 
     def enqueue_all(self) -> int:
-        """Queue a put for every live dose and night tag (after an InfluxDB reset)."""
+        """Queue a put for every live dose, night tag and lights out/on (after an InfluxDB reset)."""
         n = 0
         with self._tx() as db:
             for row in db.execute("SELECT * FROM doses WHERE deleted_at IS NULL").fetchall():
@@ -345,6 +445,9 @@ class DoseJournal:
                 n += 1
             for row in db.execute("SELECT * FROM night_tags").fetchall():
                 self._op(db, "put", tag_point(_row_to_tag(row)))
+                n += 1
+            for row in db.execute("SELECT * FROM lights").fetchall():
+                self._op(db, "put", lights_point_of(_row_to_lights(row)))
                 n += 1
         return n
 
@@ -393,11 +496,24 @@ def _row_to_tag(row: sqlite3.Row) -> NightTag:
     )
 
 
+def _row_to_lights(row: sqlite3.Row) -> Lights:
+    return Lights(
+        person=row["person"],
+        night=date.fromisoformat(row["night"]),
+        event=row["event"],
+        at=datetime.fromisoformat(row["at"]),
+        source=row["source"],
+        recorded_at=datetime.fromisoformat(row["recorded_at"]),
+    )
+
+
 __all__ = [
     "JOURNAL_NAME",
     "DoseJournal",
     "InfluxOp",
     "dose_point",
+    "lights_point_of",
+    "lights_tag_point",
     "night_time_ns",
     "tag_point",
     "to_ns",

@@ -30,13 +30,20 @@ class Source(StrEnum):
 
 
 class NightTagName(StrEnum):
-    """Tags a person can put on a night (lights_out/lights_on belong to the nights area)."""
+    """Tags a person can put on a night (lights out/on are :class:`LightsEvent`, with a time)."""
 
     no_dose = "no_dose"
     alcohol = "alcohol"
     caffeine_late = "caffeine_late"
     training = "training"
     illness = "illness"
+
+
+class LightsEvent(StrEnum):
+    """Lights out / lights on of a night (``night_tag`` points with the time in field ``at``)."""
+
+    lights_out = "lights_out"
+    lights_on = "lights_on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,35 @@ class NightTag(_Strict):
     night: date = Field(description="the evening's date")
     tag: NightTagName
     recorded_at: AwareDatetime
+
+
+class Lights(_Strict):
+    """The current lights out or lights on of one person's night."""
+
+    person: str = Field(pattern=PERSON_RE)
+    night: date = Field(description="the evening's date (the night window holding `at`)")
+    event: LightsEvent
+    at: AwareDatetime = Field(description="when, in the person's time zone")
+    source: Source = Field(description="where it was recorded")
+    recorded_at: AwareDatetime
+
+
+class LightsCreate(_Strict):
+    """Body of POST /api/v1/lights. Recording again for the same night and event replaces it."""
+
+    person: str | None = Field(
+        default=None, pattern=PERSON_RE, description="default: the only configured person"
+    )
+    event: LightsEvent
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="default now; must fall inside the person's night window (default 18:00-14:00)",
+    )
+    source: Source = Source.api
+
+
+class LightsList(_Strict):
+    lights: list[Lights]
 
 
 class Person(_Strict):

@@ -27,6 +27,7 @@ import pydantic
 
 from collector.doses.forms import FORM_NAMES, Form, elemental_share, parse_form
 from collector.doses.journal import JOURNAL_NAME, DoseJournal
+from collector.doses.lights import night_for, person_settings
 from collector.doses.model import (
     ConflictError,
     Dose,
@@ -35,6 +36,8 @@ from collector.doses.model import (
     DoseResult,
     DoseValidationError,
     FieldProblem,
+    Lights,
+    LightsEvent,
     NightTag,
     NightTagName,
     NotFoundError,
@@ -198,13 +201,14 @@ def _elemental(
 
 
 def _resolve_time(
-    rules: Rules, value: datetime | None, tz: tzinfo, problems: list[FieldProblem]
+    rules: Rules, value: datetime | None, tz: tzinfo, problems: list[FieldProblem],
+    field: str = "taken_at",
 ) -> datetime:
     try:
         return rules.resolve_time(value, tz)
     except (OverflowError, ValueError):
         problems.append(FieldProblem(
-            "taken_at", "is out of range; give a date and time within the last year"))
+            field, "is out of range; give a date and time within the last year"))
         return rules.now()
 
 
@@ -507,10 +511,76 @@ class DoseService:
     ) -> list[NightTag]:
         return await self._run(lambda: self.journal.list_tags(person=person, since=since))
 
+    # -- lights out / lights on ---------------------------------------------------------------
+
+    async def set_lights(
+        self,
+        person: str | None,
+        event: LightsEvent,
+        at: datetime | None = None,
+        *,
+        source: Source = Source.api,
+    ) -> tuple[Lights, bool]:
+        """Record the lights out/on of the night holding ``at`` (default now), replacing the
+        night's earlier one; returns it and whether anything changed (same time again: no)."""
+        problems: list[FieldProblem] = []
+        name = self.rules.resolve_person(person, problems)
+        if problems:
+            raise DoseValidationError(problems)
+        tz = self.rules.tz(name)
+        when = _resolve_time(self.rules, at, tz, problems, field="at")
+        now = self.rules.now()
+        if when > now + FUTURE_TOLERANCE:
+            problems.append(FieldProblem(
+                "at", f"{when.isoformat(timespec='minutes')} is more than 10 minutes in the future; "
+                "give the time the lights went out/on (check the date and time zone)"))
+        elif when < now - MAX_AGE:
+            problems.append(FieldProblem(
+                "at", f"{when.isoformat(timespec='minutes')} is more than a year back; check the date"))
+        if problems:
+            raise DoseValidationError(problems)
+        night = await self._run(partial(night_for, person_settings(self.settings, name), when))
+        other_event = (LightsEvent.lights_on if event is LightsEvent.lights_out
+                       else LightsEvent.lights_out)
+        other = await self._run(partial(self.journal.get_lights, name, night, other_event))
+        if other is not None and (
+            (event is LightsEvent.lights_out and other.at <= when)
+            or (event is LightsEvent.lights_on and other.at >= when)
+        ):
+            first, then = ("out", "on") if event is LightsEvent.lights_out else ("on", "out")
+            problems.append(FieldProblem(
+                "at", f"lights {first} at {when.astimezone(tz):%H:%M} would not be "
+                f"{'before' if first == 'out' else 'after'} lights {then} at "
+                f"{other.at.astimezone(tz):%H:%M} on the night of {night.isoformat()}; check the "
+                f"time, or remove that lights {then} first"))
+            raise DoseValidationError(problems)
+        lights = Lights(person=name, night=night, event=event, at=when, source=source,
+                        recorded_at=now)
+        saved, changed = await self._run(partial(self.journal.set_lights, lights))
+        await self.drain()
+        return saved, changed
+
+    async def remove_lights(self, person: str | None, night: date, event: LightsEvent) -> Lights:
+        """Remove a night's lights out/on (InfluxDB: a ``value=false`` point overwrites it)."""
+        problems: list[FieldProblem] = []
+        name = self.rules.resolve_person(person, problems)
+        if problems:
+            raise DoseValidationError(problems)
+        old = await self._run(partial(self.journal.remove_lights, name, night, event))
+        await self.drain()
+        return old
+
+    async def list_lights(
+        self, *, person: str | None = None, since: date | None = None, limit: int | None = None
+    ) -> list[Lights]:
+        """Current lights out/on per night, newest night first."""
+        return await self._run(
+            lambda: self.journal.list_lights(person=person, since=since, limit=limit))
+
     # -- InfluxDB ----------------------------------------------------------------------------
 
     async def sync(self) -> int:
-        """Queue every live dose and tag for InfluxDB again and hand them over."""
+        """Queue every live dose, tag and lights out/on for InfluxDB again and hand them over."""
         n = await self._run(self.journal.enqueue_all)
         await self.drain()
         return n

@@ -184,9 +184,11 @@ def test_influx_down_cli_keeps_dose_and_sync_delivers(
 def test_sync_after_database_reset(config_file: Path, influx_server: Any, influx_db: str) -> None:
     assert cli(config_file, "dose", "add", "300", "-p", "alice")[0] == 0
     assert cli(config_file, "night", "tag", "yesterday", "--no-dose", "-p", "bob")[0] == 0
+    assert cli(config_file, "night", "lights-out", "--at", "22:30", "-p", "bob")[0] == 0
     influx_server.drop_database(influx_db)
     influx_server.create_database(influx_db)
     code, out = cli(config_file, "dose", "sync")
-    assert code == 0 and "sent 2 dose(s) and night tag(s)" in out
+    assert code == 0 and "sent 3 dose(s), night tag(s) and lights out/on" in out
     assert len(influx_server.rows("SELECT * FROM supplement_dose", influx_db)) == 1
-    assert len(influx_server.rows("SELECT * FROM night_tag", influx_db)) == 1
+    assert sorted(r["tag"] for r in influx_server.rows("SELECT * FROM night_tag", influx_db)) == [
+        "lights_out", "no_dose"]

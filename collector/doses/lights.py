@@ -1,0 +1,60 @@
+"""Lights out / lights on: which night a time belongs to, and the ``night_tag`` point it makes.
+
+One place for the CLI (``magsleep night lights-out``), the HTTP API and the phone page, so all
+three write the same point: ``night_tag`` with tags person and tag (``lights_out`` /
+``lights_on``), fields night (the evening's date), value (true; false = removed) and at (ns),
+stamped 12:00 UTC of the night. The night window is the nights area's
+(:func:`collector.nights.segment.night_of`); that module pulls in NumPy, SciPy and pandas, so it
+is imported on first use (the service calls this on its worker thread, not on the event loop).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from collector.doses.journal import lights_tag_point, to_ns
+from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent
+from collector.settings import PersonSettings, Settings
+from collector.storage.lineprotocol import Point
+
+
+def person_settings(settings: Settings, name: str) -> PersonSettings:
+    """The person's settings; a person known only from the device registry gets the defaults
+    (UTC, night window 18:00-14:00), as the nights computation would use."""
+    for p in settings.persons:
+        if p.name == name:
+            return p
+    return PersonSettings(name=name)
+
+
+def night_for(person: PersonSettings, at: datetime, field: str = "at") -> date:
+    """The evening whose night window holds ``at``; a :class:`DoseValidationError` saying what
+    to fix when it falls between windows."""
+    from collector.nights.segment import night_of, night_window
+
+    night = night_of(to_ns(at), person)
+    if night is not None:
+        return night
+    tz = ZoneInfo(person.timezone)
+    local = at.astimezone(tz)
+    w = night_window(local.date(), person)
+
+    def hm(ns: int) -> str:
+        return datetime.fromtimestamp(ns / 1e9, tz).strftime("%H:%M")
+
+    raise DoseValidationError([FieldProblem(
+        field,
+        f"{local.isoformat(timespec='minutes')} is outside {person.name}'s night window "
+        f"({hm(w.start_ns)}-{hm(w.end_ns)}); give a time in the night, or change "
+        "night_start/night_end in the person's settings if this is a night",
+    )])
+
+
+def lights_point(person: PersonSettings, tag: str | LightsEvent, at: datetime) -> Point:
+    """The night_tag point for lights out/on at ``at`` (one per night and tag: re-tagging overwrites)."""
+    event = LightsEvent(tag)
+    return lights_tag_point(person.name, night_for(person, at), event, to_ns(at))
+
+
+__all__ = ["lights_point", "night_for", "person_settings"]
