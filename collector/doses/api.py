@@ -19,7 +19,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -37,6 +37,9 @@ from collector.doses.model import (
     ErrorBody,
     FieldProblem,
     Health,
+    LightsCreate,
+    LightsEvent,
+    LightsList,
     NotFoundError,
     Person,
     PersonList,
@@ -68,6 +71,20 @@ class ListQuery(pydantic.BaseModel):
     since: pydantic.AwareDatetime | None = None
     until: pydantic.AwareDatetime | None = None
     limit: int = pydantic.Field(default=100, ge=1, le=1000)
+
+
+class LightsQuery(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    person: str | None = pydantic.Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    since: date | None = pydantic.Field(default=None, description="first night (evening's date)")
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
+
+
+class PersonQuery(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    person: str | None = pydantic.Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def is_loopback(host: str) -> bool:
@@ -148,7 +165,8 @@ def endpoint(settings: Settings, *, auth: bool = True) -> Callable[[Handler], Ha
                 problems = problems_from_pydantic(exc)
                 return _error(422, "invalid request: " + "; ".join(map(str, problems)), problems)
             except DoseValidationError as exc:
-                return _error(422, f"invalid dose: {exc}", exc.problems)
+                what = "lights out/on" if request.path.startswith(f"{API}/lights") else "dose"
+                return _error(422, f"invalid {what}: {exc}", exc.problems)
             except NotFoundError as exc:
                 return _error(404, str(exc))
             except ConflictError as exc:
@@ -177,6 +195,22 @@ def _dose_id(request: web.Request) -> UUID:
     except ValueError:
         raise DoseValidationError([FieldProblem(
             "id", "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab")]) from None
+
+
+def _night_event(request: web.Request) -> tuple[date, LightsEvent]:
+    problems: list[FieldProblem] = []
+    night, event = date.min, LightsEvent.lights_out
+    try:
+        night = date.fromisoformat(request.match_info["night"])
+    except ValueError:
+        problems.append(FieldProblem("night", "must be the evening's date as YYYY-MM-DD"))
+    try:
+        event = LightsEvent(request.match_info["event"])
+    except ValueError:
+        problems.append(FieldProblem("event", "must be lights_out or lights_on"))
+    if problems:
+        raise DoseValidationError(problems)
+    return night, event
 
 
 def add_routes(app: web.Application, settings: Settings, *, with_root: bool = True) -> None:
@@ -223,6 +257,22 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
     async def delete(request: web.Request) -> web.StreamResponse:
         return _json(await svc(request).delete(_dose_id(request)))
 
+    async def list_lights(request: web.Request) -> web.StreamResponse:
+        q = LightsQuery.model_validate(dict(request.query))
+        found = await svc(request).list_lights(person=q.person, since=q.since, limit=q.limit)
+        return _json(LightsList(lights=found))
+
+    async def set_lights(request: web.Request) -> web.StreamResponse:
+        body = LightsCreate.model_validate_json(await _body(request, max_body) or b"null")
+        saved, changed = await svc(request).set_lights(body.person, body.event, body.at,
+                                                       source=body.source)
+        return _json(saved, status=201 if changed else 200)
+
+    async def remove_lights(request: web.Request) -> web.StreamResponse:
+        night, event = _night_event(request)
+        q = PersonQuery.model_validate(dict(request.query))
+        return _json(await svc(request).remove_lights(q.person, night, event))
+
     async def page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_DIR / "index.html", headers=_PAGE_HEADERS)
 
@@ -253,12 +303,16 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
     r.add_get(f"{API}/doses/{{id}}", ep(get_one))
     r.add_patch(f"{API}/doses/{{id}}", ep(patch))
     r.add_delete(f"{API}/doses/{{id}}", ep(delete))
+    r.add_get(f"{API}/lights", ep(list_lights))
+    r.add_post(f"{API}/lights", ep(set_lights))
+    r.add_delete(f"{API}/lights/{{night}}/{{event}}", ep(remove_lights))
     r.add_get("/app/", page)
     r.add_get("/app/{name}", asset)
     if with_root:
         r.add_get("/", _to_app)
     if settings.api.cors_origins:
-        for path in (f"{API}/persons", f"{API}/doses", f"{API}/doses/{{id}}"):
+        for path in (f"{API}/persons", f"{API}/doses", f"{API}/doses/{{id}}", f"{API}/lights",
+                     f"{API}/lights/{{night}}/{{event}}"):
             r.add_route("OPTIONS", path, preflight)
 
 

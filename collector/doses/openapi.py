@@ -16,7 +16,20 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from collector import __version__
-from collector.doses.model import Dose, DoseCreate, DoseList, DosePatch, DoseResult, ErrorBody, Health, PersonList
+from collector.doses.model import (
+    Dose,
+    DoseCreate,
+    DoseList,
+    DosePatch,
+    DoseResult,
+    ErrorBody,
+    Health,
+    Lights,
+    LightsCreate,
+    LightsEvent,
+    LightsList,
+    PersonList,
+)
 
 OPENAPI_FILE = Path(__file__).parent / "openapi.json"
 _REF = "#/components/schemas/{model}"
@@ -39,6 +52,13 @@ _ID_PARAM = {
     "name": "id", "in": "path", "required": True,
     "schema": {"type": "string", "format": "uuid"}, "description": "dose id",
 }
+_PERSON_SCHEMA = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+_LIGHTS_PARAMS = [
+    {"name": "night", "in": "path", "required": True, "schema": {"type": "string", "format": "date"},
+     "description": "the evening's date"},
+    {"name": "event", "in": "path", "required": True,
+     "schema": {"type": "string", "enum": [e.value for e in LightsEvent]}},
+]
 
 
 @cache
@@ -48,6 +68,7 @@ def openapi_document() -> dict[str, Any]:
         (DoseCreate, "validation"), (DosePatch, "validation"), (Dose, "serialization"),
         (DoseResult, "serialization"), (DoseList, "serialization"), (PersonList, "serialization"),
         (ErrorBody, "serialization"), (Health, "serialization"),
+        (LightsCreate, "validation"), (Lights, "serialization"), (LightsList, "serialization"),
     ]
     _, top = models_json_schema(models, ref_template=_REF)
     schemas = top.get("$defs", {})
@@ -116,6 +137,49 @@ def openapi_document() -> dict[str, Any]:
                               "404": _err("no such dose"), "422": invalid, **_AUTH_ERRORS},
             },
         },
+        "/api/v1/lights": {
+            "get": {
+                "operationId": "listLights",
+                "summary": "current lights out / lights on per night, newest night first",
+                "parameters": [
+                    {"name": "person", "in": "query", "required": False, "schema": _PERSON_SCHEMA},
+                    {"name": "since", "in": "query", "required": False,
+                     "schema": {"type": "string", "format": "date"},
+                     "description": "first night (the evening's date)"},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                ],
+                "responses": {"200": {"description": "lights", "content": _content("LightsList")},
+                              "422": invalid, **_AUTH_ERRORS},
+            },
+            "post": {
+                "operationId": "setLights",
+                "summary": "record lights out or lights on (default now) for the night holding "
+                           "the time; replaces that night's earlier one",
+                "requestBody": {"required": True, "content": _content("LightsCreate")},
+                "responses": {
+                    "201": {"description": "recorded", "content": _content("Lights")},
+                    "200": {"description": "exactly this was recorded already",
+                            "content": _content("Lights")},
+                    "413": _err("body too large"),
+                    "422": invalid,
+                    **_AUTH_ERRORS,
+                },
+            },
+        },
+        "/api/v1/lights/{night}/{event}": {
+            "parameters": _LIGHTS_PARAMS,
+            "delete": {
+                "operationId": "removeLights",
+                "summary": "remove a night's lights out or lights on; returns it",
+                "parameters": [{"name": "person", "in": "query", "required": False,
+                                "schema": _PERSON_SCHEMA,
+                                "description": "default: the only configured person"}],
+                "responses": {"200": {"description": "removed", "content": _content("Lights")},
+                              "404": _err("nothing recorded for that night and event"),
+                              "422": invalid, **_AUTH_ERRORS},
+            },
+        },
     }
     for item in paths.values():
         for op in item.values():
@@ -129,8 +193,9 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "magsleep dose API", "version": __version__,
-                 "description": "Log supplement doses. Auth: 'Authorization: Bearer <token>' "
-                                "with a token from api.tokens (not needed when none is set)."},
+                 "description": "Log supplement doses and lights out / lights on. Auth: "
+                                "'Authorization: Bearer <token>' with a token from api.tokens "
+                                "(not needed when none is set)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
