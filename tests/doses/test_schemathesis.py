@@ -56,3 +56,32 @@ def test_the_checks_catch_an_undocumented_response(threaded_server: ThreadedServ
     assert "Undocumented status code" in "".join(traceback.format_exception(caught.value))
     good = schema["/api/v1/doses"]["GET"].Case(query={"limit": 0})
     good.validate_response(response, checks=CHECKS)
+
+
+def test_fuzz_covers_the_lights_endpoints() -> None:
+    for path, method in (("/api/v1/lights", "POST"), ("/api/v1/lights", "GET"),
+                         ("/api/v1/lights/{night}/{event}", "DELETE")):
+        assert schema[path][method].path == path  # KeyError if the document lost it
+
+
+def test_lights_success_responses_conform(threaded_server: ThreadedServer) -> None:
+    """Random input rarely lands in a night window: the 201/200 answers are checked here."""
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Europe/Berlin")
+    at = datetime.combine(datetime.now(tz).date() - timedelta(days=1), time(23, 10), tzinfo=tz)
+    body: Any = {"person": "alice", "event": "lights_out", "at": at.isoformat()}
+    statuses: list[int] = []
+    with requests.Session() as session:
+        for case in (schema["/api/v1/lights"]["POST"].Case(body=body),
+                     schema["/api/v1/lights"]["POST"].Case(body=body),
+                     schema["/api/v1/lights"]["GET"].Case(query={"person": "alice"}),
+                     schema["/api/v1/lights/{night}/{event}"]["DELETE"].Case(
+                         path_parameters={"night": at.date().isoformat(), "event": "lights_out"},
+                         query={"person": "alice"})):
+            response = session.request(**case.as_transport_kwargs(base_url=threaded_server.url,
+                                                                  headers=auth()))
+            case.validate_response(response, checks=CHECKS)
+            statuses.append(response.status_code)
+    assert statuses == [201, 200, 200, 200]
