@@ -17,7 +17,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -60,6 +60,9 @@ _BUCKET = "30m"
 #: (late uploads from a tracker, tags added the next day); older changes need --since.
 RECHECK_DAYS = 14
 _DOSE_LOOKBACK_NS = 24 * 3600 * NS
+#: Worker processes start only for at least this many nights (a worker's start-up, ~1.5 s of CPU,
+#: is more than computing a night, ~0.3 s).
+MIN_NIGHTS_FOR_WORKERS = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ class RunSummary:
     flagged: int = 0
     nights: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    parallel: bool = False  # computed in worker processes (else in this process)
 
 
 def _fingerprint(parts: Any) -> str:
@@ -326,10 +330,14 @@ async def compute_person(
     until: date | None = None,
     recompute: bool = False,
     now_ns: int | None = None,
-    executor: Executor | None = None,
+    executor: Executor | Callable[[int], Executor | None] | None = None,
     concurrency: int = 1,
 ) -> RunSummary:
-    """Compute the new or changed nights of one person (windows that have ended by ``now_ns``)."""
+    """Compute the new or changed nights of one person (windows that have ended by ``now_ns``).
+
+    ``executor`` runs the computations (None: a thread of this process); a callable is asked for
+    one with the number of nights to compute, so that worker processes start only when worth it.
+    """
     t_start = time.perf_counter()
     summary = RunSummary(person.name)
     now = _today(now_ns)
@@ -395,6 +403,10 @@ async def compute_person(
             summary.unchanged += 1
             continue
         todo.append((win, fp, tags_by_night.get(key, [])))
+
+    if callable(executor) and not isinstance(executor, Executor):
+        executor = executor(len(todo))
+    summary.parallel = executor is not None
 
     async def run_one(win: NightWindow, fp: str, ntag_rows: list[Row]) -> None:
         key = win.night.isoformat()
@@ -477,15 +489,23 @@ async def compute_all(
     opts = _options(settings)
     classifiers = tuple(c for c in (opts.classifier, opts.wake_classifier) if c)
     pool: ProcessPoolExecutor | None = None
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(classifiers,))
+
+    def executor_for(n_nights: int) -> Executor | None:
+        # Starting a worker (imports, classifiers) costs ~1.5 s of CPU: not for a night or two.
+        nonlocal pool
+        if workers <= 1 or n_nights < MIN_NIGHTS_FOR_WORKERS:
+            return None
+        if pool is None:
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(classifiers,))
+        return pool
+
     out: list[RunSummary] = []
     try:
         async with InfluxReader.from_settings(settings) as reader, \
                 Pipeline.from_settings(settings, name="nights") as pipe:
             for p in persons:
                 out.append(await compute_person(settings, p, reader, pipe, state, since=since, until=until,
-                                                recompute=recompute, now_ns=now_ns, executor=pool,
+                                                recompute=recompute, now_ns=now_ns, executor=executor_for,
                                                 concurrency=workers))
             await pipe.flush(timeout=max(60.0, settings.influx.timeout_s * 6))
     except StorageError:

@@ -92,6 +92,29 @@ async def test_compute_incremental_idempotent(setup, influx_server, influx_db):
     assert [r["night"] for r in listed] == [p.night.isoformat() for p in study.plans]
 
 
+async def test_worker_processes_only_for_several_nights_and_same_results(influx_server, influx_db, tmp_path):
+    """2 workers compute 4 nights exactly as this process does; 1 new night runs in process."""
+    person = PersonProfile.sample("sam", 4, age=45, sex="male")
+    study = plan_study(person, 5, seed=8, end=END, config=SimConfig(device_stages=False, motion=False))
+    settings = Settings(
+        influx=InfluxSettings(embedded=False, url=influx_server.url, database=influx_db),
+        storage=StorageSettings(state_dir=tmp_path),
+        persons=[PersonSettings(name="sam", age=45, sex="male", timezone=person.timezone)],
+    )
+    await backfill(settings, study, indices=range(4))
+    now = study.plans[3].lights_out_ns + 24 * 3600 * NS
+    s1 = (await compute_all(settings, now_ns=now, workers=2))[0]
+    assert (s1.computed, s1.parallel) == (4, True)
+    in_workers = {r["night"]: r for r in influx_server.rows("SELECT * FROM night GROUP BY *", influx_db)}
+    s2 = (await compute_all(settings, now_ns=now, workers=1, recompute=True))[0]
+    assert (s2.computed, s2.parallel) == (4, False)
+    here = {r["night"]: r for r in influx_server.rows("SELECT * FROM night GROUP BY *", influx_db)}
+    assert here == in_workers
+    await backfill(settings, study, indices=[4])
+    s3 = (await compute_all(settings, now_ns=now + 24 * 3600 * NS, workers=2))[0]
+    assert (s3.computed, s3.parallel) == (1, False)
+
+
 async def test_nights_without_data_and_unfinished_windows(setup):
     settings, study = setup
     await backfill(settings, study, indices=[0])
