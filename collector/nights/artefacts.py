@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 from scipy.ndimage import rank_filter
 
@@ -104,9 +103,10 @@ def rolling_stats(x: F64, w: int, qs: tuple[float, ...] = (), *, median: bool = 
     sorted directly (:func:`_window_stats`). ``x`` must be free of NaN (RR-derived series are).
     """
     n = x.size
-    if w % 2 == 0 or n == 0:
-        roll = pd.Series(x).rolling(w, center=True, min_periods=1)
-        return [roll.median().to_numpy()] if median else [roll.quantile(q).to_numpy() for q in qs]
+    if w % 2 == 0 or w < 1:
+        raise AnalysisError(f"rolling window of {w} beats: it must be odd (a centred window)")
+    if n == 0:
+        return [np.zeros(0) for _ in ((0.5,) if median else qs)]
     h = w // 2
     edges = np.flatnonzero((np.arange(n) < h) | (np.arange(n) >= n - h)).astype(np.int64)
     edge_vals = _window_stats(x, w, edges, qs, median)

@@ -36,8 +36,6 @@ from typing import Any, Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy.integrate import trapezoid
-from scipy.interpolate import interp1d
 
 from collector.errors import AnalysisError
 from collector.nights.artefacts import Beats
@@ -191,7 +189,7 @@ def _freq_features_safe(
 ) -> F64:
     """sleepecg's ``_hrv_frequencydomain_features`` with :func:`_nanpsd_safe`."""
     interp_times = np.arange(stage_times[0] - lookback, stop=stage_times[-1] + lookforward, step=1 / fs)
-    rri_interp = interp1d(rri_times, rri, bounds_error=False)(interp_times)
+    rri_interp = np.interp(interp_times, rri_times, rri, left=np.nan, right=np.nan)  # interp1d(linear)
     window_size = int((lookback + lookforward) * fs)
     window_step = int(fs * (stage_times[1] - stage_times[0] if len(stage_times) > 1 else EPOCH_S))
     windows = sliding_window_view(rri_interp, window_size)[::window_step]
@@ -201,10 +199,10 @@ def _freq_features_safe(
     lf_m = (freq > 0.04) & (freq <= 0.15)
     hf_m = (freq > 0.15) & (freq <= 0.4)
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = trapezoid(psd[:, tp], freq[tp])
-        vlf = trapezoid(psd[:, vlf_m], freq[vlf_m])
-        lf = trapezoid(psd[:, lf_m], freq[lf_m])
-        hf = trapezoid(psd[:, hf_m], freq[hf_m])
+        total = np.trapezoid(psd[:, tp], freq[tp])
+        vlf = np.trapezoid(psd[:, vlf_m], freq[vlf_m])
+        lf = np.trapezoid(psd[:, lf_m], freq[lf_m])
+        hf = np.trapezoid(psd[:, hf_m], freq[hf_m])
         out: F64 = np.vstack((total, vlf, lf, lf / (lf + hf) * 100, hf, hf / (lf + hf) * 100, lf / hf)).T
     return out
 

@@ -128,8 +128,8 @@ def test_extra_detection_with_very_short_interval_is_merged_without_time_shift()
     assert abs(b.t_s[-1] - (stamps[-1] - b.t0_ns) / 1e9) < 0.01
 
 
-@pytest.mark.parametrize("w", [11, 91, 12])
-@pytest.mark.parametrize("n", [1, 5, 45, 90, 91, 92, 183, 2000])
+@pytest.mark.parametrize("w", [11, 91, 31])
+@pytest.mark.parametrize("n", [0, 1, 5, 45, 90, 91, 92, 183, 2000])
 def test_rolling_stats_identical_to_pandas(w, n):
     """Quartiles and medians of centred windows (truncated at the ends) equal pandas' to the bit."""
     import pandas as pd  # type: ignore[import-untyped]
@@ -144,6 +144,14 @@ def test_rolling_stats_identical_to_pandas(w, n):
         for q, g in zip((0.25, 0.75, 0.5), got, strict=True):
             np.testing.assert_array_equal(g, r.quantile(q).to_numpy())
         np.testing.assert_array_equal(rolling_stats(x, w, median=True)[0], r.median().to_numpy())
+
+
+def test_rolling_stats_needs_a_centred_window():
+    from collector.errors import AnalysisError
+    from collector.nights.artefacts import rolling_stats
+
+    with pytest.raises(AnalysisError, match="must be odd"):
+        rolling_stats(np.ones(10), 12, (0.25,))
 
 
 def test_identical_to_neurokit2_on_a_simulated_night():
