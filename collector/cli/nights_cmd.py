@@ -138,8 +138,8 @@ def compute(
     since: SinceOpt = None,
     until: Annotated[str | None, typer.Option("--until", help="Last night (YYYY-MM-DD).")] = None,
     recompute: Annotated[bool, typer.Option("--recompute", help="Recompute nights even if unchanged.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
-                                         help="Processes for staging (default: CPUs, at most 4).")] = 0,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64,
+                                                help="Processes for staging (default: CPUs, at most 4).")] = None,
 ) -> None:
     """Compute new or changed nights (incremental and idempotent)."""
     settings = get_settings()

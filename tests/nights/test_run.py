@@ -130,13 +130,17 @@ def test_cli_list_formats(setup, influx_server, influx_db, tmp_path, monkeypatch
 
     settings, study = setup
     asyncio.run(backfill(settings, study, indices=[0]))
-    asyncio.run(compute_all(settings, now_ns=_now(study)))
     cfg = tmp_path / "m.toml"
     cfg.write_text(
         f'[influx]\nembedded = false\nurl = "{influx_server.url}"\ndatabase = "{influx_db}"\n'
         f'[storage]\nstate_dir = "{tmp_path}"\n[[persons]]\nname = "sam"\nage = 45\nsex = "male"\n'
+        f'timezone = "{settings.persons[0].timezone}"\n'
     )
     runner = CliRunner()
+    # compute with the defaults (the simulated night ended days before the real clock's now)
+    r = runner.invoke(app, ["--config", str(cfg), "nights", "compute"])
+    assert r.exit_code == 0, r.output
+    assert "sam: 1 night(s) computed (0 flagged)" in r.output
     r = runner.invoke(app, ["--config", str(cfg), "nights", "--format", "json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
