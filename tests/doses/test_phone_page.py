@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from collector.doses.journal import to_ns
 from tests.doses.conftest import TOKEN, ThreadedServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -32,7 +37,9 @@ def browser() -> Iterator[WebDriver]:
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run", "--window-size=412,915"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    # the browser's clock in UTC, so that the times the tests type mean the same everywhere
+    service = Service(executable_path=CHROMEDRIVER, env={**os.environ, "TZ": "UTC"})
+    driver = webdriver.Chrome(options=opts, service=service)
     try:
         yield driver
     finally:
@@ -125,3 +132,85 @@ def test_validation_error_is_shown(browser: WebDriver, threaded_server: Threaded
     assert _text(browser, "status").startswith("Not logged:")
     assert not browser.find_element(By.ID, "pending-box").is_displayed()
     assert threaded_server.call(threaded_server.service.list_doses) == []
+
+
+def _wait_for(wait: WebDriverWait[WebDriver], element_id: str, text: str) -> None:
+    """Wait until the element shows ``text``; on timeout say what it showed instead."""
+    try:
+        wait.until(lambda d: text in _text(d, element_id))
+    except TimeoutException:
+        raise AssertionError(f"#{element_id} never showed {text!r}; it shows "
+                             f"{_text(wait._driver, element_id)!r}") from None
+
+
+def _set_time(driver: WebDriver, hhmm: str) -> None:
+    # a time input's typing format follows the browser's locale (12/24 h): set the value directly
+    driver.execute_script("document.getElementById('lights-time').value = arguments[0]", hhmm)
+
+
+def test_lights_out_listed_undone_and_retried_offline(
+    browser: WebDriver, threaded_server: ThreadedServer, influx_server: Any, influx_db: str
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    wait = WebDriverWait(browser, 20)
+    browser.get(threaded_server.url + "/app/")
+    browser.execute_script(f"localStorage.setItem('magsleep.token', '{TOKEN}')")
+    browser.refresh()
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "person")).options) == 2)
+    Select(browser.find_element(By.ID, "person")).select_by_visible_text("alice")
+    _wait_for(wait, "lights-list", "Nothing recorded")
+    svc = threaded_server.service
+
+    # lights out at 23:10 (the browser's clock is UTC: 00:10 in Berlin, inside alice's night)
+    _set_time(browser, "23:10")
+    browser.find_element(By.ID, "lights-out").click()
+    _wait_for(wait, "status", "Lights out at 23:10")
+    _wait_for(wait, "lights-list", "Lights out 23:10")
+    assert browser.find_element(By.ID, "lights-time").get_attribute("value") == ""
+    (stored,) = threaded_server.call(svc.list_lights)
+    assert (stored.person, stored.event.value, stored.source.value) == ("alice", "lights_out", "web")
+    assert stored.at.astimezone(UTC).strftime("%H:%M") == "23:10"
+    assert stored.at <= datetime.now(UTC) + timedelta(minutes=5)  # the most recent 23:10
+    threaded_server.call(lambda: svc.sink.flush(timeout=30))  # type: ignore[union-attr]
+    (row,) = influx_server.rows("SELECT * FROM night_tag GROUP BY *", influx_db)
+    assert (row["_tags"], row["night"], row["value"], row["at"]) == (
+        {"person": "alice", "tag": "lights_out"}, stored.night.isoformat(), True, to_ns(stored.at))
+    browser.save_screenshot(str(ARTIFACTS / "lights-phone-recorded.png"))
+
+    # undo: gone from the list and the journal, and InfluxDB has value=false for it
+    browser.find_element(By.CSS_SELECTOR, "#lights-list li button.undo").click()
+    _wait_for(wait, "status", "Removed lights out 23:10")
+    _wait_for(wait, "lights-list", "Nothing recorded")
+    assert threaded_server.call(svc.list_lights) == []
+    threaded_server.call(lambda: svc.sink.flush(timeout=30))  # type: ignore[union-attr]
+    (row,) = influx_server.rows("SELECT * FROM night_tag GROUP BY *", influx_db)
+    assert row["value"] is False
+
+    # the server is unreachable: the entry is kept, a new tap refused, Retry delivers it once
+    threaded_server.go_offline()
+    try:
+        _set_time(browser, "06:30")
+        browser.find_element(By.ID, "lights-on").click()
+        _wait_for(wait, "status", "No connection to the magsleep server")
+        assert "The lights on is kept here" in _text(browser, "status")
+        wait.until(ec.visibility_of_element_located((By.ID, "lights-pending-box")))
+        assert "Not saved yet: lights on for alice at 06:30" in _text(browser, "lights-pending-text")
+        browser.save_screenshot(str(ARTIFACTS / "lights-phone-offline.png"))
+        browser.find_element(By.ID, "lights-out").click()
+        _wait_for(wait, "status", "An earlier lights out/on is not saved yet")
+    finally:
+        threaded_server.go_online()
+    browser.find_element(By.ID, "lights-retry").click()
+    _wait_for(wait, "status", "Lights on at 06:30")
+    wait.until(ec.invisibility_of_element_located((By.ID, "lights-pending-box")))
+    _wait_for(wait, "lights-list", "Lights on 06:30")
+    (stored,) = threaded_server.call(svc.list_lights)
+    assert (stored.event.value, stored.at.astimezone(UTC).strftime("%H:%M")) == ("lights_on", "06:30")
+
+    # a time outside the night window: the server's message, nothing kept for retrying
+    _set_time(browser, "15:00")  # 16:00/17:00 in Berlin: between alice's windows (14:00-18:00)
+    browser.find_element(By.ID, "lights-out").click()
+    _wait_for(wait, "status", "outside alice's night window")
+    assert not browser.find_element(By.ID, "lights-pending-box").is_displayed()
+    assert len(threaded_server.call(svc.list_lights)) == 1
+    browser.save_screenshot(str(ARTIFACTS / "lights-phone.png"))

@@ -1,4 +1,4 @@
-// magsleep phone page: log a dose with one tap. No build step, no dependencies.
+// magsleep phone page: log a dose, lights out or lights on with one tap. No build step, no dependencies.
 "use strict";
 (function () {
   const API = "/api/v1";
@@ -9,7 +9,11 @@
     form: $("dose-form"), person: $("person"), formSel: $("form"), amount: $("amount"),
     note: $("note"), took: $("took"), status: $("status"), pendingBox: $("pending-box"),
     pendingText: $("pending-text"), retry: $("retry"), discard: $("discard"), recent: $("recent"),
+    lightsTime: $("lights-time"), lightsOut: $("lights-out"), lightsOn: $("lights-on"),
+    lightsPendingBox: $("lights-pending-box"), lightsPendingText: $("lights-pending-text"),
+    lightsRetry: $("lights-retry"), lightsDiscard: $("lights-discard"), lightsList: $("lights-list"),
   };
+  const EVENT_NAMES = { lights_out: "Lights out", lights_on: "Lights on" };
 
   function uuid4() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -34,7 +38,7 @@
     constructor(status, message) { super(message); this.status = status; }
   }
 
-  async function call(method, path, body) {
+  async function call(method, path, body, what) {
     let resp;
     try {
       resp = await fetch(API + path, {
@@ -42,7 +46,7 @@
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      throw new ApiError(0, "No connection to the magsleep server. The dose is kept here; tap Retry.");
+      throw new ApiError(0, `No connection to the magsleep server. The ${what || "dose"} is kept here; tap Retry.`);
     }
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
@@ -156,6 +160,127 @@
     renderRecent(res.doses);
   }
 
+  // -- lights out / lights on ---------------------------------------------------------------
+
+  // 24-hour HH:MM, as the CLI and the server's messages write times
+  function hm(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  }
+
+  function localDate(d) {
+    const p = (x) => String(x).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+  }
+
+  function nightLabel(night) {
+    const [y, m, d] = night.split("-").map(Number);
+    return new Date(y, m - 1, d).toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" });
+  }
+
+  // The time field: empty means now; HH:MM is the most recent such time (23:40 typed after
+  // midnight means last evening), like `magsleep night lights-out --at`.
+  function lightsAt() {
+    const now = new Date();
+    const v = els.lightsTime.value;
+    if (!v) return now;
+    const [h, m] = v.split(":").map(Number);
+    const at = new Date(now.getFullYear(), now.getMonth(), now.getDate(), h, m);
+    if (at.getTime() > now.getTime() + 5 * 60 * 1000) at.setDate(at.getDate() - 1);
+    return at;
+  }
+
+  function pendingLights() {
+    try { return JSON.parse(store.getItem("magsleep.pendingLights") || "null"); } catch (e) { return null; }
+  }
+
+  function showPendingLights() {
+    const p = pendingLights();
+    els.lightsPendingBox.hidden = !p;
+    if (p) {
+      els.lightsPendingText.textContent =
+        `Not saved yet: ${EVENT_NAMES[p.event].toLowerCase()} for ${p.person} at ${hm(p.at)}.`;
+    }
+  }
+
+  async function sendLights(body) {
+    store.setItem("magsleep.pendingLights", JSON.stringify(body));  // kept until the server has it
+    const buttons = [els.lightsOut, els.lightsOn, els.lightsRetry];
+    for (const b of buttons) b.disabled = true;
+    try {
+      const l = await call("POST", "/lights", body, EVENT_NAMES[body.event].toLowerCase());
+      store.removeItem("magsleep.pendingLights");
+      els.lightsTime.value = "";
+      setStatus("ok", `${EVENT_NAMES[l.event]} at ${hm(l.at)} (night of ${nightLabel(l.night)}).`);
+      await loadLights();
+    } catch (e) {
+      if (e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 408 && e.status !== 429) {
+        store.removeItem("magsleep.pendingLights");  // the server said no: fix it, not retry
+      }
+      setStatus("err", "Not saved: " + e.message);
+    } finally {
+      for (const b of buttons) b.disabled = false;
+      showPendingLights();
+    }
+  }
+
+  function recordLights(event) {
+    if (pendingLights()) {
+      setStatus("err", "An earlier lights out/on is not saved yet: tap Retry or Discard first.");
+      return;
+    }
+    if (!els.person.value) { setStatus("err", "Pick the person first."); return; }
+    store.setItem("magsleep.person", els.person.value);
+    sendLights({ person: els.person.value, event, at: lightsAt().toISOString(), source: "web" });
+  }
+
+  function renderLights(lights) {
+    els.lightsList.replaceChildren();
+    if (!lights.length) {
+      const li = document.createElement("li");
+      li.textContent = "Nothing recorded for last night or tonight.";
+      els.lightsList.appendChild(li);
+      return;
+    }
+    for (const l of lights) {
+      const li = document.createElement("li");
+      li.dataset.night = l.night;
+      li.dataset.event = l.event;
+      const what = document.createElement("span");
+      what.className = "what";
+      what.textContent = `${EVENT_NAMES[l.event]} ${hm(l.at)}`;
+      const when = document.createElement("span");
+      when.className = "when";
+      when.textContent = `night of ${nightLabel(l.night)} · ${l.person}`;
+      what.appendChild(when);
+      const undo = document.createElement("button");
+      undo.type = "button";
+      undo.className = "undo";
+      undo.textContent = "Undo";
+      undo.addEventListener("click", async () => {
+        undo.disabled = true;
+        try {
+          await call("DELETE", `/lights/${l.night}/${l.event}?person=${encodeURIComponent(l.person)}`);
+          setStatus("ok", `Removed ${EVENT_NAMES[l.event].toLowerCase()} ${hm(l.at)}.`);
+          await loadLights();
+        } catch (e) {
+          setStatus("err", "Could not undo: " + e.message);
+          undo.disabled = false;
+        }
+      });
+      li.append(what, undo);
+      els.lightsList.appendChild(li);
+    }
+  }
+
+  async function loadLights() {
+    if (!els.person.value) return;
+    const since = new Date();
+    since.setDate(since.getDate() - 1);  // last night and tonight
+    const res = await call("GET", `/lights?person=${encodeURIComponent(els.person.value)}` +
+                                  `&since=${localDate(since)}`);
+    renderLights(res.lights);
+  }
+
   function fill(select, values, chosen) {
     select.replaceChildren();
     for (const v of values) {
@@ -168,6 +293,7 @@
 
   async function init() {
     showPending();
+    showPendingLights();
     try {
       const p = await call("GET", "/persons");
       fill(els.person, p.persons.map((x) => x.name), store.getItem("magsleep.person"));
@@ -175,6 +301,7 @@
       els.amount.value = store.getItem("magsleep.amount") || "";
       els.tokenBox.hidden = true;
       await loadRecent();
+      await loadLights();
       if (!els.status.textContent) setStatus("", "");
     } catch (e) {
       setStatus("err", e.message);
@@ -200,6 +327,15 @@
   els.retry.addEventListener("click", () => { const p = pending(); if (p) send(p); });
   els.discard.addEventListener("click", () => {
     store.removeItem("magsleep.pending"); showPending(); setStatus("", "");
+  });
+  els.lightsOut.addEventListener("click", () => recordLights("lights_out"));
+  els.lightsOn.addEventListener("click", () => recordLights("lights_on"));
+  els.lightsRetry.addEventListener("click", () => { const p = pendingLights(); if (p) sendLights(p); });
+  els.lightsDiscard.addEventListener("click", () => {
+    store.removeItem("magsleep.pendingLights"); showPendingLights(); setStatus("", "");
+  });
+  els.person.addEventListener("change", () => {
+    loadLights().catch((e) => setStatus("err", e.message));
   });
   els.saveToken.addEventListener("click", () => {
     const t = els.token.value.trim();
