@@ -277,6 +277,8 @@ class NightsSettings(_Section):
     motion_staging: bool = False
     motion_scale: float = Field(default=1.0, gt=0)
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)
+    #: ``magsleep run`` computes new nights this often (minutes; 0: only ``magsleep nights compute``).
+    compute_every_min: float = Field(default=60.0, ge=0)
 
 
 class Settings(BaseSettings):

@@ -51,11 +51,14 @@ async def run_daemon(
     status_interval_s: float | None = None,
     status_file: Path | None = None,
     serve_api: bool = False,
+    compute_nights: bool = False,
+    config: Path | None = None,
 ) -> DaemonResult:
     """Stream every registered device into ``sink`` (default: the storage pipeline) until stopped.
 
     ``serve_api``: also serve the dose HTTP API and phone page (``[api]``), writing through the
-    daemon's pipeline (``magsleep run`` does)."""
+    daemon's pipeline. ``compute_nights``: also run ``magsleep [--config config] nights compute``
+    every ``[nights] compute_every_min`` (:mod:`collector.nights.schedule`). ``magsleep run`` does both."""
     if not len(registry):
         raise DeviceNotFoundError("no devices registered; pair one first with "
                                   "'magsleep pair ADDRESS --person NAME' (find it with 'magsleep scan')")
@@ -78,6 +81,13 @@ async def run_daemon(
                     await stack.enter_async_context(running_api(settings, sink=pipe))
                 except ConfigError as exc:  # the data matter more than the API: keep collecting
                     log.error("not serving the dose API: %s", exc)
+            if compute_nights and settings.nights.compute_every_min > 0:
+                from collector.nights.schedule import compute_periodically
+
+                nights = asyncio.create_task(
+                    compute_periodically(config, settings.nights.compute_every_min * 60, stop_event),
+                    name="nights-compute")
+                stack.push_async_callback(_finish, nights, stop_event)
             return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file,
                               stopping_at)
     finally:
@@ -175,6 +185,14 @@ async def _warm_up_bleak() -> None:
         log.debug("BlueZ not available yet: %r", exc)
 
 
+async def _finish(task: asyncio.Task[None], stop_event: asyncio.Event) -> None:
+    """Let a background task end by itself once ``stop_event`` is set, else cancel it."""
+    if not stop_event.is_set():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: asyncio.Event) -> None:
     """Save the status file at most once a second while things change."""
     while True:
@@ -187,15 +205,18 @@ async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: as
         await asyncio.sleep(1.0)
 
 
-async def main(settings: Settings) -> int:
-    """``magsleep run``: stream until SIGTERM/SIGINT, then stop cleanly; returns the exit code."""
+async def main(settings: Settings, config: Path | None = None) -> int:
+    """``magsleep run``: stream until SIGTERM/SIGINT, then stop cleanly; returns the exit code.
+
+    ``config``: the settings file, for the ``nights compute`` runs."""
     registry = DeviceRegistry.for_settings(settings)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
     try:
-        result = await run_daemon(settings, registry, stop_event=stop_event, serve_api=True)
+        result = await run_daemon(settings, registry, stop_event=stop_event, serve_api=True, compute_nights=True,
+                                  config=config)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from collector.ble import daemon, logs, pairing
 from collector.ble.registry import DeviceRegistry, load_status, status_path
-from collector.cli.common import console, fail, get_settings
+from collector.cli.common import config_path, console, fail, get_settings
 from collector.errors import MagsleepError
 
 
@@ -113,7 +113,7 @@ def run() -> None:
     settings = get_settings()
     logs.configure(settings.log_level)
     try:
-        code = asyncio.run(daemon.main(settings))
+        code = asyncio.run(daemon.main(settings, config_path()))
     except MagsleepError as exc:
         fail(str(exc))
     raise typer.Exit(code)

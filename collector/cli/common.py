@@ -10,7 +10,7 @@ from rich.console import Console
 
 from collector import __version__
 from collector.errors import MagsleepError
-from collector.settings import Settings, load_settings
+from collector.settings import Settings, load_settings, resolve_config_path
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,6 +33,12 @@ def root_callback(
     """Find out, with honest numbers, whether evening magnesium changes your sleep."""
     _state["config"] = config
     _cache.clear()
+
+
+def config_path() -> Path | None:
+    """The settings file this command reads (absolute), if any: for child processes."""
+    path, _ = resolve_config_path(_state["config"])
+    return path.resolve() if path is not None and path.is_file() else None
 
 
 def get_settings() -> Settings:
