@@ -4,8 +4,8 @@ One place for the CLI (``magsleep night lights-out``), the HTTP API and the phon
 three write the same point: ``night_tag`` with tags person and tag (``lights_out`` /
 ``lights_on``), fields night (the evening's date), value (true; false = removed) and at (ns),
 stamped 12:00 UTC of the night. The night window is the nights area's
-(:func:`collector.nights.segment.night_of`); that module pulls in NumPy, SciPy and pandas, so it
-is imported on first use (the service calls this on its worker thread, not on the event loop).
+(:func:`collector.nights.segment.night_of`, which needs only NumPy); it is imported on first use
+(the service calls this on its worker thread, not on the event loop).
 """
 
 from __future__ import annotations

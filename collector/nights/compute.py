@@ -28,11 +28,9 @@ from collector.nights.segment import (
     night_span,
     rest_bounds,
 )
+from collector.nights.stages import EPOCH_S, STAGE_NAMES, UNKNOWN
 from collector.nights.staging import (
-    EPOCH_S,
     MIN_EPOCH_COVERAGE,
-    STAGE_NAMES,
-    UNKNOWN,
     Hypnogram,
     StagingFeatures,
     Subject,

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from collector.nights.staging import DEEP, LIGHT, NREM, REM, SLEEP_CODES, WAKE
+from collector.nights.stages import DEEP, LIGHT, NREM, REM, SLEEP_CODES, WAKE
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]

@@ -44,7 +44,8 @@ from collector.nights.compute import (
 )
 from collector.nights.model import load_classifier
 from collector.nights.segment import NS, NightWindow, lights_from_tags, night_window
-from collector.nights.staging import EPOCH_S, Subject
+from collector.nights.stages import EPOCH_S
+from collector.nights.staging import Subject
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from collector.nights.staging import EPOCH_S, SLEEP_CODES
+from collector.nights.stages import EPOCH_S, SLEEP_CODES
 from collector.settings import PersonSettings
 
 NS = 1_000_000_000

@@ -40,21 +40,14 @@ from numpy.typing import NDArray
 from collector.errors import AnalysisError
 from collector.nights.artefacts import Beats
 from collector.nights.model import GruClassifier, load_classifier, predict_many
+from collector.nights.stages import EPOCH_S, NREM, REM, SLEEP, SLEEP_CODES, UNKNOWN, WAKE
 
 F64 = NDArray[np.float64]
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 
-EPOCH_S = 30
 #: An epoch is staged when clean (or corrected) beats cover at least this share of it.
 MIN_EPOCH_COVERAGE = 0.5
-
-# Stage codes of the sleep_stage measurement (collector/storage/schema.py).
-WAKE, LIGHT, DEEP, REM, NREM, SLEEP, UNKNOWN, NOT_WORN = 0, 1, 2, 3, 4, 5, -1, -2
-STAGE_NAMES = {WAKE: "wake", LIGHT: "light", DEEP: "deep", REM: "rem", NREM: "nrem", SLEEP: "sleep",
-               UNKNOWN: "unknown", NOT_WORN: "not_worn"}
-STAGE_CODES = {v: k for k, v in STAGE_NAMES.items()}
-SLEEP_CODES = (LIGHT, DEEP, REM, NREM, SLEEP)
 
 # Classifier output class -> stage code (class 0 is sleepecg's UNDEFINED).
 _CLASS_MAP = {

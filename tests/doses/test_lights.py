@@ -23,7 +23,7 @@ from collector.doses.lights import lights_point, person_settings
 from collector.doses.model import DoseValidationError, LightsEvent
 from collector.nights.run import compute_all
 from collector.nights.segment import lights_from_tags, night_window
-from collector.nights.staging import EPOCH_S
+from collector.nights.stages import EPOCH_S
 from collector.settings import ApiSettings, InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.backfill import backfill
 from collector.sim.nights import Study, plan_study

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from collector.nights.metrics import heart_metrics, hr_from_samples, sleep_metrics
-from collector.nights.staging import DEEP, LIGHT, NREM, REM, SLEEP, UNKNOWN, WAKE
+from collector.nights.stages import DEEP, LIGHT, NREM, REM, SLEEP, UNKNOWN, WAKE
 
 
 def hyp(*parts: tuple[int, float]) -> np.ndarray:

@@ -16,7 +16,7 @@ from collector.nights.segment import (
     rest_bounds,
     sleep_periods,
 )
-from collector.nights.staging import NREM, UNKNOWN, WAKE
+from collector.nights.stages import NREM, UNKNOWN, WAKE
 from collector.settings import PersonSettings
 from tests.nights.test_metrics import hyp
 

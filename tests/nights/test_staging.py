@@ -8,18 +8,8 @@ import numpy as np
 import pytest
 
 from collector.nights.artefacts import clean_rr
-from collector.nights.staging import (
-    NREM,
-    REM,
-    SLEEP,
-    UNKNOWN,
-    WAKE,
-    Hypnogram,
-    Subject,
-    cole_kripke,
-    combine_motion,
-    stage_beats,
-)
+from collector.nights.stages import NREM, REM, SLEEP, UNKNOWN, WAKE
+from collector.nights.staging import Hypnogram, Subject, cole_kripke, combine_motion, stage_beats
 from tests.nights.synth import sleep_rr
 
 T0 = 1_795_000_000 * 1_000_000_000
