@@ -11,6 +11,7 @@ by scripts/make-staging-reference.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import zipfile
@@ -34,9 +35,11 @@ CLASSIFIERS = ("wrn-gru-mesa", "ws-gru-mesa", "wrn-gru-mesa-weighted")
 
 
 def classifiers_dir() -> Path:
-    import sleepecg
-
-    return Path(sleepecg.__file__).parent / "classifiers"
+    """The installed sleepecg's ``classifiers`` folder, found without importing sleepecg (~1.5 s)."""
+    spec = importlib.util.find_spec("sleepecg")
+    if spec is None or not spec.submodule_search_locations:
+        raise AnalysisError("sleepecg is not installed; reinstall magsleep (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations))) / "classifiers"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """Sleep staging: device stages when present, else sleepecg features + the NumPy GRU classifier.
 
-Features are computed by sleepecg 0.6.0's own functions, with two additions:
+Features are sleepecg 0.6.0's (its feature groups, RR pre-processing and metadata columns, copied
+here because importing sleepecg costs ~1.5 s; its feature matrix is reproduced, tested against
+``sleepecg.extract_features``), with two additions:
 
 - intervals across a dropout (between segments, see :mod:`collector.nights.artefacts`) are set to
   NaN so they are never read as one long beat;
@@ -274,6 +276,58 @@ def _time_features_fast(rri: F64, rri_times: F64, stage_times: NDArray[Any], loo
     return out
 
 
+#: sleepecg 0.6.0's feature groups (``sleepecg.feature_extraction._FEATURE_GROUPS``) that the shipped
+#: classifiers use, in its column order. Kept here because importing sleepecg costs ~1.5 s (SciPy's
+#: signal and integrate packages, its classification module) for three small helpers; a test
+#: checks these against the installed sleepecg.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "hrv-time": ("meanNN", "maxNN", "minNN", "rangeNN", "SDNN", "RMSSD", "SDSD", "NN50", "NN20", "pNN50", "pNN20",
+                 "medianNN", "madNN", "iqrNN", "cvNN", "cvSD", "meanHR", "maxHR", "minHR", "stdHR", "SD1", "SD2",
+                 "S", "SD1_SD2_ratio", "CSI", "CVI"),
+    "hrv-frequency": ("total_power", "VLF", "LF", "LF_norm", "HF", "HF_norm", "LF_HF_ratio"),
+    "metadata": ("recording_start_time", "age", "gender", "weight"),
+}
+
+
+def parse_feature_selection(requested: list[str]) -> tuple[list[str], list[str], list[int]]:
+    """sleepecg's ``_parse_feature_selection``: (groups to compute, feature ids, their columns).
+
+    Groups come in order of first request (sleepecg uses a set, so its order varies between
+    processes; the selected columns, and so the features, are the same).
+    """
+    to_group = {f: g for g, ids in FEATURE_GROUPS.items() for f in ids}
+    groups: list[str] = []
+    ids: list[str] = []
+    for r in requested:
+        g = r if r in FEATURE_GROUPS else to_group.get(r)
+        if g is None:
+            raise AnalysisError(f"feature or group {r!r} is not supported by magsleep's staging")
+        if g not in groups:
+            groups.append(g)
+        ids.extend(FEATURE_GROUPS.get(r, (r,)))
+    all_cols = [f for g in groups for f in FEATURE_GROUPS[g]]
+    return groups, ids, [all_cols.index(f) for f in ids]
+
+
+def preprocess_rri(rri: F64, min_rri: float | None = None, max_rri: float | None = None) -> F64:
+    """sleepecg's ``preprocess_rri``: a copy with intervals outside [min_rri, max_rri] (s) set to NaN."""
+    out = np.array(rri, dtype=float)
+    if min_rri is not None:
+        out[out < min_rri] = np.nan
+    if max_rri is not None:
+        out[out > max_rri] = np.nan
+    return out
+
+
+def metadata_features(start_time: dtime, subject: Subject, n_epochs: int) -> F64:
+    """sleepecg's ``_metadata_features``: start time (s after midnight), age, gender, weight (unknown)."""
+    x = np.full((n_epochs, len(FEATURE_GROUPS["metadata"])), np.nan)
+    x[:, 0] = start_time.hour * 3600 + start_time.minute * 60 + start_time.second
+    x[:, 1] = subject.age
+    x[:, 2] = subject.gender
+    return x
+
+
 def extract_features(
     heartbeat_times: F64,
     n_epochs: int,
@@ -287,14 +341,7 @@ def extract_features(
 
     ``breaks[i]`` marks the interval ending at beat ``i + 1`` as a dropout (set to NaN).
     """
-    from sleepecg.feature_extraction import (
-        _metadata_features,
-        _parse_feature_selection,
-        preprocess_rri,
-    )
-    from sleepecg.io.sleep_readers import SleepRecord, SubjectData
-
-    groups, _ids, cols = _parse_feature_selection(list(params["feature_selection"]))
+    groups, _ids, cols = parse_feature_selection(list(params["feature_selection"]))
     lookback, lookforward = int(params["lookback"]), int(params["lookforward"])
     fs = float(params.get("fs_rri_resample", 4))
     max_nans = float(params.get("max_nans", 0))
@@ -303,8 +350,6 @@ def extract_features(
     if breaks is not None:
         rri[breaks] = np.nan
     rri_times = heartbeat_times[1:]
-    record = SleepRecord(recording_start_time=start_time, heartbeat_times=heartbeat_times,
-                         subject_data=SubjectData(gender=subject.gender, age=subject.age))
     blocks: list[F64] = []
     for g in groups:
         if g == "hrv-time":
@@ -314,7 +359,7 @@ def extract_features(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 blocks.append(_freq_features_safe(rri, rri_times, stage_times, lookback, lookforward, fs, max_nans))
         elif g == "metadata":
-            blocks.append(_metadata_features(record, n_epochs))
+            blocks.append(metadata_features(start_time, subject, n_epochs))
         else:
             raise AnalysisError(f"feature group {g!r} is not supported by magsleep's staging")
     feats: F64 = np.hstack(blocks)[:, cols]
@@ -374,11 +419,9 @@ def staging_features(
     beats: Beats, start_ns: int, end_ns: int, subject: Subject, *, classifier: str = "wrn-gru-mesa"
 ) -> StagingFeatures:
     """Features and per-epoch coverage for [start_ns, end_ns) (start-time column filled per use)."""
-    from sleepecg.feature_extraction import _parse_feature_selection
-
     clf = load_classifier(classifier)
     params = clf.feature_extraction_params
-    _, ids, _ = _parse_feature_selection(list(params["feature_selection"]))
+    _, ids, _ = parse_feature_selection(list(params["feature_selection"]))
     col = ids.index("recording_start_time") if "recording_start_time" in ids else -1
     n = max(0, int((end_ns - start_ns) // (EPOCH_S * 1_000_000_000)))
     cov = np.zeros(n)

@@ -73,6 +73,27 @@ def test_features_equal_sleepecg_extract_features(ref, case):
     np.testing.assert_array_equal(got[:, :26], want[:, :26])  # time domain: bit-identical
 
 
+def test_feature_helpers_equal_sleepecg():
+    """magsleep's copies of sleepecg's feature groups and helpers (importing sleepecg takes ~1.5 s)."""
+    import sleepecg.feature_extraction as fe
+
+    from collector.nights.model import classifiers_dir
+    from collector.nights.staging import FEATURE_GROUPS, parse_feature_selection, preprocess_rri
+
+    for group, group_ids in FEATURE_GROUPS.items():
+        assert fe._FEATURE_GROUPS[group] == group_ids
+    for sel in (["hrv-time", "hrv-frequency", "recording_start_time", "age", "gender"], ["LF", "meanNN", "age"]):
+        groups, ids, cols = parse_feature_selection(sel)
+        want_groups, want_ids, want_cols = fe._parse_feature_selection(sel)
+        assert set(groups) == set(want_groups) and ids == want_ids
+        ours = [f for g in groups for f in FEATURE_GROUPS[g]]
+        theirs = [f for g in want_groups for f in fe._FEATURE_GROUPS[g]]
+        assert [ours[c] for c in cols] == [theirs[c] for c in want_cols] == ids
+    rri = np.array([0.5, 0.2, 0.8, 2.5, np.nan, 0.6])
+    np.testing.assert_array_equal(preprocess_rri(rri, 0.3, 2), fe.preprocess_rri(rri, 0.3, 2))
+    assert classifiers_dir() == Path(fe.__file__).parent / "classifiers"
+
+
 def test_crash_case_raises_in_sleepecg_and_not_here(ref):
     rr = ref["crash_rr"].astype(np.int64)
     hb = np.concatenate(([0.0], np.cumsum(rr) / 1024))
