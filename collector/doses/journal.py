@@ -334,15 +334,8 @@ class DoseJournal:
     def list_tags(
         self, *, person: str | None = None, since: date | None = None
     ) -> list[NightTag]:
-        sql = "SELECT * FROM night_tags WHERE 1=1"
-        args: list[Any] = []
-        if person is not None:
-            sql += " AND person = ?"
-            args.append(person)
-        if since is not None:
-            sql += " AND night >= ?"
-            args.append(since.isoformat())
-        sql += " ORDER BY night DESC, person, tag"
+        where, args = _person_since(person, since)
+        sql = f"SELECT * FROM night_tags WHERE {where} ORDER BY night DESC, person, tag"
         return [_row_to_tag(r) for r in self._db.execute(sql, args)]
 
     # -- lights out / lights on ---------------------------------------------------------------
@@ -394,15 +387,8 @@ class DoseJournal:
     def list_lights(
         self, *, person: str | None = None, since: date | None = None, limit: int | None = None
     ) -> list[Lights]:
-        sql = "SELECT * FROM lights WHERE 1=1"
-        args: list[Any] = []
-        if person is not None:
-            sql += " AND person = ?"
-            args.append(person)
-        if since is not None:
-            sql += " AND night >= ?"
-            args.append(since.isoformat())
-        sql += " ORDER BY night DESC, person, at_ns DESC"
+        where, args = _person_since(person, since)
+        sql = f"SELECT * FROM lights WHERE {where} ORDER BY night DESC, person, at_ns DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -485,6 +471,18 @@ def _row_to_dose(row: sqlite3.Row) -> Dose:
         recorded_at=datetime.fromisoformat(row["recorded_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
     )
+
+
+def _person_since(person: str | None, since: date | None) -> tuple[str, list[Any]]:
+    """WHERE clause (and its arguments) for rows of one person (or all) from night ``since`` on."""
+    conds, args = ["1=1"], []
+    if person is not None:
+        conds.append("person = ?")
+        args.append(person)
+    if since is not None:
+        conds.append("night >= ?")
+        args.append(since.isoformat())
+    return " AND ".join(conds), args
 
 
 def _row_to_tag(row: sqlite3.Row) -> NightTag:

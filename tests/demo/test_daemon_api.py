@@ -53,7 +53,7 @@ async def test_daemon_answers_healthz_and_logs_a_dose_through_its_pipeline(
 async def test_daemon_computes_nights_on_its_schedule(tmp_path, virtual_bluez, influx_server, influx_db):
     """`magsleep run` runs `nights compute` as a child on start (then every compute_every_min)."""
     from collector.settings import load_settings
-    from tests.nights.test_schedule import backfilled_config
+    from tests.nights.test_schedule import backfilled_config, wait_for_night
 
     virtual_bluez.add_device(heart_rate_strap(ADDR, feed=heart_rate_feed(60)), paired=True)
     cfg = await backfilled_config(influx_server, influx_db, tmp_path)
@@ -62,12 +62,7 @@ async def test_daemon_computes_nights_on_its_schedule(tmp_path, virtual_bluez, i
     stop = asyncio.Event()
     task = asyncio.create_task(run_daemon(settings, registry, stop_event=stop, compute_nights=True, config=cfg))
     try:
-        for _ in range(300):
-            if influx_server.rows("SELECT tst_min FROM night", influx_db):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the daemon computed no night within 30 s")
+        await wait_for_night(influx_server, influx_db, "the daemon")
     finally:
         stop.set()
         result = await asyncio.wait_for(task, 15)

@@ -34,18 +34,22 @@ async def backfilled_config(influx_server, influx_db, tmp_path: Path, **kw: floa
     return cfg
 
 
+async def wait_for_night(influx_server, db: str, what: str, timeout_s: float = 30.0) -> None:
+    """Until a night point is in ``db`` (AssertionError naming ``what`` after ``timeout_s``)."""
+    for _ in range(int(timeout_s * 10)):
+        if influx_server.rows("SELECT tst_min FROM night", db):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} computed no night within {timeout_s:.0f} s")
+
+
 async def test_periodic_runs_compute_the_night_and_stop_promptly(influx_server, influx_db, tmp_path, caplog):
     cfg = await backfilled_config(influx_server, influx_db, tmp_path)
     stop = asyncio.Event()
     caplog.set_level(logging.INFO, logger="collector.nights.schedule")
     task = asyncio.create_task(compute_periodically(cfg, 3600.0, stop))
     try:
-        for _ in range(300):
-            if influx_server.rows("SELECT tst_min FROM night", influx_db):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("no night computed within 30 s")
+        await wait_for_night(influx_server, influx_db, "the schedule")
         for _ in range(50):  # the child logs its summary once it has exited
             if "nights computed" in caplog.text:
                 break

@@ -115,6 +115,33 @@
     }
   }
 
+  // One list entry: what (with when beneath) and an Undo button that DELETEs `path` and reloads.
+  function fillEntry(li, whatText, whenText, path, doneText, reload) {
+    const what = document.createElement("span");
+    what.className = "what";
+    what.textContent = whatText;
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = whenText;
+    what.appendChild(when);
+    const undo = document.createElement("button");
+    undo.type = "button";
+    undo.className = "undo";
+    undo.textContent = "Undo";
+    undo.addEventListener("click", async () => {
+      undo.disabled = true;
+      try {
+        await call("DELETE", path);
+        setStatus("ok", doneText);
+        await reload();
+      } catch (e) {
+        setStatus("err", "Could not undo: " + e.message);
+        undo.disabled = false;
+      }
+    });
+    li.append(what, undo);
+  }
+
   function renderRecent(doses) {
     els.recent.replaceChildren();
     if (!doses.length) {
@@ -126,31 +153,11 @@
     for (const d of doses) {
       const li = document.createElement("li");
       li.dataset.id = d.id;
-      const what = document.createElement("span");
-      what.className = "what";
-      what.textContent = `${mg(d.amount_mg)} mg ${d.form} · ${d.person}`;
-      const when = document.createElement("span");
-      when.className = "when";
-      when.textContent = new Date(d.taken_at).toLocaleString([], {
+      const when = new Date(d.taken_at).toLocaleString([], {
         weekday: "short", hour: "2-digit", minute: "2-digit" }) +
         ` · ${mg(d.elemental_mg)} mg Mg` + (d.note ? ` · ${d.note}` : "");
-      what.appendChild(when);
-      const undo = document.createElement("button");
-      undo.type = "button";
-      undo.className = "undo";
-      undo.textContent = "Undo";
-      undo.addEventListener("click", async () => {
-        undo.disabled = true;
-        try {
-          await call("DELETE", `/doses/${d.id}`);
-          setStatus("ok", `Removed ${mg(d.amount_mg)} mg ${d.form}.`);
-          await loadRecent();
-        } catch (e) {
-          setStatus("err", "Could not undo: " + e.message);
-          undo.disabled = false;
-        }
-      });
-      li.append(what, undo);
+      fillEntry(li, `${mg(d.amount_mg)} mg ${d.form} · ${d.person}`, when, `/doses/${d.id}`,
+                `Removed ${mg(d.amount_mg)} mg ${d.form}.`, loadRecent);
       els.recent.appendChild(li);
     }
   }
@@ -245,29 +252,9 @@
       const li = document.createElement("li");
       li.dataset.night = l.night;
       li.dataset.event = l.event;
-      const what = document.createElement("span");
-      what.className = "what";
-      what.textContent = `${EVENT_NAMES[l.event]} ${hm(l.at)}`;
-      const when = document.createElement("span");
-      when.className = "when";
-      when.textContent = `night of ${nightLabel(l.night)} · ${l.person}`;
-      what.appendChild(when);
-      const undo = document.createElement("button");
-      undo.type = "button";
-      undo.className = "undo";
-      undo.textContent = "Undo";
-      undo.addEventListener("click", async () => {
-        undo.disabled = true;
-        try {
-          await call("DELETE", `/lights/${l.night}/${l.event}?person=${encodeURIComponent(l.person)}`);
-          setStatus("ok", `Removed ${EVENT_NAMES[l.event].toLowerCase()} ${hm(l.at)}.`);
-          await loadLights();
-        } catch (e) {
-          setStatus("err", "Could not undo: " + e.message);
-          undo.disabled = false;
-        }
-      });
-      li.append(what, undo);
+      fillEntry(li, `${EVENT_NAMES[l.event]} ${hm(l.at)}`, `night of ${nightLabel(l.night)} · ${l.person}`,
+                `/lights/${l.night}/${l.event}?person=${encodeURIComponent(l.person)}`,
+                `Removed ${EVENT_NAMES[l.event].toLowerCase()} ${hm(l.at)}.`, loadLights);
       els.lightsList.appendChild(li);
     }
   }
