@@ -61,7 +61,7 @@ _BUCKET = "30m"
 #: (late uploads from a tracker, tags added the next day); older changes need --since.
 RECHECK_DAYS = 14
 _DOSE_LOOKBACK_NS = 24 * 3600 * NS
-#: Worker processes start only for at least this many nights (a worker's start-up, ~1.5 s of CPU,
+#: Worker processes start only for at least this many nights (a worker's start-up, ~1 s of CPU,
 #: is more than computing a night, ~0.3 s).
 MIN_NIGHTS_FOR_WORKERS = 4
 
@@ -308,7 +308,7 @@ def _compute(inp: NightInputs, subject: Subject, tz: str, opts: NightOptions) ->
 
 def _worker_init(classifiers: tuple[str, ...]) -> None:
     """A compute process: one BLAS thread, the classifiers loaded once, everything loaded so far
-    moved out of the garbage collector's way (it would re-scan SciPy's and pandas' objects)."""
+    moved out of the garbage collector's way (it would re-scan SciPy's objects every full pass)."""
     one_blas_thread()
     for name in classifiers:
         load_classifier(name)
