@@ -146,6 +146,8 @@ class InfluxReader:
             raise QueryError(f"cannot reach InfluxDB at {self._t.url}: {exc!r}") from exc
         merged: dict[int, dict[str, Any]] = {}
         for doc in docs:
+            if "error" in doc:  # a chunked answer broken off midway (query killed, server stopping)
+                raise QueryError(f"InfluxDB error: {str(doc['error'])[:300]} (query: {q[:200]})")
             for res in doc.get("results", []):
                 sid = int(res.get("statement_id", 0))
                 if "error" in res:

@@ -58,6 +58,33 @@ async def test_msgpack_errors_are_query_errors(influx_server: InfluxServer, infl
             await r.raw("SELECT * FROM rr WHERE time > 'x'", binary=True)
 
 
+async def _serve(handler) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.router.add_get("/query", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+@pytest.mark.parametrize("tail", ['{"error": "query interrupted"}', "<html>proxy timeout</html>"])
+async def test_an_answer_broken_off_midway_is_an_error_not_fewer_rows(tmp_path: Path, tail: str) -> None:
+    async def query(request: web.Request) -> web.Response:
+        first = {"results": [{"statement_id": 0, "series": [
+            {"name": "rr", "columns": ["time", "rr_ms"], "values": [[T0, 800.5]], "partial": True}]}]}
+        return web.Response(text=json.dumps(first) + "\n" + tail + "\n", content_type="application/json")
+
+    runner, port = await _serve(query)
+    try:
+        settings = make_settings(f"http://127.0.0.1:{port}", "db", tmp_path)
+        async with InfluxReader.from_settings(settings) as r:
+            with pytest.raises(QueryError, match="InfluxDB error"):
+                await r.raw("SELECT rr_ms FROM rr")
+    finally:
+        await runner.cleanup()
+
+
 async def test_server_answering_json_only_still_works(tmp_path: Path) -> None:
     """A server that ignores ``Accept: application/x-msgpack`` (InfluxDB 2.x/3.x compatibility
     APIs may) answers JSON, which is decoded as usual; loopback requests ask for no gzip."""
@@ -69,13 +96,7 @@ async def test_server_answering_json_only_still_works(tmp_path: Path) -> None:
             {"name": "rr", "tags": {"device": "a"}, "columns": ["time", "rr_ms"], "values": [[T0, 800.5]]}]}]}
         return web.Response(text=json.dumps(doc) + "\n", content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await _serve(query)
     try:
         settings = make_settings(f"http://127.0.0.1:{port}", "db", tmp_path)
         async with InfluxReader.from_settings(settings) as r:
