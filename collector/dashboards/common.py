@@ -93,18 +93,25 @@ def person_variable() -> dash.QueryVariable:
     )
 
 
-def device_variable() -> dash.QueryVariable:
+def multi_variable(name: str, label: str, query: str) -> dash.QueryVariable:
+    """A multi-select variable of tag values with "All" (regex ``.*``), loaded with the dashboard."""
     return (
-        dash.QueryVariable("device")
-        .label("Device")
+        dash.QueryVariable(name)
+        .label(label)
         .datasource(DATASOURCE)
-        .query(f'SHOW TAG VALUES FROM "device_status", "heart_rate", "rr", "motion" WITH KEY = "device" WHERE {PERSON}')
+        .query(query)
         .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
         .all_value(".*")
     )
+
+
+def device_variable() -> dash.QueryVariable:
+    return multi_variable(
+        "device", "Device",
+        f'SHOW TAG VALUES FROM "device_status", "heart_rate", "rr", "motion" WITH KEY = "device" WHERE {PERSON}')
 
 
 def dose_annotation() -> dash.AnnotationQuery:

@@ -16,12 +16,13 @@ from collector.dashboards.common import (
     TIME,
     base_dashboard,
     eq,
+    multi_variable,
     prop,
     thresholds,
     value_map,
     where,
 )
-from collector.dashboards.influxql import DATASOURCE, InfluxQL
+from collector.dashboards.influxql import InfluxQL
 
 UID = "magsleep-effects"
 METRIC = '"metric" =~ /^$metric$/'  # multi-value: Grafana sends (a|b)
@@ -40,15 +41,7 @@ EFFECT_COLUMNS = (
 def metric_variable() -> dash.QueryVariable:
     """The metrics that have effect estimates for the person (as written by `magsleep effects`)."""
     return (
-        dash.QueryVariable("metric")
-        .label("Metric")
-        .datasource(DATASOURCE)
-        .query(f'SHOW TAG VALUES FROM "effect" WITH KEY = "metric" WHERE {PERSON}')
-        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dm.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
+        multi_variable("metric", "Metric", f'SHOW TAG VALUES FROM "effect" WITH KEY = "metric" WHERE {PERSON}')
         .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
     )
 
