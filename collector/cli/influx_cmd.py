@@ -21,7 +21,7 @@ DirOpt = Annotated[
 
 
 def _dir(d: Path | None) -> Path:
-    return d if d is not None else get_settings().storage.state_dir.expanduser() / "influxdb"
+    return d if d is not None else local_influx.embedded_root(get_settings())
 
 
 @app.command("ping")
@@ -44,15 +44,13 @@ def ping() -> None:
 @app.command("start")
 def start(
     dir: DirOpt = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port (default: the port of influx.url)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: the port of influx.url, else 8086)")] = None,
 ) -> None:
     """Start the private local InfluxDB 1.x (data under the state directory)."""
     s = get_settings()
     root = _dir(dir)
     if port is None:
-        port = int(s.influx.url.rsplit(":", 1)[-1]) if s.influx.url.count(":") == 2 else 8086
-    if local_influx.status(root.resolve()) is None and not _port_free(port):
-        fail(f"port {port} is taken; stop what uses it or pass --port")
+        port = local_influx.embedded_port(s)
     try:
         inst = local_influx.start(root, port=port)
     except MagsleepError as exc:
@@ -79,13 +77,3 @@ def status(dir: DirOpt = None) -> None:
         raise typer.Exit(1)
     console.print(f"local InfluxDB running at {inst.url} (pid {inst.pid})")
 
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

@@ -4,11 +4,15 @@ Debian's ``influxdb`` package (1.6.7) provides ``influxd``; the package's own se
 used. We write a private config (HTTP on 127.0.0.1:<port>, reporting and ``_internal``
 monitoring off, RPC bound to loopback), keep meta/data/wal under one directory, wait for /ping
 and stop the process by PID.
+
+``ensure_running`` is what ``magsleep run`` calls at start with ``influx.embedded``: it starts the
+instance under ``<state_dir>/influxdb`` on the port of ``influx.url`` unless it already runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -18,10 +22,16 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from collector.errors import LocalInfluxError
+
+if TYPE_CHECKING:
+    from collector.settings import Settings
 
 INFLUXD_CANDIDATES = ("influxd", "/usr/bin/influxd")
 
@@ -80,6 +90,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could bind ``host:port`` now.
+
+    Binds the way influxd does (Go's listeners set SO_REUSEADDR): connections of an instance just
+    stopped linger in TIME_WAIT for about a minute and must not make the port look taken; a
+    program listening on it does.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def ping(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as resp:  # noqa: S310
@@ -129,14 +155,42 @@ def status(root: Path) -> LocalInflux | None:
 
 
 def start(root: Path, port: int | None = None, timeout: float = 30.0) -> LocalInflux:
-    """Start influxd with its data under ``root`` (or return the one already running there)."""
+    """Start influxd with its data under ``root`` (or return the one already running there).
+
+    A lock file under ``root`` makes concurrent starts (``magsleep run`` and a hand-typed
+    ``magsleep influx start``) agree on one instance.
+    """
     root = root.expanduser().resolve()
     running = status(root)
     if running is not None:
         return running
     binary = find_influxd()
     root.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    with _start_lock(root):
+        running = status(root)  # another process may have started it while we waited
+        if running is not None:
+            return running
+        return _spawn(binary, root, port, timeout)
+
+
+@contextlib.contextmanager
+def _start_lock(root: Path) -> Iterator[None]:
+    fd = os.open(root / ".magsleep-influxd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _spawn(binary: str, root: Path, port: int | None, timeout: float) -> LocalInflux:
+    if port is None:
+        port = free_port()
+    elif not port_free(port):
+        raise LocalInfluxError(
+            f"port {port} is taken by another program on 127.0.0.1; stop what uses it or choose another "
+            "port (the port of influx.url, or --port for 'magsleep influx start')"
+        )
     conf = root / "influxdb.conf"
     conf.write_text(_CONFIG_TEMPLATE.format(root=root, port=port, rpc_port=free_port()))
     log = (root / "influxd.log").open("ab")
@@ -184,6 +238,27 @@ def stop(root: Path, timeout: float = 15.0) -> bool:
             _reap(pid)
     sf.unlink(missing_ok=True)
     return was_alive
+
+
+def embedded_root(settings: Settings) -> Path:
+    """Where the embedded InfluxDB keeps its data: ``<state_dir>/influxdb``."""
+    return (settings.storage.state_dir.expanduser() / "influxdb").resolve()
+
+
+def embedded_port(settings: Settings) -> int:
+    """The embedded InfluxDB's HTTP port: the port of ``influx.url`` (8086 when it names none)."""
+    return urlsplit(settings.influx.url).port or 8086
+
+
+def ensure_running(settings: Settings, timeout: float = 30.0) -> LocalInflux | None:
+    """With ``influx.embedded``, the embedded InfluxDB, started if it does not run; else None.
+
+    Idempotent: an instance already running under the state directory is returned as it is.
+    Raises :class:`LocalInfluxError` when it cannot be started (influxd missing, port taken).
+    """
+    if not settings.influx.embedded:
+        return None
+    return start(embedded_root(settings), port=embedded_port(settings), timeout=timeout)
 
 
 def _reap(pid: int) -> None:
