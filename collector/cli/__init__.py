@@ -50,6 +50,7 @@ SECTIONS: list[tuple[tuple[str, ...], str, Register]] = [
     (("report",), "report_cmd", _command("report", "report")),
     (("sim",), "sim_cmd", _typer("sim")),
     (("demo",), "demo_cmd", _command("demo", "demo")),
+    (("validate",), "validate_cmd", _command("validate", "validate")),
 ]
 
 

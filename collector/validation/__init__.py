@@ -1,0 +1,1 @@
+"""Validation of computed staging against expert (polysomnography) stages: readers, runs, statistics."""
