@@ -149,6 +149,10 @@ class ApiSettings(_Section):
     tokens: list[SecretStr] = Field(default_factory=list)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
+    # Host names (besides loopback and api.host) the API answers to; "*" turns the check off.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Origins (besides the API's own and cors_origins) whose pages may write, e.g. behind a proxy.
+    allowed_origins: list[str] = Field(default_factory=list)
 
 
 #: Names of the built-in BLE profiles; a [[ble.generic]] profile may not reuse them.
@@ -279,6 +283,9 @@ class NightsSettings(_Section):
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)
     #: ``magsleep run`` computes new nights this often (minutes; 0: only ``magsleep nights compute``).
     compute_every_min: float = Field(default=60.0, ge=0)
+    #: A night closes early (before its window ends, as a provisional night) once this many minutes
+    #: of wake or no signal followed the last sleep, or at a lights-on tag (docs/nights.md).
+    close_after_min: float = Field(default=30.0, ge=1, le=600)
 
 
 class Settings(BaseSettings):

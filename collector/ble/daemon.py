@@ -19,8 +19,9 @@ from collector.ble.bluez import BlueZProps
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
 from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer, PointSink, SessionStats
 from collector.clock import Clock, SystemClock
-from collector.errors import ConfigError, DeviceNotFoundError
+from collector.errors import ConfigError, DeviceNotFoundError, LocalInfluxError
 from collector.settings import Settings
+from collector.storage import local_influx
 from collector.storage.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,12 @@ async def run_daemon(
                 except ConfigError as exc:  # the data matter more than the API: keep collecting
                     log.error("not serving the dose API: %s", exc)
             if compute_nights and settings.nights.compute_every_min > 0:
-                from collector.nights.schedule import compute_periodically
+                from collector.nights.schedule import Triggers, compute_periodically
 
+                triggers = Triggers.for_settings(settings, time_ns=clock.time_ns)
                 nights = asyncio.create_task(
-                    compute_periodically(config, settings.nights.compute_every_min * 60, stop_event),
+                    compute_periodically(config, settings.nights.compute_every_min * 60, stop_event,
+                                         triggers=triggers),
                     name="nights-compute")
                 stack.push_async_callback(_finish, nights, stop_event)
             return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file,
@@ -205,11 +208,23 @@ async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: as
         await asyncio.sleep(1.0)
 
 
+async def start_embedded_influx(settings: Settings) -> None:
+    """With ``influx.embedded``, start the local InfluxDB unless it runs (after a reboot nothing else does)."""
+    try:
+        inst = await asyncio.to_thread(local_influx.ensure_running, settings)
+    except LocalInfluxError as exc:  # the points wait in the outbox until it runs
+        log.error("cannot start the embedded InfluxDB: %s", exc)
+        return
+    if inst is not None:
+        log.info("embedded InfluxDB at %s (pid %d, data in %s)", inst.url, inst.pid, inst.root)
+
+
 async def main(settings: Settings, config: Path | None = None) -> int:
     """``magsleep run``: stream until SIGTERM/SIGINT, then stop cleanly; returns the exit code.
 
     ``config``: the settings file, for the ``nights compute`` runs."""
     registry = DeviceRegistry.for_settings(settings)
+    await start_embedded_influx(settings)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

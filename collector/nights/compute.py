@@ -28,7 +28,7 @@ from collector.nights.segment import (
     night_span,
     rest_bounds,
 )
-from collector.nights.stages import EPOCH_S, STAGE_NAMES, UNKNOWN
+from collector.nights.stages import EPOCH_S, SLEEP_CODES, STAGE_NAMES, UNKNOWN
 from collector.nights.staging import (
     MIN_EPOCH_COVERAGE,
     Hypnogram,
@@ -89,6 +89,8 @@ class NightResult:
     fields: dict[str, FieldValue]
     flagged: bool
     beats: Beats | None = None
+    #: End of the last sleep epoch (None without sleep): when the person got up, for closing open nights.
+    sleep_end_ns: int | None = None
 
 
 def _grid(window: NightWindow) -> int:
@@ -271,6 +273,8 @@ def compute_night(
                         "computed", "none")
 
     sm = sleep_metrics(hyp.codes)
+    asleep = np.flatnonzero(np.isin(hyp.codes, SLEEP_CODES))
+    sleep_end_ns = hyp.start_ns + (int(asleep[-1]) + 1) * hyp.epoch_s * NS if asleep.size else None
     rel = beats.t_s + (beats.t0_ns - lo_ns) / 1e9 if beats.t_s.size else beats.t_s
     if beats.t_s.size:
         hm = heart_metrics(hyp.codes, rel, beats.nn_ms, beats.ok, beats.segment)
@@ -310,7 +314,22 @@ def compute_night(
         fields=fields,
         flagged=flagged,
         beats=beats,
+        sleep_end_ns=sleep_end_ns,
     )
+
+
+def closes_at(res: NightResult, inp: NightInputs, close_after_ns: int) -> int | None:
+    """When a night still inside its window counts as over (None: no sleep in it yet).
+
+    The earlier of a lights-on tag and ``close_after_ns`` after the last sleep epoch: by then the
+    person has been awake, or the wearable quiet, for that long after sleeping. More data after that
+    moment (sleep again) makes the night open again; it is recomputed then, so an early close is a
+    provisional answer, never a lost night.
+    """
+    out = res.sleep_end_ns + close_after_ns if res.sleep_end_ns is not None else None
+    if inp.lights_on_tag_ns is not None:
+        out = inp.lights_on_tag_ns if out is None else min(out, inp.lights_on_tag_ns)
+    return out
 
 
 def night_time_ns(night: str) -> int:
@@ -326,8 +345,10 @@ class DoseInfo:
     form: str = ""
 
 
-def night_point(person: str, res: NightResult, dose: DoseInfo, *, sim: bool = False) -> Point:
+def night_point(person: str, res: NightResult, dose: DoseInfo, *, sim: bool = False,
+                provisional: bool = False) -> Point:
     fields = dict(res.fields)
+    fields["provisional"] = provisional
     if dose.status == "magnesium":
         fields["elemental_mg"] = float(dose.elemental_mg)
         fields["form"] = dose.form

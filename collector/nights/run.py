@@ -12,6 +12,7 @@ the night and a night point whose tags changed are deleted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import hashlib
 import json
@@ -30,11 +31,13 @@ from numpy.typing import NDArray
 
 from collector.errors import AnalysisError, StorageError
 from collector.nights.compute import (
+    EPOCH_NS,
     STAGING_PREFIX,
     DoseInfo,
     NightInputs,
     NightOptions,
     NightResult,
+    closes_at,
     compute_night,
     night_point,
     night_time_ns,
@@ -43,6 +46,7 @@ from collector.nights.compute import (
     stage_tags,
 )
 from collector.nights.model import load_classifier
+from collector.nights.schedule import STATE_NAME
 from collector.nights.segment import NS, NightWindow, lights_from_tags, night_window
 from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject
@@ -78,6 +82,8 @@ class StateRow:
     stage_hi_ns: int
     stage_tags: str  # JSON of the sleep_stage tags written ("" when none)
     night_tags: str  # JSON of the night point's tags ("" when none)
+    #: An open night checked but not ready: when it closes if no more data arrives (0: unknown).
+    ready_at_ns: int = 0
 
 
 class NightState:
@@ -90,19 +96,23 @@ class NightState:
             "CREATE TABLE IF NOT EXISTS nights (person TEXT, night TEXT, fingerprint TEXT, stage_lo INTEGER,"
             " stage_hi INTEGER, stage_tags TEXT, night_tags TEXT, updated REAL, PRIMARY KEY (person, night))"
         )
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(nights)")}
+        if "ready_at" not in cols:  # state files of earlier versions
+            self._db.execute("ALTER TABLE nights ADD COLUMN ready_at INTEGER NOT NULL DEFAULT 0")
         self._db.commit()
 
     def get(self, person: str) -> dict[str, StateRow]:
         cur = self._db.execute(
-            "SELECT night, fingerprint, stage_lo, stage_hi, stage_tags, night_tags FROM nights WHERE person = ?",
-            (person,))
-        return {r[0]: StateRow(r[1], r[2], r[3], r[4], r[5]) for r in cur}
+            "SELECT night, fingerprint, stage_lo, stage_hi, stage_tags, night_tags, ready_at FROM nights"
+            " WHERE person = ?", (person,))
+        return {r[0]: StateRow(r[1], r[2], r[3], r[4], r[5], int(r[6] or 0)) for r in cur}
 
     def put(self, person: str, night: str, row: StateRow) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO nights VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO nights (person, night, fingerprint, stage_lo, stage_hi, stage_tags, night_tags,"
+            " updated, ready_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (person, night, row.fingerprint, row.stage_lo_ns, row.stage_hi_ns, row.stage_tags, row.night_tags,
-             time.time()))
+             time.time(), row.ready_at_ns))
         self._db.commit()
 
     def clear(self, person: str) -> None:
@@ -114,7 +124,7 @@ class NightState:
 
 
 def state_path(settings: Settings) -> Path:
-    return settings.storage.state_dir.expanduser() / "nights.sqlite"
+    return settings.storage.state_dir.expanduser() / STATE_NAME
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +290,8 @@ class RunSummary:
     unchanged: int = 0
     empty: int = 0
     flagged: int = 0
+    provisional: int = 0  # computed while the window is open (closed early)
+    pending: int = 0  # open windows not closed yet (asleep, or no sleep yet)
     nights: list[str] = field(default_factory=list)
     seconds: float = 0.0
     parallel: bool = False  # computed in worker processes (else in this process)
@@ -302,8 +314,7 @@ def _compute(inp: NightInputs, subject: Subject, tz: str, opts: NightOptions) ->
     if res is None:
         return None
     # beats are not needed past this point; keep what crosses process boundaries small
-    return NightResult(res.night, res.lights_out_ns, res.lights_on_ns, res.lights_source, res.staging,
-                       res.hypnogram, res.fields, res.flagged, None)
+    return dataclasses.replace(res, beats=None)
 
 
 def _worker_init(classifiers: tuple[str, ...]) -> None:
@@ -334,7 +345,8 @@ async def compute_person(
     executor: Executor | Callable[[int], Executor | None] | None = None,
     concurrency: int = 1,
 ) -> RunSummary:
-    """Compute the new or changed nights of one person (windows that have ended by ``now_ns``).
+    """Compute the new or changed nights of one person: windows that have ended by ``now_ns``, and the
+    open window once it has closed (:func:`~collector.nights.compute.closes_at`), written as provisional.
 
     ``executor`` runs the computations (None: a thread of this process); a callable is asked for
     one with the number of nights to compute, so that worker processes start only when worth it.
@@ -355,12 +367,21 @@ async def compute_person(
                 return summary
             since = datetime.fromtimestamp(first / NS, ZoneInfo(person.timezone)).date() - timedelta(days=1)
     last = until or now.astimezone(ZoneInfo(person.timezone)).date()
-    nights = []
+    close_after_ns = round(settings.nights.close_after_min * 60 * NS)
+    nights: list[NightWindow] = []
+    open_nights: set[date] = set()
     d = since
     while d <= last:
         win = night_window(d, person)
         if win.end_ns <= now_i:
             nights.append(win)
+        elif win.start_ns < now_i:
+            # still open: what has arrived so far, in whole epochs of the window's grid; it is written
+            # (provisional) once it has closed (closes_at)
+            end = win.start_ns + (now_i - win.start_ns) // EPOCH_NS * EPOCH_NS
+            if end > win.start_ns:
+                nights.append(NightWindow(win.night, win.start_ns, end))
+                open_nights.add(win.night)
         d += timedelta(days=1)
     if not nights:
         return summary
@@ -385,6 +406,7 @@ async def compute_person(
     todo: list[tuple[NightWindow, str, list[Row]]] = []
     for win in nights:
         key = win.night.isoformat()
+        is_open = win.night in open_nights
         summary.considered += 1
         lo_i, hi_i = np.searchsorted(bucket_times, [win.start_ns, win.end_ns])
         inp_part = [(int(t), buckets[int(t)]) for t in bucket_times[lo_i:hi_i]]
@@ -392,8 +414,11 @@ async def compute_person(
                         for x in tags_by_night.get(key, [])), key=str)
         ev = [(int(x["time"]), x.get("elemental_mg"), x.get("form")) for x in dose_rows
               if win.start_ns - _DOSE_LOOKBACK_NS <= int(x["time"]) < win.end_ns]
-        fp = _fingerprint([inp_part, ntags, ev, settings_part])
+        fp = _fingerprint([inp_part, ntags, ev, settings_part, *(["open"] if is_open else [])])
         prev = known.get(key)
+        if not inp_part and is_open:
+            summary.pending += 1  # nothing yet in tonight's window
+            continue
         if not inp_part:
             if prev is not None and prev.night_tags:  # data deleted: remove what was written
                 await _remove(pipe, prev, person.name, night_time_ns(key))
@@ -401,8 +426,13 @@ async def compute_person(
             summary.empty += 1
             continue
         if not recompute and prev is not None and prev.fingerprint == fp:
-            summary.unchanged += 1
-            continue
+            waiting = is_open and not prev.night_tags  # checked before, not closed then
+            if not waiting:
+                summary.unchanged += 1
+                continue
+            if not 0 < prev.ready_at_ns <= now_i:  # no new data, and not yet long enough after sleep
+                summary.pending += 1
+                continue
         todo.append((win, fp, tags_by_night.get(key, [])))
 
     if callable(executor) and not isinstance(executor, Executor):
@@ -414,16 +444,26 @@ async def compute_person(
         inp = await read_inputs(reader, person.name, win, ntag_rows)
         res = await loop.run_in_executor(executor, _compute, inp, subject, person.timezone, opts)
         prev = known.get(key)
+        is_open = win.night in open_nights
         if res is None:
             if prev is not None and prev.night_tags:
                 await _remove(pipe, prev, person.name, night_time_ns(key))
             state.put(person.name, key, StateRow(fp, 0, 0, "", ""))
-            summary.empty += 1
+            if is_open:
+                summary.pending += 1
+            else:
+                summary.empty += 1
             return
+        if is_open and (prev is None or not prev.night_tags):
+            closes = closes_at(res, inp, close_after_ns)
+            if closes is None or closes > now_i:  # still asleep (or no sleep yet): not a night to show
+                state.put(person.name, key, StateRow(fp, 0, 0, "", "", closes or 0))
+                summary.pending += 1
+                return
         names = [str(x.get("tag")) for x in ntag_rows if x.get("value") is not False]
         dose = dose_info(res, [x for x in dose_rows if x.get("source") != "sim" or inp.sim], names, settings,
                          person)
-        npoint = night_point(person.name, res, dose, sim=inp.sim)
+        npoint = night_point(person.name, res, dose, sim=inp.sim, provisional=is_open)
         points: list[Point] = []
         new_stage_tags = ""
         lo = hi = 0
@@ -439,6 +479,7 @@ async def compute_person(
         state.put(person.name, key, StateRow(fp, lo, hi, new_stage_tags, new_night_tags))
         summary.computed += 1
         summary.flagged += int(res.flagged)
+        summary.provisional += int(is_open)
         summary.nights.append(key)
 
     # Read the next night while the current one computes (bounded to keep memory flat).

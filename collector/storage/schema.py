@@ -162,6 +162,9 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("ln_rmssd", "float", "ln ms", "natural log of rmssd_ms"),
                 FieldSpec("coverage_pct", "float", "%", "share of TIB with usable signal"),
                 FieldSpec("flagged", "bool", "", "too little usable signal: metrics not trustworthy"),
+                FieldSpec("provisional", "bool", "",
+                          "closed early (lights on, or the wearable quiet/awake after sleep) while the night's "
+                          "window is still open; recomputed when more data arrives and once the window ends"),
                 FieldSpec("elemental_mg", "float", "mg", "elemental Mg taken in the dose window"),
                 FieldSpec("form", "string", "", "form of the dose (empty for control nights)"),
             ),

@@ -82,3 +82,67 @@ async def test_stopping_terminates_a_running_child(influx_server, influx_db, tmp
     assert await asyncio.wait_for(task, 10) is None
     assert time.monotonic() - t < 6.0
     assert "the daemon is stopping" in caplog.text
+
+
+async def test_triggers_due_at_a_pending_nights_moment_and_after_a_new_lights_on(tmp_path):
+    from datetime import UTC, date, datetime
+
+    from collector.doses.journal import DoseJournal
+    from collector.doses.model import Lights, LightsEvent, Source
+    from collector.nights.run import NightState, StateRow
+    from collector.nights.schedule import LIGHTS_DELAY_S, Triggers
+
+    ns = 1_000_000_000
+    now = [1_790_000_000 * ns]
+    journal = DoseJournal(tmp_path / "doses.sqlite")
+    trig = Triggers(tmp_path / "nights.sqlite", tmp_path / "doses.sqlite", time_ns=lambda: now[0])
+    assert not trig.due() and trig.next_ready_ns() is None  # no state file yet
+    state = NightState(tmp_path / "nights.sqlite")
+    state.put("sam", "2026-09-20", StateRow("fp", 0, 0, "", "", now[0] + 600 * ns))  # closes in 10 min
+    state.put("sam", "2026-09-19", StateRow("fp", 1, 2, "{}", "{}", 0))  # written: never a trigger
+    state.put("sam", "2026-09-10", StateRow("fp", 0, 0, "", "", now[0] - 9 * 24 * 3600 * ns))  # stale
+    assert trig.next_ready_ns() == now[0] + 600 * ns
+    assert not trig.due()
+    now[0] += 600 * ns
+    assert trig.due()
+    state.put("sam", "2026-09-20", StateRow("fp2", 1, 2, "{}", "{}", 0))  # the run wrote it
+    assert not trig.due()
+    # a lights-on tap: due once, after the journal has had time to send it
+    at = datetime.fromtimestamp(now[0] / ns, UTC)
+    journal.set_lights(Lights(person="sam", night=date(2026, 9, 20), event=LightsEvent.lights_on, at=at,
+                              source=Source.api, recorded_at=at))
+    assert not trig.due()
+    now[0] += round(LIGHTS_DELAY_S * ns)
+    assert trig.due()
+    assert not trig.due()
+    state.close()
+    journal.close()
+
+
+async def test_a_due_trigger_starts_a_run_before_the_regular_one(influx_server, influx_db, tmp_path, caplog):
+    from collector.nights.schedule import Triggers
+
+    class Once(Triggers):
+        """A real Triggers whose moment has come once (the files are not the point here)."""
+
+        fired = 0
+
+        def due(self) -> bool:
+            self.fired += 1
+            return self.fired == 1
+
+    cfg = write_config(tmp_path / "magsleep.toml", influx_server.url, influx_db, tmp_path / "state", "UTC")
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="collector.nights.schedule")
+    trig = Once(tmp_path / "n.sqlite", tmp_path / "d.sqlite")
+    task = asyncio.create_task(compute_periodically(cfg, 3600.0, stop, triggers=trig, poll_s=0.05, min_gap_s=0))
+    try:
+        for _ in range(300):
+            if caplog.text.count("nights computed") >= 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert "a night may have closed" in caplog.text
+    assert caplog.text.count("nights computed") == 2  # the first run, then the triggered one; no more
