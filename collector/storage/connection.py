@@ -42,8 +42,7 @@ def influx_target(settings: Settings, *, url: str | None = None) -> InfluxTarget
     i = settings.influx
     if url is None:
         if i.embedded:
-            root = (settings.storage.state_dir.expanduser() / "influxdb").resolve()
-            inst = local_influx.status(root)
+            inst = local_influx.status(local_influx.embedded_root(settings))
             if inst is None:
                 raise StorageError(
                     "the embedded local InfluxDB is not running; start it with "

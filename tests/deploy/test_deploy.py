@@ -90,6 +90,11 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     targets = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in c["volumes"]}
     assert {"/run/dbus/system_bus_socket", "/config", "/state"} <= targets
     assert c["environment"]["MAGSLEEP_INFLUX__TOKEN"] == "not-a-real-secret-1"
+    # After a reboot the collector starts only once InfluxDB answers (its own, not the embedded one).
+    assert c["environment"]["MAGSLEEP_INFLUX__EMBEDDED"] == "false"
+    assert c["depends_on"]["influxdb"]["condition"] == "service_healthy"
+    assert s["influxdb"]["healthcheck"]["test"][:2] == ["CMD", "influx"]
+    assert s["influxdb"]["restart"] == s["collector"]["restart"] == "unless-stopped"
     # every path the compose file mounts from the repo exists
     for svc in s.values():
         for v in svc.get("volumes", []):
@@ -185,6 +190,21 @@ def test_system_unit_is_hardened() -> None:
     assert s["ExecStart"][0].endswith("magsleep run")
     assert "AF_UNIX" in s["RestrictAddressFamilies"][0]  # the system D-Bus
     assert unit(SYSTEM_UNIT)["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+@pytest.mark.parametrize("path", [SYSTEM_UNIT, USER_UNIT], ids=["system", "user"])
+def test_units_start_the_embedded_influxdb_after_a_reboot(path: Path) -> None:
+    """'magsleep run' starts the embedded influxd under the state dir; the unit must let it."""
+    u = unit(path)
+    s = u["Service"]
+    assert s["ExecStart"][0].endswith("magsleep run")
+    assert s["StateDirectory"] == ["magsleep"]  # writable for influxd's data even with ProtectSystem=strict
+    assert s["Environment"].count("MAGSLEEP_STORAGE__STATE_DIR=/var/lib/magsleep" if path == SYSTEM_UNIT
+                                  else "MAGSLEEP_STORAGE__STATE_DIR=%S/magsleep") == 1
+    assert s["Restart"] == ["on-failure"]
+    assert "KillMode" not in s  # control-group: influxd, a child in the unit's cgroup, stops with it
+    assert u["Install"]["WantedBy"] == [("multi-user.target" if path == SYSTEM_UNIT else "default.target")]
+    assert "embedded InfluxDB" in path.read_text()
 
 
 def test_user_unit() -> None:
