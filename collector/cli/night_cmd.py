@@ -1,22 +1,28 @@
-"""``magsleep night``: tags on nights (no dose, alcohol, late caffeine, training, illness).
+"""``magsleep night``: tags on nights (no dose, alcohol, ...) and lights out / lights on.
 
-Other areas add their own ``night`` commands (e.g. lights out / lights on) to :data:`app`.
+Every ``night`` command lives here: the console script loads only this module for ``night``.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
 from collector.cli.common import console, get_settings
-from collector.cli.dose_cmd import Person, open_service, run
-from collector.doses.model import NightTagName
+from collector.cli.dose_cmd import Person, open_service, report_pending, run
+from collector.doses.journal import lights_point_of
+from collector.doses.lights import person_settings
+from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent, NightTagName, Source
 from collector.errors import ValidationError
+from collector.settings import PersonSettings, Settings
+from collector.storage.lineprotocol import Point
 
-app = typer.Typer(help="Nights: tag them (no dose, alcohol, ...).", no_args_is_help=True)
+app = typer.Typer(help="Nights: tag them (no dose, alcohol, ...), lights out / lights on.", no_args_is_help=True)
 
 
 def parse_night(text: str, today: date) -> date:
@@ -99,3 +105,70 @@ def tags(
         console.print(table)
 
     run(go)
+
+
+# -- lights out / lights on ------------------------------------------------------------------
+# They go through the dose service like the other night tags: journaled first (so they survive
+# InfluxDB being down), then mirrored as `night_tag` points (collector.doses.lights.lights_point).
+
+
+def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetime:
+    """``--at``: HH:MM (the most recent such local time), an ISO date-time, or now."""
+    tz = ZoneInfo(person.timezone)
+    local_now = now.astimezone(tz)
+    if not text:
+        return local_now
+    t = text.strip()
+    if len(t) == 5 and t[2] == ":" and t.replace(":", "").isdigit():
+        try:
+            hm = dtime.fromisoformat(t)
+        except ValueError:
+            raise ValidationError(f"--at {text!r}: not a clock time (HH:MM)") from None
+        cand = datetime.combine(local_now.date(), hm, tzinfo=tz)
+        return cand if cand <= local_now + timedelta(minutes=5) else cand - timedelta(days=1)
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise ValidationError(f"--at {text!r}: give HH:MM or an ISO date-time like 2026-11-20T23:15") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=tz)
+
+
+async def write_lights(settings: Settings, person: str | None, tag: str, at: str | None,
+                       now: datetime | None = None) -> Point:
+    """Record lights out/on through the dose journal; returns the ``night_tag`` point it makes."""
+    clock = now or datetime.now(UTC)
+    async with open_service(settings, now=None if now is None else (lambda: clock)) as svc:
+        problems: list[FieldProblem] = []
+        name = svc.rules.resolve_person(person, problems)
+        if problems:
+            raise DoseValidationError(problems)
+        when = parse_at(at, person_settings(settings, name), clock)
+        saved, _ = await svc.set_lights(name, LightsEvent(tag), when, source=Source.cli)
+        await report_pending(svc)
+    return lights_point_of(saved)
+
+
+AtOpt = Annotated[str | None, typer.Option("--at", help="HH:MM (most recent), ISO date-time, default now.")]
+NightPerson = Annotated[str | None, typer.Option("--person", "-p", help="Whose night (default: the only person).")]
+
+
+def _lights(tag: str, at: str | None, person: str | None) -> None:
+    settings = get_settings()
+    point = run(lambda: write_lights(settings, person, tag, at), what=tag.replace("_", " "))
+    tz = person_settings(settings, str(point.tags["person"])).tz
+    at_ns = point.fields["at"]
+    hm = datetime.fromtimestamp(at_ns / 1e9, tz).strftime("%H:%M") if isinstance(at_ns, int) else ""
+    console.print(f"{point.tags['person']} night {point.fields['night']}: {tag.replace('_', ' ')} at "
+                  f"{hm}; run `magsleep nights compute` to update the night")
+
+
+@app.command("lights-out")
+def lights_out(at: AtOpt = None, person: NightPerson = None) -> None:
+    """Record lights out (now or --at): sleep latency is measured from it."""
+    _lights("lights_out", at, person)
+
+
+@app.command("lights-on")
+def lights_on(at: AtOpt = None, person: NightPerson = None) -> None:
+    """Record lights on (now or --at): the end of time in bed."""
+    _lights("lights_on", at, person)

@@ -1,4 +1,4 @@
-"""``magsleep nights`` (list, compute) and ``magsleep night lights-out`` / ``lights-on``."""
+"""``magsleep nights``: list computed nights, compute new ones."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import io
 import json
 import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -17,18 +16,12 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from collector.cli import night_cmd
 from collector.cli.common import console, fail, get_settings
-from collector.cli.dose_cmd import open_service, report_pending
-from collector.cli.dose_cmd import run as dose_run
-from collector.doses.journal import lights_point_of
-from collector.doses.lights import person_settings
-from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent, Source
+from collector.cli.night_cmd import write_lights as write_lights  # its old home: kept for importers
 from collector.errors import MagsleepError, ValidationError
 from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
 from collector.nights.segment import NS
-from collector.settings import PersonSettings, Settings
-from collector.storage.lineprotocol import Point
+from collector.settings import Settings
 
 T = TypeVar("T")
 
@@ -153,68 +146,3 @@ def compute(
     for s in summaries:
         console.print(f"{s.person}: {s.computed} night(s) computed ({s.flagged} flagged), {s.unchanged} unchanged, "
                       f"{s.empty} without data, in {s.seconds:.1f} s")
-
-
-# -- lights out / lights on tags, in the `magsleep night` group of the doses area -------------
-# They go through the dose service like the other night tags: journaled first (so they survive
-# InfluxDB being down), then mirrored as `night_tag` points (collector.doses.lights.lights_point).
-
-
-def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetime:
-    """``--at``: HH:MM (the most recent such local time), an ISO date-time, or now."""
-    tz = ZoneInfo(person.timezone)
-    local_now = now.astimezone(tz)
-    if not text:
-        return local_now
-    t = text.strip()
-    if len(t) == 5 and t[2] == ":" and t.replace(":", "").isdigit():
-        try:
-            hm = dtime.fromisoformat(t)
-        except ValueError:
-            raise ValidationError(f"--at {text!r}: not a clock time (HH:MM)") from None
-        cand = datetime.combine(local_now.date(), hm, tzinfo=tz)
-        return cand if cand <= local_now + timedelta(minutes=5) else cand - timedelta(days=1)
-    try:
-        dt = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValidationError(f"--at {text!r}: give HH:MM or an ISO date-time like 2026-11-20T23:15") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=tz)
-
-
-async def write_lights(settings: Settings, person: str | None, tag: str, at: str | None,
-                       now: datetime | None = None) -> Point:
-    """Record lights out/on through the dose journal; returns the ``night_tag`` point it makes."""
-    clock = now or datetime.now(UTC)
-    async with open_service(settings, now=None if now is None else (lambda: clock)) as svc:
-        problems: list[FieldProblem] = []
-        name = svc.rules.resolve_person(person, problems)
-        if problems:
-            raise DoseValidationError(problems)
-        when = parse_at(at, person_settings(settings, name), clock)
-        saved, _ = await svc.set_lights(name, LightsEvent(tag), when, source=Source.cli)
-        await report_pending(svc)
-    return lights_point_of(saved)
-
-
-AtOpt = Annotated[str | None, typer.Option("--at", help="HH:MM (most recent), ISO date-time, default now.")]
-NightPerson = Annotated[str | None, typer.Option("--person", "-p", help="Whose night (default: the only person).")]
-
-
-def _lights(tag: str, at: str | None, person: str | None) -> None:
-    settings = get_settings()
-    point = dose_run(lambda: write_lights(settings, person, tag, at), what=tag.replace("_", " "))
-    tz = _tz(settings, str(point.tags["person"]))
-    console.print(f"{point.tags['person']} night {point.fields['night']}: {tag.replace('_', ' ')} at "
-                  f"{_fmt_time(point.fields['at'], tz)}; run `magsleep nights compute` to update the night")
-
-
-@night_cmd.app.command("lights-out")
-def lights_out(at: AtOpt = None, person: NightPerson = None) -> None:
-    """Record lights out (now or --at): sleep latency is measured from it."""
-    _lights("lights_out", at, person)
-
-
-@night_cmd.app.command("lights-on")
-def lights_on(at: AtOpt = None, person: NightPerson = None) -> None:
-    """Record lights on (now or --at): the end of time in bed."""
-    _lights("lights_on", at, person)
