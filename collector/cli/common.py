@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 
 from collector import __version__
-from collector.errors import MagsleepError
+from collector.errors import MagsleepError, ValidationError
 from collector.settings import Settings, load_settings, resolve_config_path
 
 console = Console()
@@ -59,3 +62,38 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def version() -> None:
     """Print the magsleep version."""
     console.print(f"magsleep {__version__}")
+
+
+#: The forms every day option takes (--since, --until, --start, a night's DATE).
+DAY_FORMS = "7d (7 days before today), today, yesterday or a date YYYY-MM-DD"
+SINCE_HELP = f"From this day on: {DAY_FORMS}."
+
+_DAYS_AGO = re.compile(r"(\d{1,5})\s*d")
+
+
+def parse_day(text: str, today: date, option: str = "--since") -> date:
+    """A day as every command takes it: ``Nd`` (N days before ``today``), ``today``,
+    ``yesterday`` or an ISO date. ``today`` is the caller's (see :func:`today_for`)."""
+    t = text.strip().lower()
+    if t == "today":
+        return today
+    if t == "yesterday":
+        return today - timedelta(days=1)
+    m = _DAYS_AGO.fullmatch(t)
+    if m:
+        return today - timedelta(days=int(m.group(1)))
+    try:
+        return date.fromisoformat(t)
+    except ValueError:
+        raise ValidationError(f"{option} {text!r}: give {DAY_FORMS}") from None
+
+
+def today_for(settings: Settings, person: str | None = None, now: datetime | None = None) -> date:
+    """Today's date where the person lives (the given one, else the only configured one; else
+    this machine's time zone). ``now``: the clock (default the real one)."""
+    at = now if now is not None else datetime.now(UTC)
+    names = [p.name for p in settings.persons]
+    name = person if person in names else (names[0] if len(names) == 1 and person is None else None)
+    if name is None:
+        return at.astimezone().date()
+    return at.astimezone(ZoneInfo(settings.person(name).timezone)).date()

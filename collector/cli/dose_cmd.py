@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -19,7 +19,7 @@ import pydantic
 import typer
 from rich.table import Table
 
-from collector.cli.common import console, err_console, fail, get_settings
+from collector.cli.common import DAY_FORMS, console, err_console, fail, get_settings, parse_day
 from collector.doses.csvio import export_csv, import_rows, read_rows
 from collector.doses.model import (
     Dose,
@@ -160,7 +160,7 @@ FORM_HELP = ("glycinate, bisglycinate, citrate, oxide, threonate, malate, taurat
              "sulfate or other (default doses.default_form).")
 AT_HELP = "When taken: HH:MM or 'YYYY-MM-DD HH:MM' (default now)."
 ELEMENTAL_HELP = "Elemental magnesium in mg, if the label states it (default: from the form)."
-SINCE_HELP = "YYYY-MM-DD, 'YYYY-MM-DD HH:MM' or Nd (e.g. 7d)."
+SINCE_HELP = f"From this day on: {DAY_FORMS}; or a date and time 'YYYY-MM-DD HH:MM'."
 
 Person = Annotated[str | None, typer.Option("--person", "-p", help="Whose dose (default: the only configured person).")]
 
@@ -198,18 +198,17 @@ def add(
 
 
 def _parse_since(text: str | None, rules: Rules, person: str | None) -> datetime | None:
+    """``--since``: a day as everywhere (:func:`parse_day`, from its start), or a date and time."""
     if text is None:
         return None
-    t = text.strip()
-    m = re.fullmatch(r"(\d+)d", t)
-    if m:
-        return rules.now() - timedelta(days=int(m.group(1)))
-    try:
-        d = date.fromisoformat(t)
-    except ValueError:
-        return parse_at(t, rules, person)
     names = rules.persons()
     tz = rules.tz(person or (names[0] if len(names) == 1 else ""))
+    try:
+        d = parse_day(text, rules.now().astimezone(tz).date())
+    except ValidationError:
+        if ":" not in text:
+            raise
+        return parse_at(text, rules, person)
     return datetime.combine(d, time(0, 0), tzinfo=tz)
 
 
@@ -325,7 +324,7 @@ def import_(
 def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")] = None,
     person: Person = None,
-    since: Annotated[str | None, typer.Option("--since")] = None,
+    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
 ) -> None:
     """Export doses as CSV (the format `dose import` reads)."""
     settings = get_settings()

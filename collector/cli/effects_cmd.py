@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from collector.cli.common import console, err_console, fail, get_settings
+from collector.cli.common import DAY_FORMS, console, err_console, fail, get_settings, parse_day, today_for
 from collector.effects.metrics import METRICS, metric
 from collector.effects.planner import PlanSpec
 from collector.effects.store import PlanStore, StoredPlan, new_plan, tonight
-from collector.errors import MagsleepError, StorageError, ValidationError
+from collector.errors import MagsleepError, StorageError
 from collector.settings import Settings
 
 if TYPE_CHECKING:  # the statistics stack (scipy/statsmodels) loads only for `magsleep effects`
@@ -45,13 +45,6 @@ _COMPARISON_TITLES = {
     "mg_vs_control": "Magnesium vs control nights",
     "before_after": "Before/after (baseline vs supplementation, segmented regression)",
 }
-
-
-def _parse_date(value: str, what: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(f"{what} must be a date like 2026-11-20, not {value!r}") from None
 
 
 def _persons(settings: Settings, person: list[str] | None) -> list[str]:
@@ -177,7 +170,7 @@ BaselineEndOpt = Annotated[str | None, typer.Option(
 def effects(
     person: PersonsOpt = None,
     metric_: MetricsOpt = None,
-    since: Annotated[str | None, typer.Option(help="Only nights from this date (YYYY-MM-DD).")] = None,
+    since: Annotated[str | None, typer.Option(help=f"Only nights from this evening on: {DAY_FORMS}.")] = None,
     fmt: FormatOpt = Format.table,
     write: WriteOpt = True,
     source: SourceOptT = SourceOpt.real,
@@ -191,9 +184,10 @@ def effects(
     try:
         persons = _persons(settings, person)
         metrics = [metric(m).name for m in metric_] if metric_ else None
-        since_d = _parse_date(since, "--since") if since else None
-        start_d = _parse_date(start, "--start") if start else None
-        end_d = _parse_date(baseline_end, "--baseline-end") if baseline_end else None
+        today = today_for(settings, persons[0] if len(persons) == 1 else None)
+        since_d = parse_day(since, today, "--since") if since else None
+        start_d = parse_day(start, today, "--start") if start else None
+        end_d = parse_day(baseline_end, today, "--baseline-end") if baseline_end else None
         src: Source = "sim" if source is SourceOpt.sim else "all" if source is SourceOpt.all else "real"
         runs = asyncio.run(run_effects(settings, persons, metrics=metrics, since=since_d,
                                        source=src, write=write, supplement_start=start_d,
@@ -283,7 +277,7 @@ def plan(
     settings = get_settings()
     name = _one_person(settings, person)
     try:
-        first = _parse_date(start, "--start") if start else _today(settings, name)
+        first = parse_day(start, today_for(settings, name), "--start") if start else _today(settings, name)
         spec = PlanSpec(first, weeks, "blocks" if design is DesignOpt.blocks else "randomised",
                         block_weeks)
         store = PlanStore.from_settings(settings)

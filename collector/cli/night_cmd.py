@@ -5,7 +5,7 @@ Every ``night`` command lives here: the console script loads only this module fo
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from collector.cli.common import console, get_settings
+from collector.cli.common import DAY_FORMS, SINCE_HELP, console, get_settings, parse_day, today_for
 from collector.cli.dose_cmd import Person, open_service, report_pending, run
 from collector.doses.journal import lights_point_of
 from collector.doses.lights import person_settings
@@ -25,24 +25,9 @@ from collector.storage.lineprotocol import Point
 app = typer.Typer(help="Nights: tag them (no dose, alcohol, ...), lights out / lights on.", no_args_is_help=True)
 
 
-def parse_night(text: str, today: date) -> date:
-    """The evening's date: YYYY-MM-DD, 'today' or 'yesterday'."""
-    t = text.strip().lower()
-    if t == "today":
-        return today
-    if t == "yesterday":
-        return today - timedelta(days=1)
-    try:
-        return date.fromisoformat(t)
-    except ValueError:
-        raise ValidationError(
-            f"night {text!r}: give the evening's date as YYYY-MM-DD, 'today' or 'yesterday'"
-        ) from None
-
-
 @app.command("tag")
 def tag(
-    night: Annotated[str, typer.Argument(metavar="DATE", help="The evening's date (YYYY-MM-DD, today, yesterday).")],
+    night: Annotated[str, typer.Argument(metavar="DATE", help=f"The evening's date: {DAY_FORMS}.")],
     no_dose: Annotated[bool, typer.Option("--no-dose", help="No magnesium that evening.")] = False,
     alcohol: Annotated[bool, typer.Option("--alcohol", help="Alcohol that evening.")] = False,
     caffeine_late: Annotated[bool, typer.Option("--caffeine-late", help="Caffeine late in the day.")] = False,
@@ -62,7 +47,7 @@ def tag(
         async with open_service(settings) as svc:
             names = svc.rules.persons()
             tz = svc.rules.tz(person or (names[0] if len(names) == 1 else ""))
-            d = parse_night(night, svc.rules.now().astimezone(tz).date())
+            d = parse_day(night, svc.rules.now().astimezone(tz).date(), "night")
             if not chosen:
                 raise ValidationError("give at least one tag: --no-dose, --alcohol, "
                                       "--caffeine-late, --training or --illness")
@@ -87,7 +72,7 @@ def tag(
 
 @app.command("tags")
 def tags(
-    since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD")] = None,
+    since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
     person: Person = None,
 ) -> None:
     """List night tags, newest first."""
@@ -95,7 +80,7 @@ def tags(
 
     async def go() -> None:
         async with open_service(settings, influx=False) as svc:
-            start = parse_night(since, date.today()) if since else None  # noqa: DTZ011
+            start = parse_day(since, today_for(settings, person, svc.rules.now())) if since else None
             rows = await svc.night_tags(person=person, since=start)
         table = Table(title=f"{len(rows)} night tag(s)")
         for col in ("night", "person", "tag"):

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from collector.cli.common import console, fail, get_settings
+from collector.cli.common import DAY_FORMS, console, fail, get_settings, parse_day, today_for
 from collector.cli.night_cmd import write_lights as write_lights  # its old home: kept for importers
-from collector.errors import MagsleepError, ValidationError
+from collector.errors import MagsleepError
 from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
 from collector.nights.segment import NS
 from collector.settings import Settings
@@ -35,7 +35,7 @@ class Format(StrEnum):
 
 
 PersonOpt = Annotated[str | None, typer.Option("--person", "-p", help="Only this person (default: all).")]
-SinceOpt = Annotated[str | None, typer.Option("--since", help="First night (evening's date, YYYY-MM-DD).")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help=f"First night (the evening): {DAY_FORMS}.")]
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -45,13 +45,8 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
-def _date(text: str | None, what: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(f"{what} {text!r}: give a date as YYYY-MM-DD") from None
+def _day(text: str | None, option: str, settings: Settings, person: str | None) -> date | None:
+    return None if text is None else parse_day(text, today_for(settings, person), option)
 
 
 def _fmt_time(ns: Any, tz: ZoneInfo) -> str:
@@ -80,7 +75,7 @@ def nights(
         return
     settings = get_settings()
     try:
-        start = _date(since, "--since")
+        start = _day(since, "--since", settings, person)
     except MagsleepError as exc:
         fail(str(exc))
     rows = _run(lambda: list_nights(settings, person=person, since=start))
@@ -129,7 +124,7 @@ def _tz(settings: Settings, person: str) -> ZoneInfo:
 def compute(
     person: PersonOpt = None,
     since: SinceOpt = None,
-    until: Annotated[str | None, typer.Option("--until", help="Last night (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help=f"Last night: {DAY_FORMS}.")] = None,
     recompute: Annotated[bool, typer.Option("--recompute", help="Recompute nights even if unchanged.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=64,
                                                 help="Processes for staging (default: CPUs, at most 4).")] = None,
@@ -137,7 +132,7 @@ def compute(
     """Compute new or changed nights (incremental and idempotent)."""
     settings = get_settings()
     try:
-        start, end = _date(since, "--since"), _date(until, "--until")
+        start, end = _day(since, "--since", settings, person), _day(until, "--until", settings, person)
     except MagsleepError as exc:
         fail(str(exc))
     n_workers = workers or min(4, os.cpu_count() or 1)

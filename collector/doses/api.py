@@ -36,7 +36,6 @@ from collector.doses.model import (
     DoseValidationError,
     ErrorBody,
     FieldProblem,
-    Health,
     LightsCreate,
     LightsEvent,
     LightsList,
@@ -223,8 +222,8 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
         return request.app[DOSE_SERVICE]
 
     async def healthz(request: web.Request) -> web.StreamResponse:
-        pending = await svc(request).pending()
-        return _json(Health(status="ok", journal=f"{pending} operation(s) queued for InfluxDB"))
+        health = await svc(request).health()
+        return _json(health, status=200 if health.status == "ok" else 503)
 
     async def openapi(request: web.Request) -> web.StreamResponse:
         return web.json_response(openapi_document())

@@ -211,8 +211,14 @@ class ErrorBody(_Strict):
 
 
 class Health(_Strict):
-    status: str
+    status: str = Field(description='"ok", or "degraded" (answered with 503) when a backlog '
+                                    "has not moved for a while or the journal is unavailable")
     journal: str
+    journal_ops: int | None = Field(default=None, description="dose journal operations not yet "
+                                    "in the outbox (null: the journal is unavailable)")
+    outbox_rows: int | None = Field(default=None, description="outbox rows not yet in InfluxDB "
+                                    "(null: no outbox)")
+    problems: list[str] = Field(default_factory=list, description="what is wrong, with advice")
 
 
 def problems_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> list[FieldProblem]:

@@ -87,7 +87,9 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {"get": {
             "operationId": "healthz", "summary": "liveness", "security": [],
-            "responses": {"200": {"description": "ok", "content": _content("Health")}},
+            "responses": {"200": {"description": "ok", "content": _content("Health")},
+                          "503": {"description": "degraded: a backlog does not move or the "
+                                  "journal is unavailable", "content": _content("Health")}},
         }},
         "/api/v1/persons": {"get": {
             "operationId": "listPersons", "summary": "configured persons and dose forms",

@@ -12,14 +12,16 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
@@ -36,6 +38,7 @@ from collector.doses.model import (
     DoseResult,
     DoseValidationError,
     FieldProblem,
+    Health,
     Lights,
     LightsEvent,
     NightTag,
@@ -47,12 +50,16 @@ from collector.doses.model import (
 from collector.errors import ConfigError, MagsleepError, StorageError
 from collector.settings import Settings
 from collector.storage.lineprotocol import Point
+from collector.storage.pipeline import Backlog, Progress, backoff_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
 MAX_AGE = timedelta(days=365)
+#: A backlog (journal operations or outbox rows) that has not moved for this long makes
+#: ``/healthz`` answer "degraded": longer than a few retries at the longest backoff.
+STALL_AFTER_S = 300.0
 
 
 class PointSink(Protocol):
@@ -63,6 +70,13 @@ class PointSink(Protocol):
     async def delete(self, measurement: str, tags: Mapping[str, str], time_ns: int) -> None: ...
 
     async def flush(self, timeout: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class BacklogSink(Protocol):
+    """A sink that can tell what still waits for InfluxDB (the pipeline's outbox)."""
+
+    def backlog(self) -> Backlog: ...
 
 
 def utcnow() -> datetime:
@@ -328,15 +342,29 @@ class DoseService:
         durable_sink: bool = True,
         flush_timeout_s: float = 5.0,
         drain_interval_s: float = 0.0,
+        max_backoff_s: float | None = None,
+        stall_after_s: float = STALL_AFTER_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``durable_sink``: the sink keeps what ``put`` accepted (a pipeline with an outbox).
         Otherwise journal operations are acknowledged only after ``flush`` succeeded.
         ``drain_interval_s`` > 0: also hand over queued operations periodically (long-lived
-        services: picks up what a CLI command could not deliver)."""
+        services: picks up what a CLI command could not deliver, and retries after the sink
+        refused, e.g. a full outbox, with backoff up to ``max_backoff_s``, default
+        ``storage.max_retry_backoff_s``). ``stall_after_s``: a backlog that has not moved for
+        this long makes :meth:`health` report "degraded"."""
         self.durable_sink = durable_sink
         self.flush_timeout_s = flush_timeout_s
         self.drain_interval_s = drain_interval_s
+        self.max_backoff_s = (settings.storage.max_retry_backoff_s if max_backoff_s is None
+                              else max_backoff_s)
+        self.stall_after_s = stall_after_s
+        self._monotonic = monotonic
         self._ticker: asyncio.Task[None] | None = None
+        self._rescheduled = asyncio.Event()
+        self._failures = 0  # hand-offs refused in a row
+        self._retry_at = 0.0  # monotonic time before which no hand-off is tried
+        self._journal_progress = Progress(monotonic)
         self.settings = settings
         self.rules = Rules(settings, extra_persons=extra_persons, now=now)
         self.sink = sink
@@ -344,7 +372,6 @@ class DoseService:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dose-journal")
         self._journal: DoseJournal | None = None
         self._drain_lock = asyncio.Lock()
-        self._sink_down = False
 
     async def __aenter__(self) -> DoseService:
         await self.start()
@@ -361,7 +388,15 @@ class DoseService:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(self.drain_interval_s)
+            delay = self.drain_interval_s
+            wait = self._retry_at - self._monotonic()
+            if 0 < wait < delay:
+                delay = wait  # the retry after a refusal is due before the next round
+            self._rescheduled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescheduled.wait(), delay)
+            if self._monotonic() < self._retry_at:
+                continue
             try:
                 await self.drain(wait_s=0.0)
             except MagsleepError as exc:  # keep ticking; the journal keeps the operations
@@ -588,13 +623,44 @@ class DoseService:
     async def pending(self) -> int:
         return await self._run(self.journal.pending_count)
 
+    async def health(self) -> Health:
+        """Both backlogs (journal operations, outbox rows) and whether they move.
+
+        "degraded" when either has waited ``stall_after_s`` without moving."""
+        ops = await self.pending()
+        problems: list[str] = []
+        stalled = self._journal_progress.stalled_s(ops)
+        if stalled >= self.stall_after_s:
+            problems.append(
+                f"{ops} dose journal operation(s) have not reached the outbox for {stalled:.0f} s"
+                + (" (the outbox is full or refusing; is InfluxDB reachable?)"
+                   if self._failures else ""))
+        rows: int | None = None
+        if isinstance(self.sink, BacklogSink):
+            backlog = self.sink.backlog()
+            rows = backlog.rows
+            if backlog.stalled_s >= self.stall_after_s:
+                problems.append(
+                    f"{backlog.lines} line(s) in {backlog.rows} outbox row(s) have not reached "
+                    f"InfluxDB for {backlog.stalled_s:.0f} s; check that InfluxDB runs and the "
+                    "URL (`magsleep influx ping`)")
+        return Health(
+            status="degraded" if problems else "ok",
+            journal=f"{ops} operation(s) queued for InfluxDB",
+            journal_ops=ops,
+            outbox_rows=rows,
+            problems=problems,
+        )
+
     async def drain(self, *, wait_s: float = 1.0) -> int:
         """Hand queued journal operations to the pipeline, in order; returns how many.
 
         One process at a time (a lock file beside the journal): another process busy with the
-        same queue means this one skips the round (after waiting up to ``wait_s``).
+        same queue means this one skips the round (after waiting up to ``wait_s``). After the
+        sink refused (InfluxDB down for a CLI command, a full outbox for a service) rounds are
+        skipped until the backoff ends; a short-lived command does not try again.
         """
-        if self.sink is None or self._sink_down:
+        if self.sink is None or self._monotonic() < self._retry_at:
             return 0
         async with self._drain_lock:
             deadline = asyncio.get_running_loop().time() + wait_s
@@ -621,9 +687,11 @@ class DoseService:
         done = 0
         while True:
             ops = await self._run(partial(self.journal.pending, 500))
+            self._journal_progress.observe(len(ops))
             if not ops:
+                self._recovered()
                 return done
-            last = 0
+            last, sent = 0, 0
             try:
                 for op in ops:
                     p = op.point
@@ -631,20 +699,42 @@ class DoseService:
                         await sink.put([p])
                     else:
                         await sink.delete(p.measurement, p.tags, p.time_ns)
-                    last = op.seq
+                    last, sent = op.seq, sent + 1
                 if not self.durable_sink:
                     await sink.flush(timeout=self.flush_timeout_s)
             except MagsleepError as exc:
-                log.log(logging.WARNING if self.durable_sink else logging.DEBUG,
-                        "dose journal: %s; the doses stay queued in the journal and are "
-                        "sent again later (or with `magsleep dose sync`)", exc)
-                if last and self.durable_sink:
+                progressed = bool(last) and self.durable_sink
+                if progressed:  # what the durable sink took is acknowledged
                     await self._run(partial(self.journal.ack, last))
-                else:
-                    self._sink_down = True  # do not wait on it again in this process
+                    self._journal_progress.moved()
+                    done += sent
+                self._refused(exc, progressed=progressed)
                 return done
             await self._run(partial(self.journal.ack, last))
+            self._journal_progress.moved()
             done += len(ops)
+
+    def _refused(self, exc: MagsleepError, *, progressed: bool) -> None:
+        """The sink refused an operation: back off before the next round (retried by the
+        periodic hand-off), or, for a short-lived command, do not wait on it again."""
+        if not self.durable_sink:
+            log.debug("dose journal: %s; the doses stay queued in the journal", exc)
+            self._retry_at = math.inf
+            return
+        self._failures = 1 if progressed else self._failures + 1
+        delay = backoff_delay(self._failures, self.max_backoff_s)
+        self._retry_at = self._monotonic() + delay
+        self._rescheduled.set()
+        log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
+                "dose journal: %s; the rest stays queued in the journal and is handed over "
+                "again in %.1f s", exc, delay)
+
+    def _recovered(self) -> None:
+        if self._failures:
+            log.info("dose journal: the outbox takes operations again (after %d refusal(s))",
+                     self._failures)
+        self._failures = 0
+        self._retry_at = 0.0
 
 
 def _unlock(fd: int) -> None:

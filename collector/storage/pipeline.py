@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 
 from collector.errors import StorageError, WriteError
 from collector.settings import Settings
-from collector.storage.connection import influx_target
+from collector.storage.connection import InfluxTarget, influx_target
 from collector.storage.lineprotocol import Point, RowEncoder, encode_points
 from collector.storage.outbox import DeleteOp, Entry, MemoryOutbox, OutboxStore, SqliteOutbox
 from collector.storage.schema import normalize
@@ -78,6 +79,47 @@ def classify(status: int) -> str:
     return "retry"
 
 
+class Progress:
+    """How long a backlog has waited without moving (for health checks).
+
+    ``observe(n)`` reports the backlog's size (0 resets), ``moved()`` that some of it went
+    out; ``stalled_s`` is the time since the later of the two events "became non-empty" and
+    "last moved". Never a false alarm: a backlog counts as waiting only from its first
+    observation.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._waiting_since: float | None = None
+        self._moved_at: float | None = None
+
+    def observe(self, waiting: int) -> None:
+        if waiting <= 0:
+            self._waiting_since = None
+        elif self._waiting_since is None:
+            self._waiting_since = self._now()
+
+    def moved(self) -> None:
+        self._moved_at = self._now()
+
+    def stalled_s(self, waiting: int) -> float:
+        """Seconds the backlog of size ``waiting`` has not moved (0 when empty)."""
+        self.observe(waiting)
+        if self._waiting_since is None:
+            return 0.0
+        since = max(self._waiting_since, self._moved_at or self._waiting_since)
+        return max(0.0, self._now() - since)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits in the outbox: rows, lines, and seconds since it last moved (0 when empty)."""
+
+    rows: int
+    lines: int
+    stalled_s: float
+
+
 @dataclass
 class PipelineStats:
     points_in: int = 0
@@ -97,6 +139,62 @@ class _Abort(Exception):
         self.err = err
 
 
+class EmbeddedWriter:
+    """The writer to the embedded local InfluxDB, found when a write needs it.
+
+    While it is not running, every call fails like a connection error (``status=0``), so the
+    pipeline keeps the points in its outbox and retries; once started (on whatever port) the
+    next retry finds it. ``magsleep dose add``, the API and the daemon start either way.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._writer: Writer | None = None
+
+    async def _current(self) -> Writer:
+        if self._writer is None:
+            try:  # reads the state file and pings: off the event loop
+                target: InfluxTarget = await asyncio.to_thread(influx_target, self._settings)
+            except StorageError as exc:
+                raise WriteError(str(exc), status=0) from None
+            self._writer = make_writer(target)
+        return self._writer
+
+    async def _forget_on_connection_error(self, exc: WriteError) -> None:
+        if exc.status == 0 and self._writer is not None:  # it may come back on another port
+            writer, self._writer = self._writer, None
+            await writer.close()
+
+    async def write(self, body: bytes) -> None:
+        writer = await self._current()
+        try:
+            await writer.write(body)
+        except WriteError as exc:
+            await self._forget_on_connection_error(exc)
+            raise
+
+    async def delete(self, measurement: str, tags: Mapping[str, str], time_ns: int) -> None:
+        writer = await self._current()
+        try:
+            await writer.delete(measurement, tags, time_ns)
+        except WriteError as exc:
+            await self._forget_on_connection_error(exc)
+            raise
+
+    async def ensure_database(self) -> None:
+        writer = await self._current()
+        try:
+            await writer.ensure_database()
+        except WriteError as exc:
+            await self._forget_on_connection_error(exc)
+            raise
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+
 class Pipeline:
     """Batches points into InfluxDB through a durable outbox."""
 
@@ -111,6 +209,7 @@ class Pipeline:
         max_backoff_s: float = 60.0,
         ensure_database: bool = True,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._writer = writer
         self._outbox_path = outbox_path
@@ -131,15 +230,26 @@ class Pipeline:
         self._fill_warned = 0
         self._db_ready = False
         self._failing_since_attempt = 0
+        self._progress = Progress(monotonic)
+        self._last_error: WriteError | None = None
         self.stats = PipelineStats()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, url: str | None = None, name: str = "main", **kwargs: Any
+        cls,
+        settings: Settings,
+        *,
+        url: str | None = None,
+        name: str = "main",
+        wait_for_embedded: bool = False,
+        **kwargs: Any,
     ) -> Pipeline:
-        """A pipeline to the configured InfluxDB. ``name`` picks the outbox file (one per process role)."""
+        """A pipeline to the configured InfluxDB. ``name`` picks the outbox file (one per process role).
+
+        ``wait_for_embedded``: with ``influx.embedded``, start even while the local InfluxDB is
+        not running and deliver once it is (dose logging, the API, the daemon); otherwise that
+        is an error at once (commands that need an answer now)."""
         st = settings.storage
-        target = influx_target(settings, url=url)
         outbox = (st.state_dir.expanduser() / f"outbox-{name}.sqlite") if st.outbox else None
         opts: dict[str, Any] = {
             "outbox_path": outbox,
@@ -149,7 +259,10 @@ class Pipeline:
             "max_backoff_s": st.max_retry_backoff_s,
         }
         opts.update(kwargs)
-        return cls(make_writer(target), **opts)
+        if url is None and settings.influx.embedded and wait_for_embedded:
+            # Not running yet is an outage like any other: the outbox keeps the points.
+            return cls(EmbeddedWriter(settings), **opts)
+        return cls(make_writer(influx_target(settings, url=url)), **opts)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -246,9 +359,10 @@ class Pipeline:
             await asyncio.wait_for(wait(), timeout)
         except TimeoutError:
             _, lines, _ = store.totals()
+            why = f" ({self._last_error})" if self._last_error is not None else ""
             raise StorageError(
-                f"{lines} lines not yet delivered after {timeout:.1f} s; they stay in the outbox "
-                "and are sent when InfluxDB is reachable"
+                f"{lines} lines not yet delivered after {timeout:.1f} s{why}; they stay in the "
+                "outbox and are sent when InfluxDB is reachable"
             ) from None
         finally:
             self._flush_now = False
@@ -260,6 +374,11 @@ class Pipeline:
 
     def rejected_count(self) -> int:
         return self._require_store().rejected_count()
+
+    def backlog(self) -> Backlog:
+        """The outbox's backlog and how long it has not moved (for ``/healthz``)."""
+        rows, lines, _ = self._require_store().totals()
+        return Backlog(rows, lines, self._progress.stalled_s(rows))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -275,7 +394,8 @@ class Pipeline:
         store = self._require_store()
         if self._oldest_pending is None:
             self._oldest_pending = asyncio.get_running_loop().time()
-        _, lines, size = store.totals()
+        rows, lines, size = store.totals()
+        self._progress.observe(rows)
         fill = size / store.max_bytes
         while self._fill_warned < len(FILL_WARNINGS) and fill >= FILL_WARNINGS[self._fill_warned]:
             log.warning(
@@ -302,6 +422,8 @@ class Pipeline:
                 if rows == 0 and not in_flight:
                     cursor = 0
                     self._oldest_pending = None
+                    self._fill_warned = 0
+                    self._progress.observe(0)
                     self._idle.set()
                     self._wake.clear()
                     await self._wake.wait()
@@ -355,6 +477,8 @@ class Pipeline:
                     await self._run(partial(store.remove, [entries[0].seq]))
                 else:
                     await self._write_entries(entries)
+                self._progress.moved()
+                self._last_error = None
                 self._recovered(attempt)
                 return
             except _Abort as abort:
@@ -362,6 +486,7 @@ class Pipeline:
             except WriteError as exc:
                 err = exc
             attempt += 1
+            self._last_error = err
             self.stats.write_errors += 1
             self.stats.errors_by_status[err.status] = self.stats.errors_by_status.get(err.status, 0) + 1
             delay = backoff_delay(attempt, self.max_backoff_s, jitter=BACKOFF_JITTER, rng=self._rng)
