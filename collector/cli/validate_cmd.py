@@ -63,15 +63,15 @@ def validate(
         task = prog.add_task("staging", total=len(sources) * len(variants))
         report = validate(sources, variants, progress=lambda name: prog.update(task, advance=1, description=name))
 
-    if as_json:
-        console.print_json(json.dumps(report.as_json()))
-    else:
-        _print(report)
     for skip in report.skipped:
         err_console.print(f"[yellow]skipped[/yellow] {escape(skip.record)}: {escape(skip.reason)}",
-                          highlight=False, markup=True)
+                          highlight=False, markup=True, soft_wrap=True)
     if not any(report.nights.values()):
-        raise typer.Exit(1)
+        fail("no recording could be read and staged (see the skipped ones above)", 1)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=1))
+    else:
+        _print(report)
 
 
 def _print(report: Report) -> None:
