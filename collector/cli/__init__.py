@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from collector.cli import common
 from collector.errors import MagsleepError
@@ -100,5 +101,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         build_app(_command_of(args))(args=args, prog_name="magsleep", standalone_mode=True)
     except MagsleepError as exc:  # pragma: no cover - commands report their own errors via common.fail
-        common.err_console.print(f"[red]error:[/red] {exc}")
+        common.err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(2)

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from collector import __version__
 from collector.errors import MagsleepError, ValidationError
@@ -55,7 +56,8 @@ def get_settings() -> Settings:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    """Print ``error: message`` (as plain text: ``[[persons]]`` stays as written) and exit."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -50,7 +50,7 @@ def push(
         bool, typer.Option("--annotations", help="Also add the logged doses as Grafana annotations.")
     ] = False,
     person: Annotated[
-        str | None, typer.Option("--person", help="Only this person's doses (with --annotations).")
+        str | None, typer.Option("--person", "-p", help="Only this person's doses (with --annotations).")
     ] = None,
     influx_url: Annotated[
         str | None,

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import pydantic
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from collector.cli.common import DAY_FORMS, console, err_console, fail, get_settings, parse_day
@@ -57,7 +58,7 @@ async def open_service(
         return
     from collector.storage.pipeline import Pipeline
 
-    pipe = Pipeline.from_settings(settings, name="cli", outbox_path=None)
+    pipe = Pipeline.from_settings(settings, name="cli", outbox_path=None, wait_for_embedded=True)
     await pipe.start()
     try:
         async with DoseService(settings, sink=pipe, durable_sink=False,
@@ -153,7 +154,7 @@ async def report_pending(svc: DoseService) -> None:
 
 def _warn(warnings: list[str]) -> None:
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 FORM_HELP = ("glycinate, bisglycinate, citrate, oxide, threonate, malate, taurate, chloride, "
@@ -231,7 +232,7 @@ def list_(
         for d in doses:
             table.add_row(_short(d.id), d.taken_at.strftime("%Y-%m-%d %H:%M"), d.person,
                           d.form.value, mg(d.amount_mg), mg(d.elemental_mg),
-                          d.source.value, d.note)
+                          d.source.value, escape(d.note))
         console.print(table)
 
     run(go)
@@ -306,7 +307,7 @@ def import_(
             report = await import_rows(svc, rows, skip_bad=skip_bad)
             for bad in report.bad:
                 for p in bad.problems:
-                    err_console.print(f"line {bad.line}: {p.field}: {p.reason}", highlight=False)
+                    err_console.print(f"line {bad.line}: {p.field}: {p.reason}", highlight=False, markup=False)
             if report.bad and not skip_bad:
                 lines = ", ".join(str(b.line) for b in report.bad)
                 raise ValidationError(

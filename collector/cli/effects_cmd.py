@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from collector.cli.common import DAY_FORMS, console, err_console, fail, get_settings, parse_day, today_for
@@ -296,7 +297,7 @@ def plan(
         try:
             asyncio.run(write_plan_points(settings, new.points(), old.points() if old else ()))
         except StorageError as exc:
-            err_console.print(f"[yellow]plan saved locally; InfluxDB copy not yet written: {exc}[/yellow]")
+            err_console.print(f"[yellow]plan saved locally; InfluxDB copy not yet written: {escape(str(exc))}[/yellow]")
 
 
 def _active_plan(settings: Settings, person: str | None) -> tuple[str, StoredPlan]:

@@ -13,7 +13,8 @@ from collector.errors import MagsleepError
 
 
 def report(
-    person: Annotated[str | None, typer.Option("--person", help="Whose report (default: the first person).")] = None,
+    person: Annotated[str | None, typer.Option("--person", "-p", help="Whose report (default: the first person).")]
+    = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the HTML file.")] = Path("report.html"),
 ) -> None:
     """Write an HTML report (plots embedded) that needs no Grafana."""

@@ -48,7 +48,8 @@ def run_backfill(
 def backfill_cmd(
     nights: Annotated[int, typer.Option(min=1, max=20000, help="How many nights to generate.")] = 90,
     person: Annotated[
-        str, typer.Option(help="Person name (age, sex, time zone from the persons settings when configured).")
+        str, typer.Option("--person", "-p",
+                          help="Person name (age, sex, time zone from the persons settings when configured).")
     ] = "demo",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same nights.")] = 0,
     scenario: Annotated[str, typer.Option(help=f"Planted magnesium effect: {' | '.join(SCENARIOS)}.")] = "effect",
@@ -110,7 +111,8 @@ def backfill_cmd(
 
 @app.command("clear")
 def clear_cmd(
-    person: Annotated[str | None, typer.Option(help="Only this person's simulated data (default: everyone's).")] = None,
+    person: Annotated[str | None, typer.Option("--person", "-p",
+                                               help="Only this person's simulated data (default: everyone's).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete every simulated (source=sim) point from InfluxDB; real data is never touched."""

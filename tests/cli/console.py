@@ -42,7 +42,8 @@ class Console:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAGSLEEP_")}
         env.update(HOME=str(self.home), MAGSLEEP_CONFIG=str(self.config), COLUMNS="80",
-                   NO_COLOR="1", TERM="dumb", **extra)
+                   NO_COLOR="1", TERM="dumb")
+        env.update(extra)
         return env
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
