@@ -70,7 +70,7 @@ async def run_daemon(
     status_file = status_file or status_path(settings)
     if sink is not None:
         return await _run(settings, list(registry), clock, stop_event, sink, status_interval_s, status_file, [])
-    pipe = Pipeline.from_settings(settings, name="ble")
+    pipe = Pipeline.from_settings(settings, name="ble", wait_for_embedded=True)
     await pipe.start()
     stopping_at: list[float] = []
     try:

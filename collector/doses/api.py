@@ -362,7 +362,7 @@ def create_app(
         if influx:
             from collector.storage.pipeline import Pipeline
 
-            pipe = Pipeline.from_settings(settings, name="api")
+            pipe = Pipeline.from_settings(settings, name="api", wait_for_embedded=True)
             await pipe.start()
             a[PIPELINE] = pipe
         kwargs: dict[str, Any] = {"sink": pipe, "extra_persons": extra_persons,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.cli import app
+from collector.storage import local_influx
+from tests.cli.console import Console, flat
 from tests.doses.cases import Case, cases
 
 runner = CliRunner()
@@ -192,3 +197,33 @@ def test_sync_after_database_reset(config_file: Path, influx_server: Any, influx
     assert len(influx_server.rows("SELECT * FROM supplement_dose", influx_db)) == 1
     assert sorted(r["tag"] for r in influx_server.rows("SELECT * FROM night_tag", influx_db)) == [
         "lights_out", "no_dose"]
+
+
+@pytest.mark.parametrize("where", ["embedded-not-running", "url-nothing-listening"])
+def test_dose_add_is_never_refused_while_influx_is_unreachable(tmp_path: Path, where: str) -> None:
+    """Issue 13 #4: the installed `magsleep dose add` keeps the dose in the journal when InfluxDB
+    cannot be reached (also the embedded one not started), and a later command delivers it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    root = home / "state" / "influxdb"
+    port = local_influx.free_port()
+    influx: dict[str, Any] = ({"embedded": True} if where == "embedded-not-running"
+                              else {"embedded": False, "url": f"http://127.0.0.1:{port}"})
+    con = Console(home, {"persons": [{"name": "alice", "timezone": "Europe/Berlin"}],
+                         "influx": influx})
+    r = con.run("dose", "add", "300", "--note", "while down")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "logged 300 mg" in flat(r.stdout)
+    assert "safe in the dose journal" in flat(r.stderr)
+    local_influx.start(root, port=port)  # what `magsleep influx start` does
+    try:
+        r = con.run("dose", "add", "200")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "safe in the dose journal" not in flat(r.stderr)
+        q = urllib.parse.urlencode({"q": "SELECT amount_mg, note FROM supplement_dose",
+                                    "db": "magsleep"})
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/query?{q}", timeout=30) as resp:
+            values = json.loads(resp.read())["results"][0]["series"][0]["values"]
+        assert sorted((v[1], v[2]) for v in values) == [(200.0, ""), (300.0, "while down")]
+    finally:
+        local_influx.stop(root)

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.doses.api import DOSE_SERVICE, mount
+from collector.doses.api import DOSE_SERVICE, PIPELINE, create_app, mount
 from collector.doses.service import DoseService
-from collector.settings import Settings
+from collector.settings import InfluxSettings, Settings
 from collector.storage import local_influx
 from collector.storage.pipeline import Pipeline, Progress
 from tests.doses.conftest import auth, make_settings
@@ -46,8 +46,8 @@ class PrivateInflux:
     def start(self) -> None:
         local_influx.start(self.root, port=self.port)
 
-    def dose_ids(self) -> list[str]:
-        q = urllib.parse.urlencode({"q": "SELECT dose_id FROM supplement_dose", "db": DB})
+    def dose_ids(self, db: str = DB) -> list[str]:
+        q = urllib.parse.urlencode({"q": "SELECT dose_id FROM supplement_dose", "db": db})
         with urllib.request.urlopen(f"{self.url}/query?{q}", timeout=30) as resp:
             data = json.loads(resp.read())
         series = data["results"][0].get("series", [])
@@ -155,3 +155,26 @@ def test_progress_stalls_only_while_a_backlog_waits_without_moving() -> None:
     assert p.stalled_s(1) == 0.0  # non-empty again from now on, not since the last move
     now[0] = 530.0
     assert p.stalled_s(1) == 30.0
+
+
+async def test_api_logs_doses_while_the_embedded_influx_is_not_running(tmp_path: Path) -> None:
+    """Issue 13 #4: `magsleep api` starts and takes doses before `magsleep influx start`."""
+    base = make_settings(tmp_path / "state", "http://unused", "magsleep")
+    settings = base.model_copy(update={
+        "influx": InfluxSettings(embedded=True, database="magsleep"),
+        "storage": base.storage.model_copy(update={"max_retry_backoff_s": 0.3})})
+    root = tmp_path / "state" / "influxdb"
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+        first = await post_dose(client, 1)
+        assert client.app is not None
+        pipe = client.app[PIPELINE]
+        assert isinstance(pipe, Pipeline) and pipe.pending()[1] == 1  # kept in the outbox
+        inst = await asyncio.to_thread(local_influx.start, root)  # `magsleep influx start`
+        try:
+            second = await post_dose(client, 2)
+            await pipe.flush(timeout=20)
+            found = PrivateInflux(root, inst.port)
+            found_ids = await asyncio.to_thread(found.dose_ids, "magsleep")
+            assert found_ids == sorted([first, second])
+        finally:
+            await asyncio.to_thread(local_influx.stop, root)
