@@ -153,6 +153,10 @@ class ApiSettings(_Section):
     allowed_hosts: list[str] = Field(default_factory=list)
     # Origins (besides the API's own and cors_origins) whose pages may write, e.g. behind a proxy.
     allowed_origins: list[str] = Field(default_factory=list)
+    # Host names (besides loopback and api.host) the API answers to; "*" turns the check off.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Origins (besides the API's own and cors_origins) whose pages may write, e.g. behind a proxy.
+    allowed_origins: list[str] = Field(default_factory=list)
 
 
 #: Names of the built-in BLE profiles; a [[ble.generic]] profile may not reuse them.

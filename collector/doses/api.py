@@ -4,9 +4,13 @@ Standalone: :func:`create_app` / :func:`serve` (``magsleep api``). Inside the da
 :func:`mount` adds the routes and the dose service to the daemon's application, writing
 through the daemon's pipeline.
 
-Security: Bearer tokens from ``api.tokens`` compared in constant time; without tokens the API
-only binds a loopback address (:func:`check_bind`); bodies above ``api.max_body_bytes`` get 413;
-CORS headers only for origins listed in ``api.cors_origins``.
+Security (threat model in docs/deployment.md): :func:`guard` answers 421 to a Host header that is
+not loopback, the bind address or in ``api.allowed_hosts`` (DNS rebinding), 403 to a write whose
+Origin is neither the API's own nor listed (cross-site requests), 415 to a body that is not
+declared ``application/json`` (what a form or a no-cors fetch can send without a preflight).
+Bearer tokens from ``api.tokens`` are compared in constant time; without tokens the API only binds
+a loopback address (:func:`check_bind`); bodies above ``api.max_body_bytes`` get 413; CORS headers
+only for origins listed in ``api.cors_origins``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pydantic
@@ -105,18 +111,137 @@ def check_bind(host: str, settings: Settings) -> None:
 
 
 def _tokens(settings: Settings) -> list[bytes]:
-    return [t.get_secret_value().encode() for t in settings.api.tokens if t.get_secret_value()]
+    return [t.encode() for t in settings.api.token_values()]  # api.tokens and api.token_file
 
 
 def token_ok(header: str | None, tokens: Iterable[bytes]) -> bool:
     """Whether ``header`` is ``Bearer <one of tokens>``; every token is compared (constant time)."""
     given = b""
     if header is not None and header[:7].lower() == "bearer ":
-        given = header[7:].strip().encode()
+        # aiohttp hands over undecodable bytes as surrogates: compare the bytes as sent
+        given = header[7:].strip().encode("utf-8", "surrogateescape")
     ok = False
     for t in tokens:
         ok |= hmac.compare_digest(given, t)
     return ok and bool(given)
+
+
+# -- Host, Origin and Content-Type checks ---------------------------------------------------
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_BODIES = frozenset({"POST", "PUT", "PATCH"})
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (recognised, not bound)
+_NAME_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+
+
+def _norm_host(host: str) -> str:
+    host = host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def parse_host(raw: str) -> str | None:
+    """The host part of a Host header (``name[:port]``, ``[v6][:port]``), or None if malformed."""
+    raw = raw.strip().lower()
+    port = ""
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            return None
+        host, rest = raw[1:end], raw[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            return None
+    else:
+        host, _, port = raw.partition(":")
+    if port and not (port.isdigit() and len(port) <= 5):
+        return None
+    host = host.rstrip(".")
+    if not host or not _NAME_RE.match(host):
+        return None
+    return _norm_host(host)
+
+
+class HostPolicy:
+    """Which Host headers and Origins the API accepts (from ``api.*`` and the bind address)."""
+
+    def __init__(self, settings: Settings) -> None:
+        api = settings.api
+        bind = _norm_host(api.host)
+        self.any_ip = bind in _WILDCARDS
+        self.any_host = "*" in api.allowed_hosts
+        self.names = {"localhost"} | {_norm_host(h) for h in api.allowed_hosts if h != "*"}
+        if not self.any_ip:
+            self.names.add(bind)
+        self.origins = {o.strip().rstrip("/").lower() for o in [*api.allowed_origins,
+                                                               *api.cors_origins]}
+
+    def host_ok(self, raw: str | None) -> bool:
+        if raw is None:  # HTTP/1.0 without Host: not a browser
+            return True
+        if self.any_host:
+            return True
+        host = parse_host(raw)
+        if host is None:
+            return False
+        if host in self.names:
+            return True
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return ip.is_loopback or self.any_ip
+
+    def origin_ok(self, origin: str, host: str | None) -> bool:
+        """Same origin as the API (its own host and port), or listed in the settings."""
+        o = origin.strip().rstrip("/").lower()
+        if o in self.origins:
+            return True
+        try:
+            parts = urlsplit(o)
+        except ValueError:
+            return False
+        return (parts.scheme in ("http", "https") and host is not None
+                and parts.netloc == host.strip().lower() and not parts.path)
+
+
+def guard(settings: Settings) -> Any:
+    """Middleware: Host (421), Origin of writes (403), JSON bodies (415), clients gone (quiet)."""
+    policy = HostPolicy(settings)
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        if not policy.host_ok(host):
+            shown = (host or "")[:100]
+            return _error(421, f"this server does not answer to the host name {shown!r} (a "
+                          "web page may be trying DNS rebinding); open it by its address or "
+                          "add the name to api.allowed_hosts")
+        origin = request.headers.get("Origin")
+        if request.method in _WRITES and origin is not None and not policy.origin_ok(origin, host):
+            return _error(403, f"writes from the web page at {origin[:100]!r} are not allowed "
+                          "(cross-site request); use the phone page served by this API, or add "
+                          "that origin to api.allowed_origins")
+        if request.method in _BODIES and request.path.startswith(f"{API}/") and (
+                "Content-Type" not in request.headers
+                or request.content_type != "application/json"):
+            return _error(415, "send the body as JSON with 'Content-Type: application/json' "
+                          f"(got {request.headers.get('Content-Type', 'none')[:100]!r})")
+        try:
+            return await handler(request)
+        except ConnectionResetError:
+            log.debug("dose API: client went away mid-request (%s %s)", request.method,
+                      request.path)
+            return web.Response(status=400)
+
+    return check
 
 
 def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:
@@ -217,6 +342,7 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
     ep = endpoint(settings)
     public = endpoint(settings, auth=False)
     max_body = settings.api.max_body_bytes
+    app.middlewares.append(guard(settings))
 
     def svc(request: web.Request) -> DoseService:
         return request.app[DOSE_SERVICE]
@@ -241,7 +367,7 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
         return _json(DoseList(doses=doses))
 
     async def create(request: web.Request) -> web.StreamResponse:
-        body = DoseCreate.model_validate_json(await _body(request, max_body) or b"null")
+        body = DoseCreate.model_validate_json(await _body(request, max_body) or b"null", strict=True)
         res = await svc(request).add(body, default_source=Source.api)
         return _json(res, status=201 if res.created else 200)
 
@@ -250,7 +376,7 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
 
     async def patch(request: web.Request) -> web.StreamResponse:
         uid = _dose_id(request)
-        body = DosePatch.model_validate_json(await _body(request, max_body) or b"null")
+        body = DosePatch.model_validate_json(await _body(request, max_body) or b"null", strict=True)
         return _json(await svc(request).update(uid, body))
 
     async def delete(request: web.Request) -> web.StreamResponse:
@@ -262,7 +388,7 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
         return _json(LightsList(lights=found))
 
     async def set_lights(request: web.Request) -> web.StreamResponse:
-        body = LightsCreate.model_validate_json(await _body(request, max_body) or b"null")
+        body = LightsCreate.model_validate_json(await _body(request, max_body) or b"null", strict=True)
         saved, changed = await svc(request).set_lights(body.person, body.event, body.at,
                                                        source=body.source)
         return _json(saved, status=201 if changed else 200)
@@ -382,6 +508,13 @@ def create_app(
     return app
 
 
+def bound_to(settings: Settings, host: str) -> Settings:
+    """``settings`` with ``api.host`` set to the address actually bound (``--host``)."""
+    if host == settings.api.host:
+        return settings
+    return settings.model_copy(update={"api": settings.api.model_copy(update={"host": host})})
+
+
 @asynccontextmanager
 async def running_api(
     settings: Settings,
@@ -397,6 +530,7 @@ async def running_api(
     h = host or settings.api.host
     p = settings.api.port if port is None else port
     check_bind(h, settings)
+    settings = bound_to(settings, h)
     app = web.Application(client_max_size=settings.api.max_body_bytes)
     mount(app, settings, sink=sink)
     runner = web.AppRunner(app, access_log=None)
@@ -421,7 +555,7 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
     h = host or settings.api.host
     p = settings.api.port if port is None else port
     check_bind(h, settings)
-    runner = web.AppRunner(create_app(settings))
+    runner = web.AppRunner(create_app(bound_to(settings, h)))
     await runner.setup()
     try:
         site = web.TCPSite(runner, h, p)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import pydantic
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from collector.doses.forms import Form, parse_form
 from collector.errors import ValidationError
@@ -76,6 +76,24 @@ def _form_before(v: Any) -> Any:
 
 
 Amount = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+#: The least a logged dose may be: less is a typo (or 1e-300), not a supplement.
+MIN_AMOUNT_MG = 1.0
+MIN_ELEMENTAL_MG = 0.1
+
+
+def _at_least(minimum: float) -> AfterValidator:
+    def check(v: float) -> float:
+        if v < minimum:
+            raise ValueError(f"must be at least {minimum:g} mg; {v:g} mg is not a dose (check "
+                             "the unit: mg, e.g. 300)")
+        return v
+
+    return AfterValidator(check)
+
+
+# What may be sent (stored doses keep the looser Amount, so older entries stay readable).
+AmountIn = Annotated[Amount, _at_least(MIN_AMOUNT_MG)]
+ElementalIn = Annotated[Amount, _at_least(MIN_ELEMENTAL_MG)]
 
 
 class _Strict(BaseModel):
@@ -112,8 +130,8 @@ class DoseCreate(_Strict):
     )
     supplement: str = Field(default="magnesium", pattern=SUPPLEMENT_RE)
     form: Form | None = Field(default=None, description="default: doses.default_form")
-    amount_mg: Amount = Field(description="mass of the compound, mg")
-    elemental_mg: Amount | None = Field(
+    amount_mg: AmountIn = Field(description="mass of the compound, mg (at least 1)")
+    elemental_mg: ElementalIn | None = Field(
         default=None, description="elemental magnesium, mg; default: computed from the form"
     )
     taken_at: datetime | None = Field(
@@ -131,8 +149,8 @@ class DosePatch(_Strict):
     person: str | None = Field(default=None, pattern=PERSON_RE)
     supplement: str | None = Field(default=None, pattern=SUPPLEMENT_RE)
     form: Form | None = None
-    amount_mg: Amount | None = None
-    elemental_mg: Amount | None = None
+    amount_mg: AmountIn | None = None
+    elemental_mg: ElementalIn | None = None
     taken_at: datetime | None = None
     note: str | None = Field(default=None, max_length=NOTE_MAX)
 
@@ -242,7 +260,7 @@ def _reason(typ: str, loc: str, msg: str, ctx: dict[str, Any]) -> str:
         "uuid_parsing": "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab",
         "uuid_type": "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab",
         "float_parsing": "must be a number of mg, e.g. 300",
-        "float_type": "must be a number of mg, e.g. 300",
+        "float_type": "must be a JSON number of mg, e.g. 300 (not a string, not true/false)",
         "finite_number": "must be a finite number of mg, e.g. 300",
         "datetime_parsing": f"must be a date and time like {_EXAMPLE_TIME}",
         "datetime_from_date_parsing": f"must be a date and time like {_EXAMPLE_TIME}",

@@ -183,15 +183,24 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
-    for item in paths.values():
-        for op in item.values():
-            if isinstance(op, dict) and "responses" in op and op["operationId"] != "healthz":
-                op["responses"]["503"] = _err("storage unavailable; retry later")
     paths["/api/v1/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "this document", "security": [],
         "responses": {"200": {"description": "OpenAPI 3.1",
                               "content": {"application/json": {"schema": {"type": "object"}}}}},
     }}
+    for item in paths.values():
+        for method, op in item.items():
+            if not (isinstance(op, dict) and "responses" in op):
+                continue
+            if op["operationId"] not in ("healthz", "openapi"):
+                op["responses"]["503"] = _err("storage unavailable; retry later")
+            op["responses"]["421"] = _err("the Host header names neither this machine's loopback "
+                                          "or bind address nor one in api.allowed_hosts")
+            if method in ("post", "patch", "delete"):
+                op["responses"]["403"] = _err("cross-site write: the Origin header is neither "
+                                              "the API's own nor in api.allowed_origins")
+            if "requestBody" in op:
+                op["responses"]["415"] = _err("the body is not declared as application/json")
     return {
         "openapi": "3.1.0",
         "info": {"title": "magsleep dose API", "version": __version__,

@@ -22,6 +22,7 @@ from tests.doses.cases import Case, api_body, cases
 from tests.doses.conftest import TOKEN, auth, make_settings, pipeline_of, service_of
 
 Client = TestClient[web.Request, web.Application]
+JSON = {"Content-Type": "application/json"}
 
 
 def q_doses(influx_server: Any, db: str) -> list[dict[str, Any]]:
@@ -235,15 +236,17 @@ async def test_body_size_limit(client: Client) -> None:
     r = await client.post("/api/v1/doses", json=big, headers=auth())
     assert r.status == 413
     assert "api.max_body_bytes" in (await r.json())["error"]
-    r = await client.post("/api/v1/doses", data=b"{" * 70_000, headers=auth())
+    r = await client.post("/api/v1/doses", data=b"{" * 70_000, headers={**auth(), **JSON})
     assert r.status == 413
 
 
 async def test_bad_json_is_422(client: Client) -> None:
-    r = await client.post("/api/v1/doses", data=b"{not json", headers=auth())
+    r = await client.post("/api/v1/doses", data=b"{not json", headers={**auth(), **JSON})
     assert r.status == 422
-    r = await client.post("/api/v1/doses", data=b"", headers=auth())
+    r = await client.post("/api/v1/doses", data=b"", headers={**auth(), **JSON})
     assert r.status == 422
+    r = await client.post("/api/v1/doses", data=b'{"amount_mg": 300}', headers=auth())
+    assert r.status == 415  # not declared JSON (tests/security has the cross-site cases)
 
 
 async def test_cors_off_by_default_and_on_for_listed_origins(
@@ -362,7 +365,8 @@ async def test_person_from_device_registry(settings: Any) -> None:
 
 
 @pytest.mark.parametrize(("body", "field", "reason"), [
-    ({"person": "alice", "amount_mg": "lots"}, "amount_mg", "must be a number of mg, e.g. 300"),
+    ({"person": "alice", "amount_mg": "lots"}, "amount_mg",
+     "must be a JSON number of mg, e.g. 300"),
     ({"person": "alice", "amount_mg": 1, "taken_at": "tonight"}, "taken_at",
      "must be a date and time like 2026-11-20T22:10:00+01:00"),
     ({"person": "alice", "amount_mg": 1, "id": "x"}, "id", "must be a UUID"),
