@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -46,7 +47,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("hr_mean_bpm", "mean HR", "bpm"),
 )
 STAGE_LETTERS = {WAKE: "W", NREM: "N", REM: "R"}
-VARIANT_KEYS = ("lights",)
+VARIANT_KEYS = ("lights", "start")
 
 
 def night_options(nights: NightsSettings) -> NightOptions:
@@ -64,6 +65,8 @@ class Variant:
     name: str
     settings: dict[str, str] = field(default_factory=dict)
     lights: Literal["tags", "estimate"] = "tags"
+    #: An experiment on the clock-time input: replay every recording as if it began at this local time.
+    start: dtime | None = None
 
     @property
     def nights(self) -> NightsSettings:
@@ -77,6 +80,8 @@ class Variant:
         d = dict(sorted(self.settings.items()))
         if self.lights != "tags":
             d["lights"] = self.lights
+        if self.start is not None:
+            d["start"] = self.start.isoformat("minutes")
         return d
 
 
@@ -84,13 +89,14 @@ DEFAULT = Variant("default")
 
 
 def parse_variant(text: str) -> Variant:
-    """``NAME=key=value[,key=value...]``: keys of the [nights] settings, plus ``lights=tags|estimate``."""
+    """``NAME=key=value[,key=value...]``: keys of the [nights] settings, ``lights=tags|estimate``, ``start=HH:MM``."""
     name, sep, rest = text.partition("=")
     name = name.strip()
     if not sep or not name:
         raise ValidationError(f"variant {text!r}: write NAME=key=value[,key=value], e.g. alone=wake_classifier=none")
     settings: dict[str, str] = {}
     lights: Literal["tags", "estimate"] = "tags"
+    start: dtime | None = None
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
         key, value = key.strip(), value.strip()
@@ -100,12 +106,17 @@ def parse_variant(text: str) -> Variant:
             if value not in ("tags", "estimate"):
                 raise ValidationError(f"variant {name}: lights must be 'tags' or 'estimate', not {value!r}")
             lights = "tags" if value == "tags" else "estimate"
+        elif key == "start":
+            try:
+                start = dtime.fromisoformat(value)
+            except ValueError:
+                raise ValidationError(f"variant {name}: start must be a clock time HH:MM, not {value!r}") from None
         elif key in NightsSettings.model_fields:
             settings[key] = value
         else:
             allowed = ", ".join([*NightsSettings.model_fields, *VARIANT_KEYS])
             raise ValidationError(f"variant {name}: unknown option {key!r}; allowed: {allowed}")
-    v = Variant(name, settings, lights)
+    v = Variant(name, settings, lights, start)
     try:
         v.nights  # noqa: B018 - validate now, with the settings' own messages
     except PydanticValidationError as exc:
@@ -150,6 +161,13 @@ def window_for(rec: Record, person: PersonSettings) -> NightWindow:
     return NightWindow(night, lo, end)
 
 
+def replayed_at(rec: Record, clock: dtime) -> Record:
+    """``rec`` as if it began at ``clock`` local time of its night (the evening's date from 12:00, else next day)."""
+    night = window_for(rec, PersonSettings(name="validation", timezone=rec.timezone)).night
+    day = night if clock >= dtime(12) else night + timedelta(days=1)
+    return replace(rec, start=datetime.combine(day, clock, tzinfo=rec.start.tzinfo))
+
+
 def truth_span(rec: Record) -> tuple[int, int]:
     """[first, stop) epochs of the expert span: lights out to lights on, else the scored epochs."""
     scored = np.flatnonzero(rec.stages != UNKNOWN)
@@ -174,6 +192,8 @@ def _clean(v: object) -> float | None:
 
 def compare_record(rec: Record, variant: Variant = DEFAULT) -> NightComparison:
     """Stage ``rec`` through ``compute_night`` and line it up with the expert stages."""
+    if variant.start is not None:
+        rec = replayed_at(rec, variant.start)
     defaults = PersonSettings(name="validation")
     person = PersonSettings(name="validation", age=rec.age or defaults.age, sex=rec.sex or defaults.sex,
                             timezone=rec.timezone)
