@@ -24,7 +24,8 @@ import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -343,6 +344,7 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
     public = endpoint(settings, auth=False)
     max_body = settings.api.max_body_bytes
     app.middlewares.append(guard(settings))
+    app.on_response_prepare.append(_server_date)
 
     def svc(request: web.Request) -> DoseService:
         return request.app[DOSE_SERVICE]
@@ -439,6 +441,13 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
         for path in (f"{API}/persons", f"{API}/doses", f"{API}/doses/{{id}}", f"{API}/lights",
                      f"{API}/lights/{{night}}/{{event}}"):
             r.add_route("OPTIONS", path, preflight)
+
+
+async def _server_date(request: web.Request, response: web.StreamResponse) -> None:
+    """``Date`` from the clock doses are checked against, so the page can tell when it disagrees."""
+    svc = request.app.get(DOSE_SERVICE)
+    if svc is not None:
+        response.headers["Date"] = format_datetime(svc.rules.now().astimezone(UTC), usegmt=True)
 
 
 _ASSETS = {"app.js", "style.css", "index.html"}

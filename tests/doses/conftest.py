@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,17 @@ class ThreadedServer:
 
 
 @pytest.fixture
-def threaded_server(settings: Settings) -> Iterator[ThreadedServer]:
+def server_now() -> Callable[[], datetime] | None:
+    """The API's clock (None: the real one); a test parametrizes it, e.g. to skew the server."""
+    return None
+
+
+@pytest.fixture
+def threaded_server(settings: Settings,
+                    server_now: Callable[[], datetime] | None) -> Iterator[ThreadedServer]:
     """The standalone API on a real loopback port, in its own thread (for sync clients)."""
     loop = asyncio.new_event_loop()
-    app = create_app(settings)
+    app = create_app(settings, now=server_now)
     runner = web.AppRunner(app, access_log=None)
     started = threading.Event()
     holder: dict[str, Any] = {}

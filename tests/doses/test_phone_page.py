@@ -214,3 +214,62 @@ def test_lights_out_listed_undone_and_retried_offline(
     assert not browser.find_element(By.ID, "lights-pending-box").is_displayed()
     assert len(threaded_server.call(svc.list_lights)) == 1
     browser.save_screenshot(str(ARTIFACTS / "lights-phone.png"))
+
+
+class SkewedClock:
+    """The server's clock, ``behind`` the real one (the browser keeps the real clock)."""
+
+    def __init__(self, behind: timedelta) -> None:
+        self.behind = behind
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) - self.behind
+
+
+SERVER_BEHIND = SkewedClock(timedelta(minutes=20))
+
+
+@pytest.mark.parametrize("server_now", [SERVER_BEHIND])
+def test_server_clock_behind_keeps_taps_for_retry(
+    browser: WebDriver, threaded_server: ThreadedServer
+) -> None:
+    """Issue 20 #13: a server 20 min behind the phone refuses the time; the page keeps the tap."""
+    SERVER_BEHIND.behind = timedelta(minutes=20)
+    wait = WebDriverWait(browser, 20)
+    browser.get(threaded_server.url + "/app/")
+    browser.execute_script(f"localStorage.setItem('magsleep.token', '{TOKEN}')")
+    browser.refresh()
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "person")).options) == 2)
+    _wait_for(wait, "status", "The clocks disagree: this phone is 20 min ahead of the magsleep server")
+    assert "would be refused" in _text(browser, "status")
+
+    Select(browser.find_element(By.ID, "person")).select_by_visible_text("alice")
+    amount = browser.find_element(By.ID, "amount")
+    amount.clear()
+    amount.send_keys("300")
+    browser.find_element(By.ID, "took").click()
+    _wait_for(wait, "status", "Not logged yet. The clocks disagree: this phone is 20 min ahead")
+    assert "The dose is kept here" in _text(browser, "status")
+    wait.until(ec.visibility_of_element_located((By.ID, "pending-box")))
+    assert "Not saved yet: 300 mg" in _text(browser, "pending-text")
+    browser.find_element(By.ID, "lights-out").click()
+    _wait_for(wait, "status", "Not saved yet. The clocks disagree")
+    assert "The lights out is kept here" in _text(browser, "status")
+    wait.until(ec.visibility_of_element_located((By.ID, "lights-pending-box")))
+    svc = threaded_server.service
+    assert threaded_server.call(svc.list_doses) == []
+    assert threaded_server.call(svc.list_lights) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "doses-phone-clocks.png"))
+
+    # the server's clock is set right: Retry delivers both taps, at the phone's times
+    SERVER_BEHIND.behind = timedelta(0)
+    browser.find_element(By.ID, "retry").click()
+    _wait_for(wait, "status", "Logged 300 mg")
+    wait.until(ec.invisibility_of_element_located((By.ID, "pending-box")))
+    browser.find_element(By.ID, "lights-retry").click()
+    _wait_for(wait, "status", "Lights out at")
+    wait.until(ec.invisibility_of_element_located((By.ID, "lights-pending-box")))
+    (dose,) = threaded_server.call(svc.list_doses)
+    assert abs(dose.taken_at - datetime.now(UTC)) < timedelta(minutes=2)
+    assert len(threaded_server.call(svc.list_lights)) == 1

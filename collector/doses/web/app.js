@@ -14,6 +14,9 @@
     lightsRetry: $("lights-retry"), lightsDiscard: $("lights-discard"), lightsList: $("lights-list"),
   };
   const EVENT_NAMES = { lights_out: "Lights out", lights_on: "Lights on" };
+  // The server refuses times more than 10 minutes ahead of its clock (like the CLI).
+  const CLOCK_TOLERANCE_MS = 10 * 60 * 1000;
+  let skewMs = 0;  // this phone's clock minus the server's, from the last answer's Date header
 
   function uuid4() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -35,7 +38,9 @@
   }
 
   class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
+    constructor(status, message, detail) {
+      super(message); this.status = status; this.detail = detail || [];
+    }
   }
 
   async function call(method, path, body, what) {
@@ -48,6 +53,8 @@
     } catch (e) {
       throw new ApiError(0, `No connection to the magsleep server. The ${what || "dose"} is kept here; tap Retry.`);
     }
+    const served = Date.parse(resp.headers.get("Date") || "");
+    if (!Number.isNaN(served)) skewMs = Date.now() - served;
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
     if (resp.status === 401) {
@@ -56,9 +63,28 @@
     }
     if (!resp.ok) {
       const msg = data && data.error ? data.error : `server answered ${resp.status}`;
-      throw new ApiError(resp.status, msg);
+      throw new ApiError(resp.status, msg, data && data.detail);
     }
     return data;
+  }
+
+  // A 422 saying the time is in the future: the page sent its own clock, so the clocks disagree.
+  function clockRefused(e, field) {
+    return e.status === 422 && e.detail.some((d) => d.field === field && /in the future/.test(d.reason));
+  }
+
+  function clocksText() {
+    const min = Math.max(1, Math.round(Math.abs(skewMs) / 60000));
+    const phone = new Date();
+    const server = new Date(phone.getTime() - skewMs);
+    const side = skewMs >= 0 ? "ahead of" : "behind";
+    return `The clocks disagree: this phone is ${min} min ${side} the magsleep server ` +
+      `(phone ${hm(phone)}, server ${hm(server)}).`;
+  }
+
+  function keptText(what) {
+    return `${clocksText()} The ${what} is kept here; set the right time on the phone or the ` +
+      "server, then tap Retry.";
   }
 
   function setStatus(kind, text, warnings) {
@@ -103,10 +129,12 @@
                 res.warnings);
       await loadRecent();
     } catch (e) {
-      if (e.status === 422 || e.status === 409) {
-        store.removeItem("magsleep.pending");  // the server said no: fix the entry, not retry
-        setStatus("err", "Not logged: " + e.message);
+      if (clockRefused(e, "taken_at")) {
+        setStatus("err", "Not logged yet. " + keptText("dose"));  // kept for Retry
       } else {
+        if (e.status === 422 || e.status === 409) {
+          store.removeItem("magsleep.pending");  // the server said no: fix the entry, not retry
+        }
         setStatus("err", "Not logged: " + e.message);
       }
     } finally {
@@ -220,6 +248,10 @@
       setStatus("ok", `${EVENT_NAMES[l.event]} at ${hm(l.at)} (night of ${nightLabel(l.night)}).`);
       await loadLights();
     } catch (e) {
+      if (clockRefused(e, "at")) {
+        setStatus("err", "Not saved yet. " + keptText(EVENT_NAMES[body.event].toLowerCase()));
+        return;  // kept for Retry (finally still runs)
+      }
       if (e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 408 && e.status !== 429) {
         store.removeItem("magsleep.pendingLights");  // the server said no: fix it, not retry
       }
@@ -289,7 +321,10 @@
       els.tokenBox.hidden = true;
       await loadRecent();
       await loadLights();
-      if (!els.status.textContent) setStatus("", "");
+      if (Math.abs(skewMs) > CLOCK_TOLERANCE_MS) {
+        setStatus("err", clocksText() + " A dose logged now would be refused: set the right " +
+                  "time first.");
+      } else if (!els.status.textContent) setStatus("", "");
     } catch (e) {
       setStatus("err", e.message);
     }
