@@ -6,12 +6,15 @@ keys joined by ``__``), the TOML file, defaults. The file is ``--config``, else
 
 Secrets (InfluxDB token/password, API tokens) are :class:`pydantic.SecretStr`; they can also come
 from a file path (``token_file``), read when the secret is first needed, never at validation.
+Booleans are strict (``true``/``false``; in ``MAGSLEEP_*`` variables also ``1``/``0``); an error
+names the environment variable that set the bad value, else the file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tomllib
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,18 +25,21 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from collector.errors import ConfigError
+from collector.storage.files import read_text
 
 DEFAULT_CONFIG_PATH = Path("config/magsleep.toml")
 ENV_CONFIG = "MAGSLEEP_CONFIG"
@@ -50,15 +56,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
-    """The secret's value, from the setting itself or from the file it points at."""
+def read_secret(value: SecretStr | None, file: Path | None, key: str = "token_file") -> str | None:
+    """The secret's value, from the setting itself or from the file it points at (setting ``key``)."""
     if value is not None and value.get_secret_value():
         return value.get_secret_value()
     if file is not None:
+        path = file.expanduser()
         try:
-            return file.expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file {file}: {exc.strerror}; fix the path") from exc
+            return read_text(path, what=f"secret file ({key})", error=ConfigError,
+                             advice="it must hold the secret as text (UTF-8) and nothing else").strip()
+        except FileNotFoundError:
+            raise ConfigError(f"secret file ({key}) {path} does not exist; fix the path") from None
     return None
 
 
@@ -66,7 +74,7 @@ class InfluxSettings(_Section):
     """Where points go. ``embedded`` uses the private local InfluxDB 1.x (``magsleep influx start``)."""
 
     version: Literal[1, 2] = 1
-    embedded: bool = True
+    embedded: StrictBool = True
     url: str = "http://127.0.0.1:8086"
     # 1.x (and the v1-compatible API of 2.x/3.x)
     database: str = "magsleep"
@@ -95,17 +103,17 @@ class InfluxSettings(_Section):
         return self
 
     def password_value(self) -> str | None:
-        return read_secret(self.password, self.password_file)
+        return read_secret(self.password, self.password_file, "influx.password_file")
 
     def token_value(self) -> str | None:
-        return read_secret(self.token, self.token_file)
+        return read_secret(self.token, self.token_file, "influx.token_file")
 
 
 class StorageSettings(_Section):
     state_dir: Path = Field(default_factory=default_state_dir)
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
-    outbox: bool = True
+    outbox: StrictBool = True
     outbox_max_mb: int = Field(default=1024, ge=1)
     max_retry_backoff_s: float = Field(default=60.0, gt=0, le=3600)
 
@@ -142,21 +150,34 @@ class DoseSettings(_Section):
     daily_warning_elemental_mg: float = Field(default=350.0, gt=0)
     default_form: str = "glycinate"
 
+    @field_validator("default_form")
+    @classmethod
+    def _check_form(cls, v: str) -> str:
+        from collector.doses.forms import parse_form  # a table of constants, no imports of its own
+
+        return parse_form(v).value
+
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     tokens: list[SecretStr] = Field(default_factory=list)
+    #: A file with more bearer tokens, one per line (read when the API starts, never logged).
+    token_file: Path | None = None
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
     # Host names (besides loopback and api.host) the API answers to; "*" turns the check off.
     allowed_hosts: list[str] = Field(default_factory=list)
     # Origins (besides the API's own and cors_origins) whose pages may write, e.g. behind a proxy.
     allowed_origins: list[str] = Field(default_factory=list)
-    # Host names (besides loopback and api.host) the API answers to; "*" turns the check off.
-    allowed_hosts: list[str] = Field(default_factory=list)
-    # Origins (besides the API's own and cors_origins) whose pages may write, e.g. behind a proxy.
-    allowed_origins: list[str] = Field(default_factory=list)
+
+    def token_values(self) -> list[str]:
+        """The bearer tokens: ``tokens`` and the lines of ``token_file``. Raises ConfigError if unreadable."""
+        values = [t.get_secret_value() for t in self.tokens if t.get_secret_value()]
+        text = read_secret(None, self.token_file, "api.token_file")
+        if text is not None:
+            values += [line.strip() for line in text.splitlines() if line.strip()]
+        return values
 
 
 #: Names of the built-in BLE profiles; a [[ble.generic]] profile may not reuse them.
@@ -282,7 +303,7 @@ class NightsSettings(_Section):
 
     classifier: Literal["wrn-gru-mesa", "ws-gru-mesa", "wrn-gru-mesa-weighted"] = "wrn-gru-mesa"
     wake_classifier: Literal["ws-gru-mesa", "none"] = "ws-gru-mesa"
-    motion_staging: bool = False
+    motion_staging: StrictBool = False
     motion_scale: float = Field(default=1.0, gt=0)
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)
     #: ``magsleep run`` computes new nights this often (minutes; 0: only ``magsleep nights compute``).
@@ -303,7 +324,7 @@ class Settings(BaseSettings):
     )
 
     # Set by load_settings before validation; a class-level slot keeps pydantic from seeing it.
-    _toml_path: ClassVar[Path | None] = None
+    _toml_data: ClassVar[dict[str, Any] | None] = None
 
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -333,9 +354,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls._toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvBools(settings_cls, env_settings)]
+        if cls._toml_data is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=cls._toml_data))
         return tuple(sources)
 
     def person(self, name: str) -> PersonSettings:
@@ -365,6 +386,43 @@ class Settings(BaseSettings):
         return walk(data, self)  # type: ignore[no-any-return]
 
 
+_ENV_TRUE = frozenset({"true", "1"})
+_ENV_FALSE = frozenset({"false", "0"})
+
+
+class _EnvBools(PydanticBaseSettingsSource):
+    """The environment source, with "true"/"false"/"1"/"0" turned into booleans for boolean settings.
+
+    Booleans are strict (``embedded = "yes"`` in the TOML is an error, not True); an environment
+    variable is always a string, so its usual spellings are converted here and only here.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return _env_bools(self.settings_cls, self._inner())
+
+
+def _env_bools(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for name, value in data.items():
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        ann = field.annotation
+        if ann is bool and isinstance(value, str):
+            low = value.strip().lower()
+            out[name] = True if low in _ENV_TRUE else False if low in _ENV_FALSE else value
+        elif isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(value, dict):
+            out[name] = _env_bools(ann, value)
+    return out
+
+
 def resolve_config_path(explicit: Path | None = None) -> tuple[Path | None, bool]:
     """The config file to read and whether the user asked for it explicitly."""
     if explicit is not None:
@@ -375,35 +433,81 @@ def resolve_config_path(explicit: Path | None = None) -> tuple[Path | None, bool
     return (DEFAULT_CONFIG_PATH, False) if DEFAULT_CONFIG_PATH.is_file() else (None, False)
 
 
+def env_variable_for(loc: tuple[int | str, ...]) -> str | None:
+    """The ``MAGSLEEP_*`` variable that set the setting at ``loc``, if one is set.
+
+    ``influx.embedded`` comes from ``MAGSLEEP_INFLUX__EMBEDDED``, or from ``MAGSLEEP_INFLUX`` as
+    JSON; list items (``persons.0.name``) only from the list's variable (``MAGSLEEP_PERSONS``).
+    """
+    names: list[str] = []
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        names.append(part)
+    set_vars = {k.upper(): k for k in os.environ}
+    for n in range(len(names), 0, -1):
+        var = "MAGSLEEP_" + "__".join(names[:n]).upper()
+        if var in set_vars:
+            return set_vars[var]
+    return None
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid settings in {source}:"]
+    """One line per bad key, blamed on the environment variable that set it or else on ``source``."""
+    lines: list[str] = []
+    in_env = in_source = False
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check the spelling against config/magsleep.example.toml"
-        elif err["type"] == "literal_error":
+        elif err["type"] in ("literal_error", "bool_type"):
             msg = f"{msg} (got {err.get('input')!r})"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+        var = env_variable_for(tuple(err["loc"]))
+        if var is not None:
+            in_env = True
+            if err["type"] == "bool_type":
+                msg = f"{msg}; use true or false"
+            lines.append(f"  {var} ({key}): {msg}")
+        else:
+            in_source = True
+            if err["type"] == "bool_type":
+                msg = f"{msg}; write true or false without quotes"
+            lines.append(f"  {key}: {msg}")
+    where = " and ".join(w for w, used in ((source, in_source), ("the environment", in_env)) if used)
+    return "\n".join([f"invalid settings in {where}:", *lines])
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Read and validate settings once. Raises :class:`ConfigError` with a message per bad key."""
     path, explicit = resolve_config_path(config)
-    if path is not None and not path.is_file():
-        if explicit:
-            raise ConfigError(
-                f"config file {path} does not exist; create it from config/magsleep.example.toml or fix the path"
-            )
-        path = None
-    source = str(path) if path else "environment/defaults"
-    Settings._toml_path = path
+    via = f" (named by {ENV_CONFIG})" if config is None and os.environ.get(ENV_CONFIG) else ""
+    data = _read_toml(path, explicit, via) if path is not None else None
+    source = str(path) if data is not None else "environment/defaults"
+    Settings._toml_data = data
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
-        raise ConfigError(f"cannot parse {source}: {exc}") from None
+    except ValueError as exc:  # e.g. a MAGSLEEP_* variable holding JSON that does not parse
+        raise ConfigError(f"cannot read the settings from the environment: {exc}") from None
     finally:
-        Settings._toml_path = None
+        Settings._toml_data = None
+
+
+def _read_toml(path: Path, explicit: bool, via: str = "") -> dict[str, Any] | None:
+    """The parsed config file; None if a file nobody asked for is missing. Never changes the file."""
+    try:
+        text = read_text(path, what="config file", error=ConfigError,
+                         advice="save it as UTF-8 text (e.g. with iconv) or recreate it from "
+                                "config/magsleep.example.toml")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(
+                f"config file {path}{via} does not exist; create it from config/magsleep.example.toml or fix the path"
+            ) from None
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse config file {path}: {exc}; fix the TOML syntax there") from None

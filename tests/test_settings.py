@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,3 +139,107 @@ def test_unknown_person_error_lists_known() -> None:
     s = load_settings(EXAMPLE)
     with pytest.raises(ConfigError, match=r"unknown person 'zed' \(known: alice\)"):
         s.person("zed")
+
+
+# -- issue 20 #9: config that passed the check but broke later, or blamed the wrong source -------
+
+MAGSLEEP_BIN = str(Path(sys.executable).parent / "magsleep")
+
+
+@pytest.mark.parametrize(("toml", "needle"), [
+    ('[influx]\nembedded = "yes"\n', "influx.embedded: Input should be a valid boolean (got 'yes'); write true or "
+                                    "false without quotes"),
+    ('[influx]\nembedded = 1\n', "influx.embedded: Input should be a valid boolean (got 1)"),
+    ('[storage]\noutbox = "no"\n', "storage.outbox: Input should be a valid boolean (got 'no')"),
+    ('[nights]\nmotion_staging = "true"\n', "nights.motion_staging: Input should be a valid boolean"),
+    ('[doses]\ndefault_form = "kryptonite"\n', "doses.default_form: Value error, unknown form 'kryptonite'; "
+                                              "use one of: glycinate, bisglycinate, citrate"),
+    ('[api]\ntoken_file = 7\n', "api.token_file: Input is not a valid path"),
+])
+def test_strict_values_are_checked_at_load(tmp_path: Path, toml: str, needle: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError) as ei:
+        load_settings(cfg)
+    assert needle in str(ei.value)
+    assert f"invalid settings in {cfg}:" in str(ei.value)
+
+
+def test_default_form_is_normalised() -> None:
+    assert load_settings(None, doses={"default_form": " Magnesium Citrate"}).doses.default_form == "citrate"
+
+
+def test_config_check_refuses_an_unknown_default_form(tmp_path: Path) -> None:
+    """`default_form = "kryptonite"` passed `config check` and then broke every `dose add`."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[doses]\ndefault_form = "kryptonite"\n')
+    r = subprocess.run([MAGSLEEP_BIN, "--config", str(cfg), "config", "check"], capture_output=True, text=True,
+                       timeout=60, env={**_env_without_magsleep(), "COLUMNS": "300"})
+    assert r.returncode == 2
+    assert "doses.default_form: Value error, unknown form 'kryptonite'" in r.stderr
+
+
+def _env_without_magsleep() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MAGSLEEP_")}
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("FALSE", False), ("0", False),
+                                                 ("true", True), ("1", True), ("True", True)])
+def test_env_booleans(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("MAGSLEEP_INFLUX__EMBEDDED", value)
+    monkeypatch.setenv("MAGSLEEP_STORAGE__OUTBOX", value)
+    s = load_settings(None)
+    assert s.influx.embedded is expected and s.storage.outbox is expected
+
+
+def test_env_errors_name_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[influx]\nurl = "http://127.0.0.1:8086"\n')
+    monkeypatch.setenv("MAGSLEEP_INFLUX__EMBEDDED", "yes")
+    monkeypatch.setenv("MAGSLEEP_STORAGE__BATCH_SIZE", "0")
+    with pytest.raises(ConfigError) as ei:
+        load_settings(cfg)
+    msg = str(ei.value)
+    assert msg.startswith("invalid settings in the environment:")  # the file is fine
+    assert "MAGSLEEP_INFLUX__EMBEDDED (influx.embedded): Input should be a valid boolean (got 'yes')" in msg
+    assert "MAGSLEEP_STORAGE__BATCH_SIZE (storage.batch_size): Input should be greater than or equal to 1" in msg
+
+
+def test_env_and_file_errors_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[doses]\ndefault_form = "kryptonite"\n')
+    monkeypatch.setenv("MAGSLEEP_INFLUX", '{"timeout_s": -1}')
+    with pytest.raises(ConfigError) as ei:
+        load_settings(cfg)
+    msg = str(ei.value)
+    assert msg.startswith(f"invalid settings in {cfg} and the environment:")
+    assert "MAGSLEEP_INFLUX (influx.timeout_s):" in msg
+    assert "\n  doses.default_form: Value error" in msg
+
+
+def test_unknown_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGSLEEP_INFLUX__URLL", "http://x:1")
+    with pytest.raises(ConfigError, match=r"MAGSLEEP_INFLUX__URLL \(influx.urll\): unknown key"):
+        load_settings(None)
+
+
+def test_missing_config_named_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGSLEEP_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match=r"nope.toml \(named by MAGSLEEP_CONFIG\) does not exist"):
+        load_settings()
+
+
+def test_api_token_file_is_a_setting(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("tok-a\n  tok-b  \n\n")
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[api]\ntokens = ["tok-0"]\ntoken_file = "{tokens}"\n')
+    s = load_settings(cfg)
+    assert s.api.token_values() == ["tok-0", "tok-a", "tok-b"]
+    assert "tok-a" not in repr(s) + str(s.masked())
+
+
+def test_secret_file_errors_name_the_setting(tmp_path: Path) -> None:
+    s = load_settings(None, api={"token_file": tmp_path / "nope"})
+    with pytest.raises(ConfigError, match=r"secret file \(api.token_file\) .*nope does not exist"):
+        s.api.token_values()

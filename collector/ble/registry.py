@@ -20,6 +20,7 @@ from typing import Any
 
 from collector.errors import DeviceNotFoundError, RegistryError
 from collector.settings import Settings
+from collector.storage.files import read_text
 
 REGISTRY_FILE = "devices.json"
 STATUS_FILE = "ble-status.json"
@@ -100,14 +101,12 @@ class DeviceRegistry:
     @classmethod
     def load(cls, path: Path) -> DeviceRegistry:
         """Read the registry; a missing file is an empty registry, a broken one a :class:`RegistryError`."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return cls(path)
-        except OSError as exc:
-            raise RegistryError(f"cannot read device registry {path}: {exc.strerror}; check its permissions") from exc
         advice = (f"fix it by hand or move it away (then pair the devices again); "
                   f"magsleep will not overwrite {path} while it is broken")
+        try:
+            text = read_text(path, what="device registry", advice=advice, error=RegistryError)
+        except FileNotFoundError:
+            return cls(path)
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
