@@ -74,7 +74,9 @@ def take_batch(entries: Iterable[Entry], max_lines: int, after: int) -> list[Ent
 class OutboxStore(Protocol):
     max_bytes: int
 
-    def append(self, kind: str, bodies: list[tuple[str, int]]) -> None: ...
+    def append(self, kind: str, bodies: list[tuple[str, int]]) -> int:
+        """Commit ``bodies``; returns the seq of the last one."""
+        ...
     def head(self, max_lines: int, after: int = 0) -> list[Entry]: ...
     def get(self, seqs: list[int]) -> list[Entry]: ...
     def remove(self, seqs: list[int]) -> None: ...
@@ -135,7 +137,7 @@ class SqliteOutbox:
         self._cache_bytes = 0
         self._uncached_max = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
 
-    def append(self, kind: str, bodies: list[tuple[str, int]]) -> None:
+    def append(self, kind: str, bodies: list[tuple[str, int]]) -> int:
         size = sum(len(b) for b, _ in bodies)
         if self._bytes + size > self.max_bytes:
             raise OutboxFullError(
@@ -162,6 +164,7 @@ class SqliteOutbox:
         self._rows += len(bodies)
         self._lines += sum(n for _, n in bodies)
         self._bytes += size
+        return last
 
     def head(self, max_lines: int, after: int = 0) -> list[Entry]:
         """The oldest entries after ``after``: consecutive writes up to ``max_lines`` lines, or one delete."""
@@ -258,7 +261,7 @@ class MemoryOutbox:
         self._bytes = 0
         self.rejected: list[tuple[str, str]] = []
 
-    def append(self, kind: str, bodies: list[tuple[str, int]]) -> None:
+    def append(self, kind: str, bodies: list[tuple[str, int]]) -> int:
         size = sum(len(b) for b, _ in bodies)
         if self._bytes + size > self.max_bytes:
             raise OutboxFullError("the in-memory buffer is full; InfluxDB has been unreachable too long")
@@ -267,6 +270,7 @@ class MemoryOutbox:
             self._q.append(Entry(self._seq, kind, body, n))
             self._lines += n
             self._bytes += len(body)
+        return self._seq
 
     def head(self, max_lines: int, after: int = 0) -> list[Entry]:
         return take_batch(self._q, max_lines, after)

@@ -2,7 +2,9 @@
 
 ``await pipe.put(points)`` returns once the points are committed to the outbox (SQLite, WAL);
 a background sender delivers them in order, in batches of ``batch_size`` lines or after
-``flush_interval_s``, and removes them from the outbox only after InfluxDB accepted them.
+``flush_interval_s`` (counted from the arrival of the oldest entry still waiting, so what queued
+behind a delete goes out right after it), and removes them from the outbox only after InfluxDB
+accepted them. A delete is a barrier: sent alone, after every earlier write.
 
 Write errors are sorted the way Telegraf does:
 
@@ -22,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -226,7 +230,10 @@ class Pipeline:
         self._flush_now = False
         self._stopping = False
         self._sender: asyncio.Task[None] | None = None
+        # When the oldest entry not yet handed to a delivery arrived (loop time); None: nothing
+        # new, or only entries from before the start or put back after a failure (all overdue).
         self._oldest_pending: float | None = None
+        self._arrivals: deque[tuple[int, float]] = deque()  # (last seq of an append, loop time)
         self._fill_warned = 0
         self._db_ready = False
         self._failing_since_attempt = 0
@@ -330,15 +337,15 @@ class Pipeline:
         store = self._require_store()
         bs = self.batch_size
         chunks = [("\n".join(lines[i : i + bs]), len(lines[i : i + bs])) for i in range(0, len(lines), bs)]
-        await self._run(lambda: store.append("w", chunks))
-        self._pending_added()
+        last = await self._run(lambda: store.append("w", chunks))
+        self._pending_added(last)
 
     async def delete(self, measurement: str, tags: Mapping[str, str], time_ns: int) -> None:
         """Queue deletion of a point, in order with writes."""
         store = self._require_store()
         op = DeleteOp(measurement, dict(tags), int(time_ns))
-        await self._run(lambda: store.append("d", [(op.to_json(), 0)]))
-        self._pending_added()
+        last = await self._run(lambda: store.append("d", [(op.to_json(), 0)]))
+        self._pending_added(last)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until everything accepted so far is in InfluxDB (or moved to rejected)."""
@@ -390,10 +397,12 @@ class Pipeline:
     async def _run(self, fn: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    def _pending_added(self) -> None:
+    def _pending_added(self, last_seq: int) -> None:
         store = self._require_store()
+        now = asyncio.get_running_loop().time()
+        self._arrivals.append((last_seq, now))
         if self._oldest_pending is None:
-            self._oldest_pending = asyncio.get_running_loop().time()
+            self._oldest_pending = now
         rows, lines, size = store.totals()
         self._progress.observe(rows)
         fill = size / store.max_bytes
@@ -422,6 +431,7 @@ class Pipeline:
                 if rows == 0 and not in_flight:
                     cursor = 0
                     self._oldest_pending = None
+                    self._arrivals.clear()
                     self._fill_warned = 0
                     self._progress.observe(0)
                     self._idle.set()
@@ -431,9 +441,8 @@ class Pipeline:
                 if len(in_flight) >= MAX_IN_FLIGHT:
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                if self._oldest_pending is None:
-                    self._oldest_pending = loop.time()
-                due = self._oldest_pending + self.flush_interval_s
+                # Nothing new (None): what waits is overdue (from before the start, put back).
+                due = -math.inf if self._oldest_pending is None else self._oldest_pending + self.flush_interval_s
                 if lines < self.batch_size and not self._flush_now and loop.time() < due and not in_flight:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -455,7 +464,11 @@ class Pipeline:
                     task = asyncio.create_task(self._deliver(entries))
                     in_flight.add(task)
                 cursor = entries[-1].seq
-                self._oldest_pending = loop.time()
+                # The interval runs from the arrival of the oldest entry still waiting, not from
+                # this dispatch: an edit's put behind its delete (a barrier) goes out at once.
+                while self._arrivals and self._arrivals[0][0] <= cursor:
+                    self._arrivals.popleft()
+                self._oldest_pending = self._arrivals[0][1] if self._arrivals else None
         finally:
             for t in in_flight:
                 t.cancel()

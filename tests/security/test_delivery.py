@@ -54,6 +54,13 @@ class PrivateInflux:
         return sorted(str(v[1]) for s in series for v in s["values"])
 
 
+    def notes(self) -> list[str]:
+        q = urllib.parse.urlencode({"q": "SELECT note FROM supplement_dose", "db": DB})
+        with urllib.request.urlopen(f"{self.url}/query?{q}", timeout=30) as resp:
+            data = json.loads(resp.read())
+        return [str(v[1]) for s in data["results"][0].get("series", []) for v in s["values"]]
+
+
 @pytest.fixture
 def influx(tmp_path: Path) -> Iterator[PrivateInflux]:
     root = tmp_path / "influxdb"
@@ -178,3 +185,34 @@ async def test_api_logs_doses_while_the_embedded_influx_is_not_running(tmp_path:
             assert found_ids == sorted([first, second])
         finally:
             await asyncio.to_thread(local_influx.stop, root)
+
+
+async def test_edits_reach_influx_in_about_one_flush_interval_not_one_each(
+    tmp_path: Path, influx: PrivateInflux
+) -> None:
+    """Issue 20 #5: 60 PATCHes (a delete and a put each) arrive together, not one per interval."""
+    interval = 0.5
+    settings = settings_for(tmp_path, influx, flush_interval_s=interval)
+    async with Pipeline.from_settings(settings, name="ble") as pipe:
+        app = web.Application()
+        mount(app, settings, sink=pipe)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            ids = [await post_dose(client, k) for k in range(60)]
+            await pipe.flush(timeout=20)
+            deletes_before = pipe.stats.deletes
+            for k, dose_id in enumerate(ids):
+                r = await client.patch(f"/api/v1/doses/{dose_id}", json={"note": f"edited {k}"},
+                                       headers=auth())
+                assert r.status == 200, await r.text()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+
+            async def delivered() -> bool:
+                return pipe.pending() == (0, 0)
+
+            await until(delivered, 20 * interval, "the edits reach InfluxDB")
+            intervals = (loop.time() - t0) / interval
+            assert pipe.stats.deletes - deletes_before == 60
+            assert intervals < 3, f"the last edits took {intervals:.1f} flush intervals"
+    notes = influx.notes()
+    assert sorted(notes) == sorted(f"edited {k}" for k in range(60))
