@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from collector import __version__
 from collector.errors import MagsleepError, ValidationError
@@ -99,3 +100,33 @@ def today_for(settings: Settings, person: str | None = None, now: datetime | Non
     if name is None:
         return at.astimezone().date()
     return at.astimezone(ZoneInfo(settings.person(name).timezone)).date()
+
+
+#: Command groups people mix up: a subcommand typed under one is looked for in the other.
+SIBLINGS = {"night": "nights", "nights": "night"}
+
+
+def sibling_hint(group: str, word: str) -> str | None:
+    """``magsleep OTHER WORD`` when ``WORD`` is a command of ``group``'s sibling group."""
+    other = SIBLINGS.get(group)
+    if other is None:
+        return None
+    from collector.cli import build_app  # only on this error path: it loads the sibling's module
+
+    root = typer.main.get_command(build_app(other))
+    sub = getattr(root, "commands", {}).get(other)
+    return f"magsleep {other} {word}" if word in getattr(sub, "commands", {}) else None
+
+
+class SiblingHintGroup(TyperGroup):
+    """A command group whose "No such command" says so when the command is in the sibling group
+    (``magsleep night list`` -> "did you mean `magsleep nights list`?")."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:  # click's UsageError ("No such command ...")
+            hint = sibling_hint(self.name or "", args[0]) if args else None
+            if hint is not None:
+                exc.message = f"No such command {args[0]!r} in `{ctx.command_path}`. Did you mean `{hint}`?"
+            raise

@@ -13,7 +13,15 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from collector.cli.common import DAY_FORMS, SINCE_HELP, console, get_settings, parse_day, today_for
+from collector.cli.common import (
+    DAY_FORMS,
+    SINCE_HELP,
+    SiblingHintGroup,
+    console,
+    get_settings,
+    parse_day,
+    today_for,
+)
 from collector.cli.dose_cmd import Person, open_service, report_pending, run
 from collector.doses.journal import lights_point_of
 from collector.doses.lights import person_settings
@@ -22,7 +30,8 @@ from collector.errors import ValidationError
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
 
-app = typer.Typer(help="Nights: tag them (no dose, alcohol, ...), lights out / lights on.", no_args_is_help=True)
+app = typer.Typer(help="Nights: tag them (no dose, alcohol, ...), lights out / lights on.", no_args_is_help=True,
+                  cls=SiblingHintGroup)
 
 
 @app.command("tag")

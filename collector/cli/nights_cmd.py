@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from collector.cli.common import DAY_FORMS, console, fail, get_settings, parse_day, today_for
+from collector.cli.common import DAY_FORMS, SiblingHintGroup, console, fail, get_settings, parse_day, today_for
 from collector.cli.night_cmd import write_lights as write_lights  # its old home: kept for importers
 from collector.errors import MagsleepError
 from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
@@ -25,7 +25,8 @@ from collector.settings import Settings
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Nightly sleep metrics: list them, or compute new nights.", invoke_without_command=True)
+app = typer.Typer(help="Nightly sleep metrics: list them, or compute new nights.", invoke_without_command=True,
+                  cls=SiblingHintGroup)
 
 
 class Format(StrEnum):
@@ -63,16 +64,24 @@ def _num(v: Any, nd: int = 0) -> str:
     return str(v)
 
 
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")]
+
+
 @app.callback()
-def nights(
-    ctx: typer.Context,
-    person: PersonOpt = None,
-    since: SinceOpt = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")] = Format.table,
-) -> None:
+def nights(ctx: typer.Context, person: PersonOpt = None, since: SinceOpt = None,
+           fmt: FormatOpt = Format.table) -> None:
     """List computed nights (run `magsleep nights compute` first)."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _list(person, since, fmt)
+
+
+@app.command("list")
+def list_(person: PersonOpt = None, since: SinceOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """List computed nights (the same as `magsleep nights`)."""
+    _list(person, since, fmt)
+
+
+def _list(person: str | None, since: str | None, fmt: Format) -> None:
     settings = get_settings()
     try:
         start = _day(since, "--since", settings, person)
