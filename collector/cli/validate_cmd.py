@@ -29,7 +29,8 @@ def validate(
     = False,
     variant: Annotated[list[str] | None, typer.Option(
         "--variant", help="Extra configuration NAME=key=value[,key=value] next to the defaults; keys of the "
-                          "[nights] settings (wake_classifier=none, classifier=...) or lights=estimate. Repeatable.")]
+                          "[nights] settings (wake_classifier=none, classifier=...), lights=estimate, or start=HH:MM "
+                          "(replay at another clock time). Repeatable.")]
     = None,
     records: Annotated[str | None, typer.Option("--records", help="Only these records, comma-separated.")] = None,
 ) -> None:
