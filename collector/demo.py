@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -100,6 +100,7 @@ class DemoOptions:
     keep_running: bool = False
     live_hours: float | None = None  # play only the first hours of each live night (tests)
     workers: int = 2  # processes for the nights computation
+    now_ns: int | None = None  # the demo's "now" (None: the system clock); tests set it
 
     def __post_init__(self) -> None:
         if self.nights < 0 or self.live_nights < 0 or self.nights + self.live_nights < 1:
@@ -496,9 +497,24 @@ class DemoResult:
         return sum(mg) / len(mg) - sum(ctl) / len(ctl)
 
 
-def studies(settings: Settings, opts: DemoOptions) -> dict[str, Study]:
-    """Each person's simulated study, ending yesterday (UTC), with a randomised magnesium schedule."""
-    end = datetime.now(UTC).date() - timedelta(days=1)
+#: Extra minutes after a live night's close before the demo counts it as last night (a run at the
+#: very minute would depend on seconds).
+READY_SLACK_MIN = 5.0
+
+
+def demo_now_ns(opts: DemoOptions) -> int:
+    return opts.now_ns if opts.now_ns is not None else time.time_ns()
+
+
+def live_data_end_ns(study: Study, index: int, hours: float | None) -> int:
+    """When live night ``index``'s data ends: the person gets up (or the played hours are over)."""
+    lights_on = study.lights_on_ns(index)
+    if hours is None:
+        return lights_on
+    return min(lights_on, study.plans[index].lights_out_ns + round(hours * 3600 * NS))
+
+
+def _plan_studies(settings: Settings, opts: DemoOptions, end: date) -> dict[str, Study]:
     # no generated (motion-based) device stages: backfilled nights are staged from RR intervals, as for a
     # chest strap; ana's watch nights get their stages from the hypnogram instead (watch_night)
     cfg = SimConfig.from_choices(scenario="effect", design="randomised", device_stages=False)
@@ -507,6 +523,22 @@ def studies(settings: Settings, opts: DemoOptions) -> dict[str, Study]:
         profile, _ = PersonProfile.from_settings(settings, p.name, opts.seed)
         out[p.name] = plan_study(profile, opts.nights + opts.live_nights, seed=opts.seed, end=end, config=cfg)
     return out
+
+
+def studies(settings: Settings, opts: DemoOptions) -> dict[str, Study]:
+    """Each person's simulated study with a randomised magnesium schedule, ending with the latest night that
+    is over by the demo's "now" for everybody: its data has ended and the night has closed
+    (``[nights] close_after_min`` after it, :func:`collector.nights.compute.closes_at`). At 08:00 that is
+    usually last night, whatever the hour, time zone or DST change; before people get up, the night before."""
+    now = demo_now_ns(opts)
+    close_ns = round((settings.nights.close_after_min + READY_SLACK_MIN) * 60 * NS)
+    end = datetime.fromtimestamp(now / NS, UTC).date() + timedelta(days=1)
+    for _ in range(4):
+        out = _plan_studies(settings, opts, end)
+        if all(live_data_end_ns(s, len(s) - 1, opts.live_hours) + close_ns <= now for s in out.values()):
+            return out
+        end -= timedelta(days=1)
+    raise ConfigError("no simulated night has ended by the demo's clock; check the system time")  # pragma: no cover
 
 
 def auto_speed(straps: Iterable[StrapNight]) -> float:
@@ -600,7 +632,8 @@ async def _backfill_and_doses(settings: Settings, opts: DemoOptions, study_of: d
     total = sum(sum(p.dose for p in s.plans) for s in study_of.values())
     progress.step("doses", "logging doses (dose journal)", total)
     async with Pipeline.from_settings(settings, name="demo") as pipe:
-        async with DoseService(settings, sink=pipe) as svc:
+        now = datetime.fromtimestamp(demo_now_ns(opts) / NS, UTC)
+        async with DoseService(settings, sink=pipe, now=lambda: now) as svc:
             for name, study in study_of.items():
                 d = study.config.dosing
                 for plan in study.plans:
@@ -625,13 +658,13 @@ async def _analyse(settings: Settings, opts: DemoOptions, progress: Progress, re
     names = [p.name for p in PERSONS]
     progress.step("nights", "computing nights", len(names))
     for i, name in enumerate(names):
-        for s in await compute_all(settings, person=name, workers=opts.workers):
+        for s in await compute_all(settings, person=name, workers=opts.workers, now_ns=demo_now_ns(opts)):
             result.nights_computed += s.computed
         progress.update("nights", i + 1)
     result.night_rows = [dict(r) for r in await list_nights(settings)]
     progress.step("effects", "estimating effects", 1)
     try:
-        runs = await run_effects(settings, names, source="all")
+        runs = await run_effects(settings, names, source="all", now_ns=demo_now_ns(opts))
     except ArithmeticError as exc:  # a degenerate metric (e.g. constant) must not hide the rest
         result.effects_error = f"the effects analysis failed: {exc!r}"
         progress.note(result.effects_error)
@@ -640,8 +673,9 @@ async def _analyse(settings: Settings, opts: DemoOptions, progress: Progress, re
     progress.update("effects", 1)
     progress.step("report", "writing the reports", len(names))
     for i, name in enumerate(names):
-        result.reports[name] = await write_report(settings, settings.storage.state_dir / f"report-{name}.html",
-                                                  person=name)
+        result.reports[name] = await write_report(
+            settings, settings.storage.state_dir / f"report-{name}.html", person=name,
+            now=datetime.fromtimestamp(demo_now_ns(opts) / NS, UTC))
         progress.update("report", i + 1)
 
 

@@ -163,6 +163,18 @@ def _dir_arg(opts: Any) -> str:
     return "" if Path(opts.directory) == DEFAULT_DIR else f" --dir {shlex.quote(str(opts.directory))}"
 
 
+def _now_ns(text: str) -> int:
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--now {text!r} is not an ISO 8601 time; use e.g. 2026-03-29T08:00+02:00")
+    if t.tzinfo is None:
+        fail(f"--now {text!r} needs a UTC offset, e.g. 2026-03-29T08:00+02:00")
+    return int(t.timestamp()) * 1_000_000_000
+
+
 def demo(
     directory: Annotated[Path, typer.Option(
         "--dir", help="The demo's own directory (settings, data, reports).")] = Path(".state/demo"),
@@ -178,6 +190,9 @@ def demo(
         help="Play only the first hours of each live night (quick runs).", hidden=True)] = None,
     clean_: Annotated[bool, typer.Option(
         "--clean", help="Remove everything the demo created (its directory and its InfluxDB), then exit.")] = False,
+    now: Annotated[str | None, typer.Option(
+        help="Run as if it were this time (ISO 8601 with offset, e.g. 2026-03-29T08:00+02:00): tests.",
+        hidden=True)] = None,
 ) -> None:
     """The demo: virtual wearables, the real daemon, a local InfluxDB, nights, effects and a report."""
     from collector import demo as d
@@ -189,7 +204,8 @@ def demo(
                           f"no demo in {directory.resolve()}; nothing to remove", highlight=False)
             return
         opts = d.DemoOptions(directory=directory, nights=nights, live_nights=live_nights, speed=speed,
-                             seed=seed, keep_running=keep_running, live_hours=live_hours)
+                             seed=seed, keep_running=keep_running, live_hours=live_hours,
+                             now_ns=None if now is None else _now_ns(now))
     except MagsleepError as exc:
         fail(str(exc))
     # quiet while the demo runs ("bluetoothctl not available" is expected here); restored afterwards,

@@ -566,7 +566,7 @@ async def compute_all(
 NIGHT_COLUMNS = ("night", "person", "dose", "staging", "lights_out", "lights_on", "lights_source", "tib_min",
                  "sol_min", "lps_min", "tst_min", "waso_min", "se_pct", "awakenings", "wake_min", "light_min",
                  "deep_min", "rem_min", "nrem_min", "deep_pct", "rem_pct", "hr_mean_bpm", "hr_min5_bpm",
-                 "rmssd_ms", "ln_rmssd", "coverage_pct", "flagged", "elemental_mg", "form", "source")
+                 "rmssd_ms", "ln_rmssd", "coverage_pct", "flagged", "provisional", "elemental_mg", "form", "source")
 
 
 async def list_nights(settings: Settings, *, person: str | None = None, since: date | None = None) -> list[Row]:

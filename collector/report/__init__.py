@@ -215,12 +215,17 @@ def render(data: ReportData) -> str:
     return "\n".join(parts) + "\n"
 
 
-async def write_report(settings: Settings, out: Path, *, person: str | None = None) -> Path:
-    """Read the data, render, write ``out`` (parent directories created); returns the path."""
+async def write_report(settings: Settings, out: Path, *, person: str | None = None,
+                       now: datetime | None = None) -> Path:
+    """Read the data, render, write ``out`` (parent directories created); returns the path.
+
+    ``now``: the time the report says it was generated (default: the system clock)."""
     name, tz = _pick_person(settings, person)
     try:
         async with InfluxReader.from_settings(settings) as reader:
             data = await load(reader, name, tz)
+        if now is not None:
+            data.generated = now
     except StorageError as exc:
         raise ReportError(f"cannot read from InfluxDB: {exc}") from exc
     if not data.nights and not data.effects:

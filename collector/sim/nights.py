@@ -192,6 +192,11 @@ class Study:
         """Generate night ``index`` in full (identical every time)."""
         return generate_night(self.plans[index], self.person, self.config, self.seed)
 
+    def lights_on_ns(self, index: int) -> int:
+        """When night ``index`` ends (:attr:`Night.lights_on_ns`) without generating its beats."""
+        plan = self.plans[index]
+        return plan.lights_out_ns + len(night_hypnogram(plan, self.person, self.config, self.seed)) * EPOCH_S * NS
+
     def nights(self, indices: Iterable[int] | None = None) -> Iterator[Night]:
         for i in range(len(self.plans)) if indices is None else indices:
             yield self.night(i)
@@ -434,10 +439,8 @@ def compute_truth(
     )
 
 
-def generate_night(plan: NightPlan, person: PersonProfile, config: SimConfig, seed: int) -> Night:
-    """The full night for ``plan``: hypnogram, beats, faults, motion, device stages and truth."""
-    rng = _night_rng(seed, person.name, plan.index)
-    hyp = build_hypnogram(
+def _hypnogram(rng: np.random.Generator, plan: NightPlan, config: SimConfig) -> NDArray[np.int8]:
+    return build_hypnogram(
         rng,
         sol_min=plan.sol_min,
         tst_min=plan.tst_min,
@@ -447,6 +450,17 @@ def generate_night(plan: NightPlan, person: PersonProfile, config: SimConfig, se
         final_wake_min=plan.final_wake_min,
         cycle_min=config.cycle_min,
     )
+
+
+def night_hypnogram(plan: NightPlan, person: PersonProfile, config: SimConfig, seed: int) -> NDArray[np.int8]:
+    """The hypnogram of :func:`generate_night` alone (the first thing drawn for a night: cheap)."""
+    return _hypnogram(_night_rng(seed, person.name, plan.index), plan, config)
+
+
+def generate_night(plan: NightPlan, person: PersonProfile, config: SimConfig, seed: int) -> Night:
+    """The full night for ``plan``: hypnogram, beats, faults, motion, device stages and truth."""
+    rng = _night_rng(seed, person.name, plan.index)
+    hyp = _hypnogram(rng, plan, config)
     beats = generate_beats(rng, hyp, rhr_bpm=plan.rhr_bpm, rmssd_ms=plan.rmssd_ms,
                            resp_rate_bpm=plan.resp_rate_bpm)
     art = add_artefacts(rng, beats.times_s, config.faults)

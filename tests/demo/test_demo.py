@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,21 @@ def _rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
     return out
 
 
+NOW = "2026-03-29T08:00:00+02:00"
+NOW_NS = int(datetime.fromisoformat(NOW).timestamp()) * 1_000_000_000
+LAST_NIGHT = "2026-03-28"
+
+
 def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
     d = tmp_path / "demo"
     bystander = tmp_path / "keep-me.txt"
     bystander.write_text("not the demo's")
     runner = CliRunner()
+    # 08:00 in Madrid the morning after the last live night, which is the night clocks go forward: the
+    # demo's nights do not depend on when the suite runs (tests/demo/test_demo_clock.py sweeps the hours)
     res = runner.invoke(app, ["demo", "--dir", str(d), "--nights", "8", "--live-nights", "2",
-                              "--live-hours", "1", "--speed", "1000", "--seed", "3", "--keep-running"])
+                              "--live-hours", "1", "--speed", "1000", "--seed", "3", "--keep-running",
+                              "--now", NOW])
     assert res.exit_code == 0, res.output + repr(res.exception)
     out = res.output
     assert "magsleep demo: done" in out
@@ -65,7 +74,7 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
         assert doses and {r["source"] for r in doses} == {"import"}
         assert all(r["elemental_mg"] == 210.0 for r in doses)
         assert (d / "doses.sqlite").exists()  # the journal is the source of truth
-        nights = _rows(inst.url, db, "SELECT tst_min, night, lights_source FROM night "
+        nights = _rows(inst.url, db, "SELECT tst_min, night, lights_source, provisional FROM night "
                                      "GROUP BY person, source, dose, staging")
         for person in ("ana", "ben"):
             mine = sorted((n for n in nights if n["person"] == person), key=lambda n: n["night"])
@@ -76,6 +85,13 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
             last = "device" if person == "ana" else "computed"
             assert [n["staging"] for n in mine] == ["computed"] * 9 + [last], mine
             assert (mine[-1]["lights_source"] == "device") == (person == "ana")
+            # last night is there at 08:00 (its window runs to 14:00): provisional, the others final
+            assert mine[-1]["night"] == LAST_NIGHT
+            assert [n["provisional"] for n in mine] == [False] * 9 + [True], mine
+        listed = runner.invoke(app, ["--config", str(d / "magsleep.toml"), "nights", "--format", "json"])
+        assert listed.exit_code == 0, listed.output
+        shown = [r for r in json.loads(listed.output) if r["night"] == LAST_NIGHT]
+        assert {r["person"] for r in shown} == {"ana", "ben"} and all(r["provisional"] for r in shown)
         # sleep stages: ana's watch (source=device, 10-min epochs) beside computed ones; ben computed only
         stages = _rows(inst.url, db, "SELECT count(stage_code) FROM sleep_stage GROUP BY person, source, device")
         got = {(r["person"], r["source"], r["device"]) for r in stages}
@@ -83,7 +99,7 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
         assert {(p, s) for p, s, _ in got} == {("ana", "device"), ("ana", "computed"), ("ana", "sim"),
                                                ("ben", "computed"), ("ben", "sim")}
         # the watch's epochs are the generated hypnogram as its sleeplog holds it, at the device's own times
-        opts = DemoOptions(directory=d, nights=8, live_nights=2, seed=3)
+        opts = DemoOptions(directory=d, nights=8, live_nights=2, seed=3, live_hours=1, now_ns=NOW_NS)
         entries = watch_night(PERSONS[0], studies(settings, opts)["ana"].night(9), hours=1).entries
         names = {2: "wake", 3: "light", 4: "deep"}
 
@@ -103,6 +119,7 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
         for person in ("ana", "ben"):
             report = d / f"report-{person}.html"
             assert report.stat().st_size > 10_000 and "<svg" in report.read_text()
+            assert f"Night of <b>{LAST_NIGHT}</b>" in report.read_text()  # the report's latest night
             assert str(report.name) in out
     finally:
         res = runner.invoke(app, ["demo", "--clean", "--dir", str(d)])
