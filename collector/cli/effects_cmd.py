@@ -87,6 +87,8 @@ def _render_table(run: EffectsRun) -> None:
     bits = [f"{v} {k}" for k, v in sorted(counts.items())]
     if d.flagged:
         bits.append(f"{d.flagged} flagged (too little signal, left out)")
+    if d.provisional:
+        bits.append(f"{d.provisional} provisional (window still open, included; may still change)")
     console.print(f"\n[bold]{run.person}[/bold]: {len(d.nights)} nights ({', '.join(bits) or 'none'}); "
                   f"arms from {d.dose_source}"
                   + (f"; trial plan {run.plan_id}" if run.plan_id else "; no trial plan"))
@@ -145,6 +147,7 @@ def _json(runs: list[EffectsRun]) -> str:
             "person": run.person,
             "nights": counts,
             "flagged_nights": run.data.flagged,
+            "provisional_nights_included": run.data.provisional,
             "arms_from": run.data.dose_source,
             "plan_id": run.plan_id,
             "results": [{k: clean(v) for k, v in asdict(r).items()} for r in run.results],
@@ -272,11 +275,14 @@ def plan(
     replace: Annotated[bool, typer.Option("--replace", help="Replace the person's active plan.")] = False,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Mirror the plan to InfluxDB (trial_plan).")] = True,
 ) -> None:
-    """Create a trial plan (magsleep plan --weeks 8); `plan today` / `plan show` read it."""
+    """Show the active trial plan; with --weeks (or any plan option) create one: magsleep plan --weeks 8."""
     if ctx.invoked_subcommand is not None:
         return
     settings = get_settings()
     name = _one_person(settings, person)
+    if not any(_given(ctx, o) for o in _CREATE_OPTIONS):
+        _show_or_explain(settings, name)
+        return
     try:
         first = parse_day(start, today_for(settings, name), "--start") if start else _today(settings, name)
         spec = PlanSpec(first, weeks, "blocks" if design is DesignOpt.blocks else "randomised",
@@ -298,6 +304,30 @@ def plan(
             asyncio.run(write_plan_points(settings, new.points(), old.points() if old else ()))
         except StorageError as exc:
             err_console.print(f"[yellow]plan saved locally; InfluxDB copy not yet written: {escape(str(exc))}[/yellow]")
+
+
+#: Options of `magsleep plan` that describe a new plan: given any of them, it creates one.
+_CREATE_OPTIONS = ("weeks", "design", "block_weeks", "seed", "start", "replace", "write")
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _show_or_explain(settings: Settings, name: str) -> None:
+    """Bare `magsleep plan`: the active plan and tonight, or how to make one (nothing is created)."""
+    p = PlanStore.from_settings(settings).active(name)
+    if p is None:
+        console.print(f"{name} has no trial plan yet. Create one with: magsleep plan --weeks 8 "
+                      "[--design randomised|blocks] (see `magsleep plan --help`)", highlight=False, markup=False)
+        return
+    today = _today(settings, name)
+    console.print(render_calendar(p, today, settings.analysis.washout_nights))
+    if today in p.nights:
+        console.print(f"tonight ({today}): {'magnesium' if p.nights[today] else 'control (no magnesium)'}")
+    console.print("A new plan replaces this one only with --replace: magsleep plan --weeks 8 --replace",
+                  highlight=False)
 
 
 def _active_plan(settings: Settings, person: str | None) -> tuple[str, StoredPlan]:
