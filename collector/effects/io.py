@@ -31,6 +31,8 @@ class PersonData:
     flagged: int = 0
     excluded: Mapping[str, int] = field(default_factory=dict)
     dose_source: str = "doses"
+    #: nights included although their window is still open (closed early, may still change)
+    provisional: int = 0
 
 
 def _keep(row: Row, source: Source) -> bool:
@@ -100,7 +102,8 @@ def build_nights(
     for n in out:
         if n.status not in ("magnesium", "control"):
             excluded[n.status] = excluded.get(n.status, 0) + 1
-    return PersonData(person, out, flagged, excluded, dose_source)
+    provisional = sum(1 for r in usable.values() if r.get("provisional") is True)
+    return PersonData(person, out, flagged, excluded, dose_source, provisional)
 
 
 def _int(v: Any) -> int | None:

@@ -87,3 +87,11 @@ def test_effect_points_fit_the_schema() -> None:
     assert pts[0].fields["estimate"] == -5.0 and pts[0].fields["nights_needed"] == 40
     assert "estimate" not in pts[1].fields and pts[1].fields["reported"] is False
     assert pts[1].tags == {"person": "bob", "metric": "tst_min", "comparison": "before_after"}
+
+
+def test_provisional_nights_are_included_and_counted() -> None:
+    rows = [night("2026-11-20", provisional=False), night("2026-11-21"),
+            night("2026-11-22", provisional=True), night("2026-11-23", provisional=True, flagged=True)]
+    data = build_nights("alice", rows, [dose("2026-11-20")], [], SETTINGS)
+    assert [n.night.day for n in data.nights] == [20, 21, 22]
+    assert data.provisional == 1  # the flagged one is left out, so not counted as included
