@@ -92,6 +92,8 @@ def _render_table(run: EffectsRun) -> None:
     console.print(f"\n[bold]{run.person}[/bold]: {len(d.nights)} nights ({', '.join(bits) or 'none'}); "
                   f"arms from {d.dose_source}"
                   + (f"; trial plan {run.plan_id}" if run.plan_id else "; no trial plan"))
+    if run.adherence is not None:
+        console.print(f"  {run.adherence.summary()}", highlight=False)
     by_comp: dict[str, list[EffectResult]] = {}
     for r in run.results:
         by_comp.setdefault(r.comparison, []).append(r)
@@ -150,6 +152,11 @@ def _json(runs: list[EffectsRun]) -> str:
             "provisional_nights_included": run.data.provisional,
             "arms_from": run.data.dose_source,
             "plan_id": run.plan_id,
+            "adherence": None if run.adherence is None else {
+                "followed": run.adherence.followed, "counted": run.adherence.counted,
+                "share": run.adherence.share, "summary": run.adherence.summary(),
+                "deviations": [{"night": n.night.isoformat(), "deviation": n.deviation}
+                               for n in run.adherence.deviations]},
             "results": [{k: clean(v) for k, v in asdict(r).items()} for r in run.results],
         })
     return json.dumps(out, indent=2, default=str)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+from collector.effects.adherence import Adherence, adherence
 from collector.effects.analysis import AnalysisOptions, EffectResult, NightData, analyse_person
 from collector.effects.metrics import METRICS
 from collector.effects.store import PlanStore, night_time_ns
@@ -159,6 +160,7 @@ class EffectsRun:
     data: PersonData
     results: list[EffectResult]
     plan_id: str | None
+    adherence: Adherence | None = None  # with a trial plan: how many planned nights followed it
 
 
 async def run_effects(
@@ -186,7 +188,9 @@ async def run_effects(
                 plan=plan.info() if plan is not None else None,
                 supplement_start=supplement_start, baseline_end=baseline_end,
             )
-            runs.append(EffectsRun(person, data, results, plan.plan_id if plan else None))
+            adh = (adherence(plan.plan_id, plan.nights, [(n.night, n.status) for n in data.nights])
+                   if plan is not None else None)
+            runs.append(EffectsRun(person, data, results, plan.plan_id if plan else None, adh))
     if write:
         stamp = now_ns if now_ns is not None else time.time_ns()
         pts = [p for run in runs for p in effect_points(run.results, stamp)]
