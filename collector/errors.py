@@ -22,6 +22,10 @@ class OutboxFullError(StorageError):
     """The local outbox reached its size bound; points are not accepted until it drains."""
 
 
+class JournalUnavailableError(StorageError):
+    """The dose journal cannot be opened (damaged, unreadable); doses wait until it is repaired."""
+
+
 class WriteError(StorageError):
     """InfluxDB refused a write.
 

@@ -27,7 +27,7 @@ from collector.doses.model import (
     NightTagName,
     NotFoundError,
 )
-from collector.errors import StorageError
+from collector.errors import JournalUnavailableError
 from collector.storage.lineprotocol import Point
 
 JOURNAL_NAME = "doses.sqlite"
@@ -154,6 +154,48 @@ def lights_point_of(lights: Lights, *, value: bool = True) -> Point:
     return lights_tag_point(lights.person, lights.night, lights.event, to_ns(lights.at), value=value)
 
 
+#: SQLite's answers for a file that is not (or no longer) a sound database.
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
+def damaged_journal_error(path: Path, what: str) -> JournalUnavailableError:
+    """The error for a damaged journal: what happened and the three ways to recover."""
+    rescued = path.with_name("doses-recovered.sqlite")
+    return JournalUnavailableError(
+        f"the dose journal {path} is damaged ({what}); it is left untouched, and doses cannot be "
+        "logged until it is repaired (heart data collection goes on). To recover, stop magsleep "
+        f"and keep a copy of the file (with any {path.name}-wal beside it), then either restore "
+        f"a backup copy of {path.name}, or rescue what is readable with "
+        f"`sqlite3 {path} .recover | sqlite3 {rescued}` and move {rescued.name} in its place; "
+        "then start magsleep again and run `magsleep dose sync`")
+
+
+def is_damaged(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in _DAMAGED
+
+
+def check_intact(path: Path) -> None:
+    """Raise :class:`JournalUnavailableError` if the existing file at ``path`` is damaged.
+
+    Read-only (``PRAGMA quick_check``), so a damaged file is never written to."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        try:
+            row = db.execute("PRAGMA quick_check").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        if is_damaged(exc):
+            raise damaged_journal_error(path, str(exc)) from exc
+        raise JournalUnavailableError(
+            f"cannot open the dose journal {path}: {exc}; check storage.state_dir exists and "
+            "is readable and writable") from exc
+    if row is None or row[0] != "ok":
+        raise damaged_journal_error(path, f"integrity check: {row[0] if row else 'no answer'}")
+
+
 class DoseJournal:
     """Doses, night tags and lights out/on in SQLite (WAL, synchronous=FULL)."""
 
@@ -161,15 +203,25 @@ class DoseJournal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            check_intact(path)
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalUnavailableError(
+                f"cannot open the dose journal {path}: {exc}; check storage.state_dir "
+                "exists and is writable"
+            ) from exc
+        try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(
+        except sqlite3.Error as exc:
+            self._db.close()
+            if is_damaged(exc):
+                raise damaged_journal_error(path, str(exc)) from exc
+            raise JournalUnavailableError(
                 f"cannot open the dose journal {path}: {exc}; check storage.state_dir "
                 "exists and is writable"
             ) from exc
@@ -509,7 +561,10 @@ __all__ = [
     "JOURNAL_NAME",
     "DoseJournal",
     "InfluxOp",
+    "check_intact",
+    "damaged_journal_error",
     "dose_point",
+    "is_damaged",
     "lights_point_of",
     "lights_tag_point",
     "night_time_ns",

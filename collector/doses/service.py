@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import pydantic
 
 from collector.doses.forms import FORM_NAMES, Form, elemental_share, parse_form
-from collector.doses.journal import JOURNAL_NAME, DoseJournal
+from collector.doses.journal import JOURNAL_NAME, DoseJournal, damaged_journal_error, is_damaged
 from collector.doses.lights import night_for, person_settings
 from collector.doses.model import (
     ConflictError,
@@ -47,7 +47,7 @@ from collector.doses.model import (
     Source,
     problems_from_pydantic,
 )
-from collector.errors import ConfigError, MagsleepError, StorageError
+from collector.errors import ConfigError, JournalUnavailableError, MagsleepError, StorageError
 from collector.settings import Settings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Backlog, Progress, backoff_delay
@@ -371,6 +371,7 @@ class DoseService:
         self.path = path or journal_path(settings)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dose-journal")
         self._journal: DoseJournal | None = None
+        self._unavailable: JournalUnavailableError | None = None
         self._drain_lock = asyncio.Lock()
 
     async def __aenter__(self) -> DoseService:
@@ -381,7 +382,15 @@ class DoseService:
         await self.close()
 
     async def start(self) -> None:
-        self._journal = await self._run(lambda: DoseJournal(self.path))
+        """Open the journal and hand over what it queued. A journal that cannot be opened
+        (damaged, unreadable) does not stop the process: every dose call then raises
+        :class:`JournalUnavailableError` saying how to recover (the API answers 503)."""
+        try:
+            self._journal = await self._run(lambda: DoseJournal(self.path))
+        except JournalUnavailableError as exc:
+            self._unavailable = exc
+            log.error("doses cannot be logged: %s", exc)
+            return
         await self.drain(wait_s=2.0)
         if self.drain_interval_s > 0 and self.sink is not None:
             self._ticker = asyncio.create_task(self._tick(), name="dose-journal-drain")
@@ -417,13 +426,22 @@ class DoseService:
     @property
     def journal(self) -> DoseJournal:
         if self._journal is None:
+            if self._unavailable is not None:
+                raise JournalUnavailableError(str(self._unavailable))
             raise MagsleepError("the dose service is not started; use `async with DoseService(...)`")
         return self._journal
+
+    @property
+    def available(self) -> bool:
+        """Whether the journal is open (False: it could not be opened; see :meth:`health`)."""
+        return self._journal is not None
 
     async def _run(self, fn: Callable[[], T]) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
         except sqlite3.Error as exc:
+            if is_damaged(exc):
+                raise damaged_journal_error(self.path, str(exc)) from exc
             raise StorageError(
                 f"dose journal {self.path}: {exc}; check free disk space and permissions "
                 "(nothing was changed)") from exc
@@ -626,7 +644,13 @@ class DoseService:
     async def health(self) -> Health:
         """Both backlogs (journal operations, outbox rows) and whether they move.
 
-        "degraded" when either has waited ``stall_after_s`` without moving."""
+        "degraded" when either has waited ``stall_after_s`` without moving, or the journal is
+        unavailable."""
+        if self._journal is None and self._unavailable is not None:
+            return Health(status="degraded", journal="unavailable", journal_ops=None,
+                          outbox_rows=self.sink.backlog().rows
+                          if isinstance(self.sink, BacklogSink) else None,
+                          problems=[str(self._unavailable)])
         ops = await self.pending()
         problems: list[str] = []
         stalled = self._journal_progress.stalled_s(ops)
@@ -660,7 +684,7 @@ class DoseService:
         sink refused (InfluxDB down for a CLI command, a full outbox for a service) rounds are
         skipped until the backoff ends; a short-lived command does not try again.
         """
-        if self.sink is None or self._monotonic() < self._retry_at:
+        if self.sink is None or self._journal is None or self._monotonic() < self._retry_at:
             return 0
         async with self._drain_lock:
             deadline = asyncio.get_running_loop().time() + wait_s
