@@ -80,9 +80,12 @@ async def load(reader: InfluxReader, person: str, tz: tzinfo) -> ReportData:
     last = data.latest
     if last is not None and last.get("lights_out") and last.get("lights_on"):
         window = f'"person" = {p} AND time >= {int(last["lights_out"])} AND time <= {int(last["lights_on"])}'
-        for r in await reader.query(f'SELECT "stage_code" FROM "sleep_stage" WHERE {window} GROUP BY "source"'):
+        # One row per source and device: simulated input tags device and computed stages both source=sim.
+        q = f'SELECT "stage_code" FROM "sleep_stage" WHERE {window} GROUP BY "source", "device"'
+        for r in await reader.query(q):
             if r.get("stage_code") is not None:
-                data.stages.setdefault(str(r.get("source", "?")), []).append((int(r["time"]), int(r["stage_code"])))
+                key = " · ".join(str(r[k]) for k in ("source", "device") if r.get(k))
+                data.stages.setdefault(key or "?", []).append((int(r["time"]), int(r["stage_code"])))
         hr_q = f'SELECT mean("bpm") AS "bpm" FROM "heart_rate" WHERE {window} GROUP BY time(1m) fill(none)'
         data.hr = [(int(r["time"]), float(r["bpm"])) for r in await reader.query(hr_q) if r.get("bpm") is not None]
     return data

@@ -13,15 +13,37 @@ from matplotlib.figure import Figure
 MAGNESIUM = "#8f3bb8"
 CONTROL = "#8e8e8e"
 ROLLING = "#444444"
-# stage_code -> (label, height in the hypnogram, colour); wake on top, deep at the bottom.
+# stage_code -> (label, height in the hypnogram, colour); wake on top, deep at the bottom. NREM (light
+# and deep not told apart, as computed staging gives it) and plain "sleep" sit at light sleep's height:
+# a row is labelled with the stages it holds, so computed NREM is never shown as "deep".
 STAGE_LEVELS: dict[int, tuple[str, int, str]] = {
     0: ("wake", 4, "#f2495c"),
     3: ("REM", 3, "#a352cc"),
     1: ("light", 2, "#8ab8ff"),
     5: ("sleep", 2, "#3274d9"),
-    4: ("NREM", 1, "#5794f2"),
+    4: ("NREM", 2, "#5794f2"),
     2: ("deep", 1, "#1f60c4"),
 }
+
+
+def stage_ticks(codes: Sequence[int]) -> list[tuple[int, str]]:
+    """(height, label) of the hypnogram's y ticks: only the stages present, by their own names."""
+    present = set(codes)
+    out: list[tuple[int, str]] = []
+    for level in sorted({lv for c, (_, lv, _) in STAGE_LEVELS.items() if c in present}):
+        names = [name for c, (name, lv, _) in STAGE_LEVELS.items() if lv == level and c in present]
+        out.append((level, "/".join(names)))
+    return out
+
+
+def resolution(codes: Sequence[int]) -> str:
+    """What a stage source can tell apart, named for the plot's title."""
+    present = set(codes)
+    if present & {1, 2}:
+        return "wake/light/deep/REM"
+    if present & {3, 4}:
+        return "wake/NREM/REM"
+    return "wake/sleep"
 
 
 def to_svg(fig: Figure) -> str:
@@ -112,7 +134,8 @@ def latest_night(
     hr: Sequence[tuple[int, float]],
     tz: tzinfo,
 ) -> str:
-    """Hypnogram rows (one per stage source) above the heart rate of the same night."""
+    """Hypnogram rows (one per stage source, e.g. ``computed · magsleep-wrn-gru-mesa``) above the heart
+    rate of the same night; each row's axis names only the stages its source gives."""
     rows = max(1, len(stages))
     fig = Figure(figsize=(11, 1.8 * rows + 2.6), layout="constrained")
     axes = fig.subplots(rows + 1, 1, squeeze=False, sharex=True,
@@ -126,9 +149,12 @@ def latest_night(
             sel = [xi for xi, (_, c) in zip(x, epochs, strict=True) if c == code]
             if sel:
                 ax.scatter(sel, [level] * len(sel), s=4, color=color, zorder=3)
-        ax.set_yticks([1, 2, 3, 4], ["deep", "light", "REM", "wake"], fontsize=8)
+        ticks = stage_ticks([code for _, code in epochs])
+        ax.set_yticks([lv for lv, _ in ticks], [name for _, name in ticks], fontsize=8)
         ax.set_ylim(0.5, 4.5)
-        ax.set_title(f"Sleep stages ({source})", fontsize=10, loc="left")
+        kind, _, device = source.partition(" · ")
+        title = f"Sleep stages ({kind})" + (f" · {device}" if device else "")
+        ax.set_title(f"{title} · {resolution([code for _, code in epochs])}", fontsize=10, loc="left")
         ax.grid(alpha=0.3)
     ax = axes[rows][0]
     if hr:
