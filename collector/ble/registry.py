@@ -20,7 +20,7 @@ from typing import Any
 
 from collector.errors import DeviceNotFoundError, RegistryError
 from collector.settings import Settings
-from collector.storage.files import read_text
+from collector.storage.files import private_dir, read_text
 
 REGISTRY_FILE = "devices.json"
 STATUS_FILE = "ble-status.json"
@@ -126,7 +126,6 @@ class DeviceRegistry:
 
     def save(self) -> None:
         """Write atomically: readers see the old or the new file, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"version": FORMAT_VERSION, "devices": [d.to_json() for d in self.devices]}, indent=2)
         atomic_write(self.path, payload + "\n")
 
@@ -179,6 +178,8 @@ class DeviceRegistry:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (0600, in a directory created 0700 if missing)."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -218,5 +219,4 @@ def load_status(path: Path) -> dict[str, DeviceStatus]:
 
 
 def save_status(path: Path, status: dict[str, DeviceStatus]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps({a: asdict(s) for a, s in status.items()}, indent=2) + "\n")

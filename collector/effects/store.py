@@ -21,6 +21,7 @@ import numpy as np
 from collector.effects.planner import Design, PlanInfo, PlanSpec, draw
 from collector.errors import StorageError, ValidationError
 from collector.settings import Settings
+from collector.storage.files import private_file
 from collector.storage.lineprotocol import Point
 
 _SCHEMA = """
@@ -98,7 +99,7 @@ class PlanStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # 0600 in a 0700 state dir
             con = sqlite3.connect(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the plan store {self.path}: {exc}; check "
@@ -108,7 +109,10 @@ class PlanStore:
             with con:
                 yield con
         except sqlite3.Error as exc:
-            raise StorageError(f"plan store {self.path}: {exc}") from exc
+            corrupt = type(exc) is sqlite3.DatabaseError  # "file is not a database", "malformed"
+            advice = ("; it is left untouched: restore a copy, or move it aside (then 'magsleep plan' "
+                      "starts a new plan)") if corrupt else ""
+            raise StorageError(f"plan store {self.path}: {exc}{advice}") from exc
         finally:
             con.close()
 

@@ -4,10 +4,10 @@ Reading: :func:`read_text` turns every way a file can fail (unreadable, a direct
 into one error naming the file and what to do; it never changes the file.
 
 Creating: state is private to the user who runs magsleep, whatever their umask: the state
-directory 0700 (:func:`private_dir`), files 0600 (:func:`private_file` before SQLite opens a
-database: SQLite gives its -wal/-shm/-journal files the database's mode). Existing files and
-directories keep the mode they have: an administrator's choice (systemd ``StateDirectoryMode``)
-is not overridden.
+directory (and any parent magsleep has to create) 0700 (:func:`private_dir`), files 0600
+(:func:`private_file` before SQLite opens a database: SQLite gives its -wal/-shm/-journal files
+the database's mode). Existing files and directories keep the mode they have: an
+administrator's choice (systemd ``StateDirectoryMode``) is not overridden.
 """
 
 from __future__ import annotations
@@ -46,10 +46,15 @@ def read_text(path: Path, *, what: str, advice: str, error: type[MagsleepError] 
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` as a directory, created 0700 if missing (its missing parents with the usual mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=DIR_MODE)  # the umask can only narrow it
+    """``path`` as a directory; each directory created on the way (it and missing parents) is 0700."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process may have made it meanwhile
+            d.mkdir(mode=DIR_MODE)  # the umask can only narrow it
     return path
 
 

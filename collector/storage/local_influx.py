@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from collector.errors import LocalInfluxError
+from collector.storage.files import private_dir, private_file
 
 if TYPE_CHECKING:
     from collector.settings import Settings
@@ -165,7 +166,7 @@ def start(root: Path, port: int | None = None, timeout: float = 30.0) -> LocalIn
     if running is not None:
         return running
     binary = find_influxd()
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     with _start_lock(root):
         running = status(root)  # another process may have started it while we waited
         if running is not None:
@@ -191,15 +192,16 @@ def _spawn(binary: str, root: Path, port: int | None, timeout: float) -> LocalIn
             f"port {port} is taken by another program on 127.0.0.1; stop what uses it or choose another "
             "port (the port of influx.url, or --port for 'magsleep influx start')"
         )
-    conf = root / "influxdb.conf"
+    conf = private_file(root / "influxdb.conf")
     conf.write_text(_CONFIG_TEMPLATE.format(root=root, port=port, rpc_port=free_port()))
-    log = (root / "influxd.log").open("ab")
+    log = private_file(root / "influxd.log").open("ab")
     proc = subprocess.Popen(
         [binary, "run", "-config", str(conf)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        umask=0o077,  # its meta, data and wal: private like the rest of the state
     )
     log.close()
     inst = LocalInflux(root=root, port=port, pid=proc.pid)
@@ -209,7 +211,7 @@ def _spawn(binary: str, root: Path, port: int | None, timeout: float) -> LocalIn
             tail = (root / "influxd.log").read_text(errors="replace")[-2000:]
             raise LocalInfluxError(f"influxd exited with code {proc.returncode}:\n{tail}")
         if ping(inst.url, timeout=0.5):
-            _state_file(root).write_text(json.dumps({"port": port, "pid": proc.pid}))
+            private_file(_state_file(root)).write_text(json.dumps({"port": port, "pid": proc.pid}))
             return inst
         time.sleep(0.05)
     proc.kill()

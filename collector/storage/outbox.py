@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from collector.errors import OutboxFullError, StorageError
+from collector.storage.files import private_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,11 @@ class SqliteOutbox:
         self.path = path
         self.max_bytes = max_bytes
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # 0600 in a 0700 state dir; SQLite gives -wal/-shm the same mode
+        except OSError as exc:
+            raise StorageError(f"cannot create the outbox {path}: {exc.strerror}; check that storage.state_dir "
+                               "is writable for this user") from exc
+        try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

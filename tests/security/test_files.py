@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,90 @@ def test_local_influx_state_file_that_is_garbage(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     assert sf.read_bytes() == NOT_UTF8
 
+
+
+# -- issue 20 #12: state created private whatever the umask --------------------------------------
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    """The umask of a shell where magsleep is run by hand (files would be 0644)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_state_files_are_private(tmp_path: Path, loose_umask: None) -> None:
+    from collector.ble.profiles.bangle import SleeplogState
+    from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status
+    from collector.effects.store import PlanStore
+    from collector.storage.outbox import SqliteOutbox
+
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o755)
+    state = home / ".local" / "state" / "magsleep"
+    DeviceRegistry(state / "devices.json", [RegisteredDevice("AA:BB:CC:DD:EE:FF", "h10", "alice")]).save()
+    assert _mode(state) == 0o700
+    assert _mode(state.parent) == 0o700  # and the parents it had to create
+    assert _mode(home) == 0o755  # but not those that were there
+    save_status(state / "ble-status.json", {"AA:BB:CC:DD:EE:FF": DeviceStatus()})
+    SleeplogState(state).set("AA:BB:CC:DD:EE:FF", 1)
+    box = SqliteOutbox(state / "outbox-cli.sqlite", 1 << 20)
+    box.append("w", [("heart_rate bpm=60i 1", 1)])
+    PlanStore(state / "plans.sqlite").active("alice")
+    files = sorted(p.name for p in state.iterdir())
+    assert {"devices.json", "ble-status.json", "bangle-sleeplog.json", "outbox-cli.sqlite",
+            "outbox-cli.sqlite-wal", "plans.sqlite"} <= set(files)
+    loose = {p.name: oct(_mode(p)) for p in state.iterdir() if _mode(p) != 0o600}
+    box.close()
+    assert not loose
+
+
+def test_existing_state_dir_keeps_its_mode(tmp_path: Path, loose_umask: None) -> None:
+    """An administrator's choice (systemd StateDirectoryMode=0750) is not overridden."""
+    from collector.ble.registry import DeviceRegistry
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o750)
+    os.chmod(state, 0o750)
+    DeviceRegistry(state / "devices.json").save()
+    assert _mode(state) == 0o750
+    assert _mode(state / "devices.json") == 0o600
+
+
+def test_embedded_influxdb_files_are_private(tmp_path: Path, loose_umask: None) -> None:
+    cfg = write_config(tmp_path, url=f"http://127.0.0.1:{local_influx.free_port()}")
+    cfg.write_text(cfg.read_text().replace("embedded = false", "embedded = true"))
+    state = tmp_path / "state"
+    root = state / "influxdb"
+    try:
+        r = subprocess.run([MAGSLEEP, "--config", str(cfg), "influx", "start"], capture_output=True, text=True,
+                           timeout=90, umask=0o022)
+        assert r.returncode == 0, r.stderr
+        assert _mode(state) == _mode(root) == 0o700
+        for name in ("influxdb.conf", "influxd.log", "magsleep-influxd.json"):
+            assert _mode(root / name) == 0o600, name
+        made_by_influxd = [p for p in root.rglob("*") if p.name in ("meta", "data", "wal") or p.suffix == ".db"]
+        assert made_by_influxd
+        assert all(_mode(p) & 0o077 == 0 for p in made_by_influxd), {str(p): oct(_mode(p)) for p in made_by_influxd}
+    finally:
+        local_influx.stop(root)
+
+
+def test_corrupt_plan_store_says_what_to_do(tmp_path: Path) -> None:
+    from collector.effects.store import PlanStore
+    from collector.errors import StorageError
+
+    path = tmp_path / "plans.sqlite"
+    path.write_bytes(bytes(range(256)) * 8)
+    before = snapshot(path)
+    with pytest.raises(StorageError) as err:
+        PlanStore(path).active("alice")
+    assert str(path) in str(err.value) and "left untouched" in str(err.value)
+    assert snapshot(path) == before

@@ -210,7 +210,6 @@ class SleeplogState:
 
         data = self.load()
         data[address] = until_ms
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps({a: {"until_ms": u} for a, u in sorted(data.items())}, indent=2) + "\n")
 
 
