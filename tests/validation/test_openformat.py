@@ -157,3 +157,18 @@ def test_nothing_usable_exits_non_zero(tmp_path: Path, slp67x) -> None:
     empty = CliRunner().invoke(app, ["validate", str(tmp_path / "nothing")])
     assert empty.exit_code == 2
     assert "is not a directory" in " ".join(empty.output.split())  # rich wraps long paths
+
+
+def test_lights_from_meta_set_the_compared_span(tmp_path: Path, slp67x) -> None:
+    from dataclasses import replace
+
+    n = slp67x.stages.size
+    rec = replace(slp67x, lights_out_s=600.0, lights_on_s=(n - 20) * 30.0)
+    good_night(tmp_path / "lab" / "lit", rec)
+    out = CliRunner().invoke(app, ["validate", str(tmp_path / "lab"), "--json"])
+    assert out.exit_code == 0, out.output
+    night = json.loads(out.stdout)["variants"][0]["nights"][0]
+    assert night["first_epoch"] == 20
+    assert len(night["truth"]) == len(night["computed"]) == n - 40
+    assert night["lights_source"] == "tag"
+    assert night["true"]["tst_min"] == 0.5 * sum(c in "NR" for c in night["truth"])
