@@ -24,7 +24,7 @@ import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -322,6 +322,15 @@ def _dose_id(request: web.Request) -> UUID:
             "id", "must be a UUID like 3f2b8c1e-4d5a-4b6c-9d7e-0123456789ab")]) from None
 
 
+def _person(svc: DoseService, person: str | None) -> str:
+    """The named person (or the only one); 422 naming the known ones otherwise."""
+    problems: list[FieldProblem] = []
+    name = svc.rules.resolve_person(person, problems)
+    if problems:
+        raise DoseValidationError(problems)
+    return name
+
+
 def _night_event(request: web.Request) -> tuple[date, LightsEvent]:
     problems: list[FieldProblem] = []
     night, event = date.min, LightsEvent.lights_out
@@ -400,6 +409,31 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
         q = PersonQuery.model_validate(dict(request.query))
         return _json(await svc(request).remove_lights(q.person, night, event))
 
+    async def plan_today(request: web.Request) -> web.StreamResponse:
+        from collector.doses.today import plan_today as build
+        from collector.effects.store import PlanStore
+
+        s = svc(request)
+        name = _person(s, PersonQuery.model_validate(dict(request.query)).person)
+        now, tz = s.rules.now(), s.rules.tz(name)
+        recent = await s.list_doses(person=name, since=now - timedelta(days=3))
+        if not any(d.supplement == "magnesium" for d in recent):  # the usual dose is older
+            older = await s.list_doses(person=name, limit=50)
+            recent += [d for d in older if d.id not in {r.id for r in recent}]
+        plan = await asyncio.to_thread(PlanStore.from_settings(settings).active, name)
+        return _json(build(name, now, tz, plan, recent))
+
+    async def last_night(request: web.Request) -> web.StreamResponse:
+        from collector.doses.today import morning_card, read_night_rows
+        from collector.storage.reader import InfluxReader
+
+        s = svc(request)
+        name = _person(s, PersonQuery.model_validate(dict(request.query)).person)
+        today = s.rules.now().astimezone(s.rules.tz(name)).date()
+        async with InfluxReader.from_settings(settings) as reader:
+            rows = await read_night_rows(reader, name, today)
+        return _json(morning_card(name, rows))
+
     async def page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB_DIR / "index.html", headers=_PAGE_HEADERS)
 
@@ -433,13 +467,16 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
     r.add_get(f"{API}/lights", ep(list_lights))
     r.add_post(f"{API}/lights", ep(set_lights))
     r.add_delete(f"{API}/lights/{{night}}/{{event}}", ep(remove_lights))
+    r.add_get(f"{API}/plan/today", ep(plan_today))
+    r.add_get(f"{API}/nights/last", ep(last_night))
     r.add_get("/app/", page)
     r.add_get("/app/{name}", asset)
     if with_root:
         r.add_get("/", _to_app)
     if settings.api.cors_origins:
         for path in (f"{API}/persons", f"{API}/doses", f"{API}/doses/{{id}}", f"{API}/lights",
-                     f"{API}/lights/{{night}}/{{event}}"):
+                     f"{API}/lights/{{night}}/{{event}}", f"{API}/plan/today",
+                     f"{API}/nights/last"):
             r.add_route("OPTIONS", path, preflight)
 
 

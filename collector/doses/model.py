@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pydantic
@@ -214,6 +214,64 @@ class PersonList(_Strict):
     persons: list[Person]
     forms: list[Form]
     default_form: Form
+
+
+class Assignment(StrEnum):
+    """What a trial plan says for a night."""
+
+    magnesium = "magnesium"
+    control = "control"
+
+
+class UsualDose(_Strict):
+    """The person's most recent magnesium dose: what "magnesium tonight" means for them."""
+
+    amount_mg: float
+    form: Form
+
+
+class PlannedNight(_Strict):
+    """One night of the active plan, and what was logged for it."""
+
+    night: date = Field(description="the evening's date")
+    planned: Assignment
+    doses: int = Field(description="magnesium doses logged for that evening (06:00 to 06:00 "
+                                   "local time)")
+    deviation: str | None = Field(default=None, description="how the logged doses differ from "
+                                  "the plan; null when they follow it (so far, for tonight)")
+
+
+class PlanToday(_Strict):
+    """GET /api/v1/plan/today: tonight's assignment from the person's active trial plan."""
+
+    person: str
+    plan_id: str | None = Field(description="null: the person has no active plan")
+    text: str = Field(description='e.g. "Tonight: magnesium, 300 mg glycinate"')
+    tonight: PlannedNight | None = Field(description="null when tonight is not in the plan")
+    last_night: PlannedNight | None = Field(description="null when last night was not planned")
+    usual_dose: UsualDose | None = None
+
+
+class NightMetric(_Strict):
+    name: str = Field(description="field of the night measurement, e.g. tst_min")
+    label: str
+    unit: str
+    value: float | None
+    baseline: float | None = Field(description="median of the person's previous nights "
+                                               "(null below 3 of them)")
+    better: Literal["lower", "higher"]
+
+
+class MorningCard(_Strict):
+    """GET /api/v1/nights/last: the latest night's numbers against the person's own baseline."""
+
+    person: str
+    night: date | None = Field(description="the evening's date; null: no night yet")
+    provisional: bool = Field(default=False, description="closed early; may still change")
+    flagged: bool = Field(default=False, description="too little signal to trust the numbers")
+    baseline_nights: int = Field(default=0, description="previous nights the baseline is from")
+    metrics: list[NightMetric] = Field(default_factory=list)
+    text: str
 
 
 class ProblemDetail(_Strict):

@@ -28,7 +28,9 @@ from collector.doses.model import (
     LightsCreate,
     LightsEvent,
     LightsList,
+    MorningCard,
     PersonList,
+    PlanToday,
 )
 
 OPENAPI_FILE = Path(__file__).parent / "openapi.json"
@@ -69,6 +71,7 @@ def openapi_document() -> dict[str, Any]:
         (DoseResult, "serialization"), (DoseList, "serialization"), (PersonList, "serialization"),
         (ErrorBody, "serialization"), (Health, "serialization"),
         (LightsCreate, "validation"), (Lights, "serialization"), (LightsList, "serialization"),
+        (PlanToday, "serialization"), (MorningCard, "serialization"),
     ]
     _, top = models_json_schema(models, ref_template=_REF)
     schemas = top.get("$defs", {})
@@ -182,6 +185,28 @@ def openapi_document() -> dict[str, Any]:
                               "422": invalid, **_AUTH_ERRORS},
             },
         },
+        "/api/v1/plan/today": {"get": {
+            "operationId": "planToday",
+            "summary": "tonight's assignment from the person's active trial plan, last night's, "
+                       "and deviations from the plan (by the server's clock)",
+            "parameters": [{"name": "person", "in": "query", "required": False,
+                            "schema": _PERSON_SCHEMA,
+                            "description": "default: the only configured person"}],
+            "responses": {"200": {"description": "the plan for tonight",
+                                  "content": _content("PlanToday")},
+                          "422": invalid, **_AUTH_ERRORS},
+        }},
+        "/api/v1/nights/last": {"get": {
+            "operationId": "lastNight",
+            "summary": "the person's latest computed night against the median of their previous "
+                       "nights (from InfluxDB)",
+            "parameters": [{"name": "person", "in": "query", "required": False,
+                            "schema": _PERSON_SCHEMA,
+                            "description": "default: the only configured person"}],
+            "responses": {"200": {"description": "the morning card",
+                                  "content": _content("MorningCard")},
+                          "422": invalid, **_AUTH_ERRORS},
+        }},
     }
     paths["/api/v1/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "this document", "security": [],

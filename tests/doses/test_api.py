@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -394,3 +394,147 @@ async def test_journal_failure_is_503_with_advice(client: Client) -> None:
     finally:
         svc.journal._db.close()
         svc.journal._db = db
+
+
+# -- tonight's plan and the morning card (issue 13 #3) -------------------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# a fixed evening: 21:30 in Berlin on Friday 20 November 2026 (the night of the 20th)
+EVENING = datetime(2026, 11, 20, 21, 30, tzinfo=BERLIN)
+
+
+def _plan(person: str, nights: dict[str, bool]) -> Any:
+    from collector.effects.planner import PlanSpec
+    from collector.effects.store import StoredPlan
+
+    planned = {date.fromisoformat(d): mg for d, mg in nights.items()}
+    return StoredPlan(f"plan-{person}", person, PlanSpec(min(planned), 1, "randomised"), 1, 0,
+                      planned)
+
+
+async def _fixed_client(settings: Any, at: datetime) -> Client:
+    return TestClient(TestServer(create_app(settings, now=lambda: at), host="127.0.0.1"))
+
+
+async def test_plan_today_assignment_and_deviations(settings: Any) -> None:
+    from collector.effects.store import PlanStore
+
+    store = PlanStore.from_settings(settings)
+    store.save(_plan("alice", {"2026-11-18": True, "2026-11-19": True, "2026-11-20": False,
+                               "2026-11-21": True}))
+    store.save(_plan("bob", {"2026-11-19": False, "2026-11-20": True}))
+    async with await _fixed_client(settings, EVENING) as c:
+        # alice: a dose two evenings ago; none last night (planned magnesium)
+        r = await c.post("/api/v1/doses", headers=auth(), json={
+            "person": "alice", "amount_mg": 300, "form": "glycinate",
+            "taken_at": "2026-11-18T22:00:00+01:00"})
+        assert r.status == 201
+        r = await c.get("/api/v1/plan/today", params={"person": "alice"}, headers=auth())
+        assert r.status == 200, await r.text()
+        body = await r.json()
+        assert body["text"] == "Tonight: no magnesium"
+        assert body["plan_id"] == "plan-alice"
+        assert body["tonight"] == {"night": "2026-11-20", "planned": "control", "doses": 0,
+                                   "deviation": None}
+        assert body["last_night"] == {
+            "night": "2026-11-19", "planned": "magnesium", "doses": 0,
+            "deviation": "no magnesium logged on a magnesium night of the plan"}
+        assert body["usual_dose"] == {"amount_mg": 300.0, "form": "glycinate"}
+        # a dose tonight, a control night: a deviation at once
+        r = await c.post("/api/v1/doses", headers=auth(), json={"person": "alice",
+                                                               "amount_mg": 300})
+        assert r.status == 201
+        body = await (await c.get("/api/v1/plan/today", params={"person": "alice"},
+                                  headers=auth())).json()
+        assert body["tonight"]["doses"] == 1
+        assert body["tonight"]["deviation"] == (
+            "magnesium logged on a control night of the plan; undo it if it was a mistake")
+        # bob: tonight is a magnesium night, his usual dose is his last one
+        await c.post("/api/v1/doses", headers=auth(), json={
+            "person": "bob", "amount_mg": 400, "form": "citrate",
+            "taken_at": "2026-11-10T21:00:00-05:00"})
+        body = await (await c.get("/api/v1/plan/today", params={"person": "bob"},
+                                  headers=auth())).json()
+        assert body["text"] == "Tonight: magnesium, 400 mg citrate"
+        assert body["tonight"]["deviation"] is None  # the evening is not over
+        assert body["last_night"] == {"night": "2026-11-19", "planned": "control", "doses": 0,
+                                      "deviation": None}
+        r = await c.get("/api/v1/plan/today", headers=auth())
+        assert r.status == 422 and (await r.json())["detail"][0]["field"] == "person"
+        r = await c.get("/api/v1/plan/today", params={"person": "carol"}, headers=auth())
+        assert r.status == 422
+        assert (await c.get("/api/v1/plan/today", params={"person": "bob"})).status == 401
+    # after midnight it is still the night of the 20th; the 21st is alice's last planned night
+    async with await _fixed_client(settings, datetime(2026, 11, 21, 1, 15, tzinfo=BERLIN)) as c:
+        body = await (await c.get("/api/v1/plan/today", params={"person": "alice"},
+                                  headers=auth())).json()
+        assert body["tonight"]["night"] == "2026-11-20" and body["tonight"]["doses"] == 1
+    async with await _fixed_client(settings, datetime(2026, 11, 23, 20, 0, tzinfo=BERLIN)) as c:
+        body = await (await c.get("/api/v1/plan/today", params={"person": "alice"},
+                                  headers=auth())).json()
+        assert body["text"] == "Tonight: not in the plan (it ended on Sat 21 Nov)."
+        assert body["tonight"] is None and body["last_night"] is None
+
+
+async def test_plan_today_without_a_plan(settings: Any) -> None:
+    async with await _fixed_client(settings, EVENING) as c:
+        body = await (await c.get("/api/v1/plan/today", params={"person": "bob"},
+                                  headers=auth())).json()
+        assert body["plan_id"] is None and body["tonight"] is None
+        assert body["text"] == "No trial plan for bob (magsleep plan --weeks 8 makes one)."
+
+
+def _night_point(person: str, night: str, *, provisional: bool = False, flagged: bool = False,
+                 source: str | None = None, **values: float) -> Any:
+    from collector.effects.store import night_time_ns
+    from collector.storage.lineprotocol import Point
+
+    tags = {"person": person, "dose": "unknown", "staging": "computed"}
+    if source:
+        tags["source"] = source
+    fields: dict[str, Any] = {"night": night, **{k: float(v) for k, v in values.items()}}
+    if provisional:
+        fields["provisional"] = True
+    if flagged:
+        fields["flagged"] = True
+    return Point("night", tags, fields, night_time_ns(date.fromisoformat(night)))
+
+
+async def test_morning_card_against_own_baseline(settings: Any, influx_server: Any) -> None:
+    points = [
+        _night_point("alice", f"2026-11-{d}", tst_min=tst, sol_min=sol, waso_min=30 + d,
+                     se_pct=88.0, hr_mean_bpm=55.0, rmssd_ms=40.0 + d)
+        for d, tst, sol in ((14, 400, 20), (15, 410, 10), (16, 420, 30), (17, 430, 15))
+    ]
+    points.append(_night_point("alice", "2026-11-18", flagged=True, tst_min=100.0))  # left out
+    points.append(_night_point("alice", "2026-11-19", provisional=True, tst_min=455.5,
+                               sol_min=8.0, se_pct=93.0, hr_mean_bpm=52.0, rmssd_ms=47.0))
+    points.append(_night_point("alice", "2026-11-19", source="sim", tst_min=999.0))  # not this
+    async with await _fixed_client(settings, EVENING) as c:
+        pipe = pipeline_of(c)
+        await pipe.put(points)
+        await pipe.flush(timeout=20)
+        r = await c.get("/api/v1/nights/last", params={"person": "alice"}, headers=auth())
+        assert r.status == 200, await r.text()
+        card = await r.json()
+        assert (card["night"], card["provisional"], card["flagged"]) == ("2026-11-19", True, False)
+        assert card["baseline_nights"] == 4
+        assert card["text"] == "Night of Thu 19 Nov (provisional: it may still change)"
+        m = {x["name"]: x for x in card["metrics"]}
+        assert list(m) == ["tst_min", "sol_min", "waso_min", "se_pct", "hr_mean_bpm", "rmssd_ms"]
+        assert (m["tst_min"]["value"], m["tst_min"]["baseline"]) == (455.5, 415.0)
+        assert (m["sol_min"]["value"], m["sol_min"]["baseline"], m["sol_min"]["better"]) == (
+            8.0, 17.5, "lower")
+        assert (m["waso_min"]["value"], m["waso_min"]["baseline"]) == (None, 45.5)
+        assert m["rmssd_ms"]["baseline"] == 55.5
+        r = await c.get("/api/v1/nights/last", params={"person": "bob"}, headers=auth())
+        card = await r.json()
+        assert card["night"] is None and card["metrics"] == []
+        assert card["text"] == "No night for bob yet: nights appear once computed."
+        influx_server.stop()
+        try:
+            r = await c.get("/api/v1/nights/last", params={"person": "alice"}, headers=auth())
+            assert r.status == 503
+            assert "cannot reach InfluxDB" in (await r.json())["error"]
+        finally:
+            influx_server.start()

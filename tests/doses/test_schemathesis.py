@@ -58,9 +58,10 @@ def test_the_checks_catch_an_undocumented_response(threaded_server: ThreadedServ
     good.validate_response(response, checks=CHECKS)
 
 
-def test_fuzz_covers_the_lights_endpoints() -> None:
+def test_fuzz_covers_the_lights_plan_and_night_endpoints() -> None:
     for path, method in (("/api/v1/lights", "POST"), ("/api/v1/lights", "GET"),
-                         ("/api/v1/lights/{night}/{event}", "DELETE")):
+                         ("/api/v1/lights/{night}/{event}", "DELETE"),
+                         ("/api/v1/plan/today", "GET"), ("/api/v1/nights/last", "GET")):
         assert schema[path][method].path == path  # KeyError if the document lost it
 
 
