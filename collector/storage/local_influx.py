@@ -188,8 +188,11 @@ def _spawn(binary: str, root: Path, port: int | None, timeout: float) -> LocalIn
     if port is None:
         port = free_port()
     elif not port_free(port):
+        other = ("an InfluxDB magsleep did not start (Debian's own influxdb service? "
+                 "'sudo systemctl disable --now influxdb', or use it with influx.embedded = false)"
+                 if ping(f"http://127.0.0.1:{port}", timeout=0.5) else "another program")
         raise LocalInfluxError(
-            f"port {port} is taken by another program on 127.0.0.1; stop what uses it or choose another "
+            f"port {port} is taken by {other} on 127.0.0.1; stop what uses it or choose another "
             "port (the port of influx.url, or --port for 'magsleep influx start')"
         )
     conf = private_file(root / "influxdb.conf")

@@ -15,10 +15,12 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
+from collector.errors import LocalInfluxError
 from collector.settings import Settings, load_settings
 from collector.sim.bluez import VirtualBlueZ, heart_rate_feed, heart_rate_strap
 from collector.storage import local_influx
@@ -171,3 +173,14 @@ async def test_magsleep_run_starts_the_embedded_influxdb_and_collects_into_it(
         if proc.poll() is None:
             proc.kill()
         local_influx.stop(root)
+
+
+def test_port_taken_by_an_influxdb_magsleep_did_not_start(tmp_path: Path, influx_server: Any) -> None:
+    """After a reboot Debian's own influxd may hold the port: the error says so."""
+    port = int(influx_server.url.rsplit(":", 1)[1])
+    s = load_settings(_config(tmp_path, port))
+    with pytest.raises(LocalInfluxError) as err:
+        local_influx.ensure_running(s)
+    assert f"port {port} is taken by an InfluxDB magsleep did not start" in str(err.value)
+    assert "systemctl disable --now influxdb" in str(err.value)
+    assert local_influx.status(local_influx.embedded_root(s)) is None
