@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from collector.ble import daemon, logs, pairing
 from collector.ble.registry import DeviceRegistry, load_status, status_path
-from collector.cli.common import config_path, console, fail, get_settings
+from collector.cli.common import Column, config_path, console, fail, fitted_table, get_settings
 from collector.errors import MagsleepError
 
 
@@ -68,7 +69,12 @@ def pair(
 def _ago(ns: int) -> str:
     if not ns:
         return "never"
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+#: The device listing; on a narrow terminal the columns with the highest ``drop`` are left out.
+DEVICE_TABLE = (Column("Alias"), Column("Person"), Column("Address"), Column("Profiles", drop=3),
+                Column("Model", drop=4), Column("State"), Column("Last seen", drop=1), Column("Battery", drop=2))
 
 
 def devices() -> None:
@@ -82,16 +88,14 @@ def devices() -> None:
         console.print("no devices registered; find one with 'magsleep scan', then 'magsleep pair'")
         return
     status = load_status(status_path(settings))
-    table = Table(title="Registered devices")
-    for col in ("Alias", "Person", "Address", "Profiles", "Model", "State", "Last seen", "Battery"):
-        table.add_column(col)
+    rows = []
     for d in registry:
         st = status.get(d.address)
         model = " ".join(x for x in (d.model, d.location and f"({d.location})") if x) or "-"
-        table.add_row(d.alias, d.person, d.address, ", ".join(d.profiles), model,
-                      st.state if st else "never run", _ago(st.last_seen_ns) if st else "never",
-                      f"{st.battery_pct}%" if st and st.battery_pct is not None else "-")
-    console.print(table)
+        rows.append([escape(d.alias), escape(d.person), d.address, ", ".join(d.profiles), escape(model),
+                     st.state if st else "never run", _ago(st.last_seen_ns) if st else "never",
+                     f"{st.battery_pct}%" if st and st.battery_pct is not None else "-"])
+    console.print(fitted_table(DEVICE_TABLE, rows, title="Registered devices"))
 
 
 def forget(

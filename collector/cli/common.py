@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
+from rich import box
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from collector import __version__
@@ -130,3 +135,50 @@ class SiblingHintGroup(TyperGroup):
             if hint is not None:
                 exc.message = f"No such command {args[0]!r} in `{ctx.command_path}`. Did you mean `{hint}`?"
             raise
+
+
+@dataclass(frozen=True)
+class Column:
+    """A listing's column. ``drop``: 0 = always shown; when the terminal is too narrow the column
+    with the highest ``drop`` goes first. ``wrap``: free text that may wrap (a note)."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    drop: int = 0
+    wrap: bool = False
+
+
+def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *, title: str | None = None,
+                 width: int | None = None) -> Table:
+    """A table that fits ``width`` (default the terminal's, 80 when not a terminal): values are
+    never cut or squeezed (only ``wrap`` columns wrap); columns are left out, highest ``drop``
+    first, until it fits. Cells are rich markup (escape free text)."""
+    limit = width if width is not None else console.width
+    cells = [[Text.from_markup(c).cell_len for c in r] for r in rows]
+
+    def need(i: int) -> int:
+        natural = max([len(columns[i].header), *(r[i] for r in cells)])
+        return min(natural, max(len(columns[i].header), _WRAP_MIN)) if columns[i].wrap else natural
+
+    shown = list(range(len(columns)))
+    while sum(need(i) for i in shown) + _GAP * (len(shown) - 1) > limit:
+        droppable = [i for i in shown if columns[i].drop > 0]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1, 0, 0))
+    for i in shown:
+        c = columns[i]
+        table.add_column(c.header, justify=c.justify, no_wrap=not c.wrap, overflow="fold" if c.wrap else "ellipsis")
+    for r in rows:
+        table.add_row(*(r[i] for i in shown))
+    if len(shown) < len(columns):
+        table.caption = "not shown at this width: " + ", ".join(c.header for i, c in enumerate(columns)
+                                                                if i not in shown)
+        table.caption_justify = "left"
+    return table
+
+
+_GAP = 2  # between two columns: one space of padding, one of the (blank) column separator
+_WRAP_MIN = 12  # a wrapping column (a note) gets at least this many characters

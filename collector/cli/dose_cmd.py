@@ -18,9 +18,8 @@ from uuid import UUID
 import pydantic
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from collector.cli.common import DAY_FORMS, console, err_console, fail, get_settings, parse_day
+from collector.cli.common import DAY_FORMS, Column, console, err_console, fail, fitted_table, get_settings, parse_day
 from collector.doses.csvio import export_csv, import_rows, read_rows
 from collector.doses.model import (
     Dose,
@@ -213,6 +212,12 @@ def _parse_since(text: str | None, rules: Rules, person: str | None) -> datetime
     return datetime.combine(d, time(0, 0), tzinfo=tz)
 
 
+#: The dose listing; on a narrow terminal the columns with the highest ``drop`` are left out.
+DOSE_TABLE = (Column("id"), Column("taken at"), Column("person", drop=1), Column("form"),
+              Column("mg", "right"), Column("elem. mg", "right", drop=2), Column("source", drop=3),
+              Column("note", wrap=True))
+
+
 @app.command("list")
 def list_(
     since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
@@ -226,14 +231,9 @@ def list_(
         async with open_service(settings, influx=False) as svc:
             start = _parse_since(since, svc.rules, person)
             doses = await svc.list_doses(person=person, since=start, limit=limit)
-        table = Table(title=f"{len(doses)} dose(s)")
-        for col in ("id", "taken at", "person", "form", "amount mg", "elemental mg", "source", "note"):
-            table.add_column(col, justify="right" if "mg" in col else "left")
-        for d in doses:
-            table.add_row(_short(d.id), d.taken_at.strftime("%Y-%m-%d %H:%M"), d.person,
-                          d.form.value, mg(d.amount_mg), mg(d.elemental_mg),
-                          d.source.value, escape(d.note))
-        console.print(table)
+        rows = [[_short(d.id), d.taken_at.strftime("%Y-%m-%d %H:%M"), d.person, d.form.value,
+                 mg(d.amount_mg), mg(d.elemental_mg), d.source.value, escape(d.note)] for d in doses]
+        console.print(fitted_table(DOSE_TABLE, rows, title=f"{len(doses)} dose(s)"))
 
     run(go)
 

@@ -14,7 +14,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from collector.cli.common import DAY_FORMS, console, err_console, fail, get_settings, parse_day, today_for
+from collector.cli.common import (
+    DAY_FORMS,
+    Column,
+    console,
+    err_console,
+    fail,
+    fitted_table,
+    get_settings,
+    parse_day,
+    today_for,
+)
 from collector.effects.metrics import METRICS, metric
 from collector.effects.planner import PlanSpec
 from collector.effects.store import PlanStore, StoredPlan, new_plan, tonight
@@ -79,6 +89,13 @@ def _comparison_title(c: str) -> str:
     return f"Form {c.removeprefix('form_')} vs control"
 
 
+#: One comparison's table; on a narrow terminal the columns with the highest ``drop`` are left out.
+EFFECT_TABLE = (Column("metric"), Column("effect", "right"), Column("95% CI", "right"), Column("p", "right"),
+                Column("p adj", "right", drop=2), Column("p perm", "right", drop=3),
+                Column("P(benefit)", "right", drop=1), Column("n mg/ctl", "right"),
+                Column("nights needed", "right", drop=4))
+
+
 def _render_table(run: EffectsRun) -> None:
     d = run.data
     counts: dict[str, int] = {}
@@ -111,21 +128,17 @@ def _render_table(run: EffectsRun) -> None:
             console.print(f"[dim]no nights with: {', '.join(empty)}[/dim]")
         if not rows:
             continue
-        t = Table(title=_comparison_title(comp), title_justify="left", show_lines=False)
-        for col, just in (("metric", "left"), ("effect", "right"), ("95% CI", "right"),
-                          ("p", "right"), ("p adj", "right"), ("p perm", "right"),
-                          ("P(benefit)", "right"), ("n mg/ctl", "right"), ("nights needed", "right")):
-            t.add_column(col, justify=just)  # type: ignore[arg-type]
+        cells = []
         for r in rows:
             needed = f"{r.nights_needed} ({r.half_width})" if r.nights_needed else "—"
             if r.reported:
-                t.add_row(r.metric, f"{_num(r.estimate)} {r.unit}",
-                          f"{_num(r.ci_low)} to {_num(r.ci_high)}", _p(r.p), _p(r.p_adj),
-                          _p(r.p_perm), _num(r.prob_benefit, 2), f"{r.n_mg}/{r.n_control}", needed)
+                cells.append([r.metric, f"{_num(r.estimate)} {r.unit}",
+                              f"{_num(r.ci_low)} to {_num(r.ci_high)}", _p(r.p), _p(r.p_adj),
+                              _p(r.p_perm), _num(r.prob_benefit, 2), f"{r.n_mg}/{r.n_control}", needed])
             else:
-                t.add_row(f"[dim]{r.metric}[/dim]", "[dim]not enough nights[/dim]", "", "", "",
-                          "", "", f"{r.n_mg}/{r.n_control}", needed)
-        console.print(t)
+                cells.append([f"[dim]{r.metric}[/dim]", "[dim]not enough nights[/dim]", "", "", "",
+                              "", "", f"{r.n_mg}/{r.n_control}", needed])
+        console.print(fitted_table(EFFECT_TABLE, cells, title=_comparison_title(comp)))
         for r in rows:
             console.print(f"  {r.summary}", highlight=False)
     console.print("[dim]effect = magnesium minus control; sol/waso/awakenings modelled as ratios "

@@ -14,9 +14,18 @@ from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
-from collector.cli.common import DAY_FORMS, SiblingHintGroup, console, fail, get_settings, parse_day, today_for
+from collector.cli.common import (
+    DAY_FORMS,
+    Column,
+    SiblingHintGroup,
+    console,
+    fail,
+    fitted_table,
+    get_settings,
+    parse_day,
+    today_for,
+)
 from collector.cli.night_cmd import write_lights as write_lights  # its old home: kept for importers
 from collector.errors import MagsleepError
 from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
@@ -100,26 +109,42 @@ def _list(person: str | None, since: str | None, fmt: Format) -> None:
             w.writerow(["" if r.get(k) is None else r.get(k) for k in NIGHT_COLUMNS])
         typer.echo(buf.getvalue(), nl=False)
         return
-    table = Table(title=f"{len(rows)} night(s)")
-    cols = [("night", "left"), ("person", "left"), ("dose", "left"), ("in bed", "left"), ("TST", "right"),
-            ("SOL", "right"), ("WASO", "right"), ("SE %", "right"), ("deep", "right"), ("REM", "right"),
-            ("HR", "right"), ("RMSSD", "right"), ("cover %", "right"), ("staging", "left"), ("flag", "left")]
-    for name, justify in cols:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table_rows = []
     for r in rows:
         tz = _tz(settings, str(r.get("person")))
-        src = str(r.get("lights_source") or "")
-        table.add_row(
-            str(r.get("night")), str(r.get("person")), str(r.get("dose") or ""),
-            f"{_fmt_time(r.get('lights_out'), tz)}-{_fmt_time(r.get('lights_on'), tz)} ({src})",
+        table_rows.append([
+            f"{r.get('night')}{'*' if r.get('provisional') is True else ''}", str(r.get("person")),
+            _DOSE.get(str(r.get("dose")), "?"),
+            f"{_fmt_time(r.get('lights_out'), tz)}-{_fmt_time(r.get('lights_on'), tz)}",
+            str(r.get("lights_source") or ""),
             _num(r.get("tst_min")), _num(r.get("sol_min")), _num(r.get("waso_min")), _num(r.get("se_pct")),
             _num(r.get("deep_min")), _num(r.get("rem_min")), _num(r.get("hr_mean_bpm"), 1),
             _num(r.get("rmssd_ms"), 1), _num(r.get("coverage_pct")), str(r.get("staging") or ""),
-            "flagged" if r.get("flagged") is True else "",
-        )
+            "!" if r.get("flagged") is True else "",
+        ])
+    table = fitted_table(NIGHT_TABLE, table_rows, title=f"{len(rows)} night(s)")
     console.print(table)
     if not rows:
         console.print("no nights yet: run `magsleep nights compute`")
+        return
+    legend = ["dose: Mg magnesium, ctl control"]
+    if any(r.get("provisional") is True for r in rows):
+        legend.append("* provisional: the night's window is still open; recomputed as data arrives")
+    if any(r.get("flagged") is True for r in rows):
+        legend.append("! flagged: too little usable signal")
+    console.print("; ".join(legend), highlight=False, markup=False)
+
+
+_DOSE = {"magnesium": "Mg", "control": "ctl", "unknown": "?"}
+
+#: The night listing; on a narrow terminal the columns with the highest ``drop`` are left out.
+NIGHT_TABLE = (
+    Column("night"), Column("person"), Column("dose"), Column("in bed"), Column("lights", drop=8),
+    Column("TST", "right"), Column("SOL", "right"), Column("WASO", "right"), Column("SE %", "right"),
+    Column("deep", "right", drop=5), Column("REM", "right", drop=5), Column("HR", "right", drop=2),
+    Column("RMSSD", "right", drop=3), Column("cover %", "right", drop=4), Column("staging", drop=7),
+    Column("flag"),
+)
 
 
 def _tz(settings: Settings, person: str) -> ZoneInfo:
