@@ -30,7 +30,8 @@ def _night_line(person: str, d: date, *, dose: str, provisional: bool, flagged: 
         "light_min": "230.0", "deep_min": "88.5", "rem_min": "93.0", "nrem_min": "318.5", "deep_pct": "21.5",
         "rem_pct": "22.6", "hr_mean_bpm": "54.3", "hr_min5_bpm": "49.8", "rmssd_ms": "43.1", "ln_rmssd": "3.76",
         "coverage_pct": "97.0", "flagged": str(flagged).lower(), "provisional": str(provisional).lower(),
-        "elemental_mg": "210.0" if dose == "magnesium" else "0.0", "form": '"glycinate"' if dose == "magnesium" else '""',
+        "elemental_mg": "210.0" if dose == "magnesium" else "0.0",
+        "form": '"glycinate"' if dose == "magnesium" else '""',
     }
     body = ",".join(f"{k}={v}" for k, v in fields.items())
     return f"night,person={person},dose={dose},staging=computed {body} {_ns(d, 12, 0)}"
