@@ -29,8 +29,9 @@ def validate(
     = False,
     variant: Annotated[list[str] | None, typer.Option(
         "--variant", help="Extra configuration NAME=key=value[,key=value] next to the defaults; keys of the "
-                          "[nights] settings (wake_classifier=none, classifier=...), lights=estimate, or start=HH:MM "
-                          "(replay at another clock time). Repeatable.")]
+                          "[nights] settings (wake_classifier=none, classifier=...), lights=estimate, or the "
+                          "experiments start=HH:MM (replay at another clock time), age=N, sex=female|male. "
+                          "Repeatable.")]
     = None,
     records: Annotated[str | None, typer.Option("--records", help="Only these records, comma-separated.")] = None,
 ) -> None:

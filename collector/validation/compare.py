@@ -47,7 +47,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("hr_mean_bpm", "mean HR", "bpm"),
 )
 STAGE_LETTERS = {WAKE: "W", NREM: "N", REM: "R"}
-VARIANT_KEYS = ("lights", "start")
+VARIANT_KEYS = ("lights", "start", "age", "sex")
 
 
 def night_options(nights: NightsSettings) -> NightOptions:
@@ -67,6 +67,9 @@ class Variant:
     lights: Literal["tags", "estimate"] = "tags"
     #: An experiment on the clock-time input: replay every recording as if it began at this local time.
     start: dtime | None = None
+    #: Experiments on the metadata inputs: everyone this age / sex.
+    age: int | None = None
+    sex: Literal["female", "male"] | None = None
 
     @property
     def nights(self) -> NightsSettings:
@@ -82,6 +85,10 @@ class Variant:
             d["lights"] = self.lights
         if self.start is not None:
             d["start"] = self.start.isoformat("minutes")
+        if self.age is not None:
+            d["age"] = str(self.age)
+        if self.sex is not None:
+            d["sex"] = self.sex
         return d
 
 
@@ -89,7 +96,8 @@ DEFAULT = Variant("default")
 
 
 def parse_variant(text: str) -> Variant:
-    """``NAME=key=value[,key=value...]``: keys of the [nights] settings, ``lights=tags|estimate``, ``start=HH:MM``."""
+    """``NAME=key=value[,key=value...]``: keys of the [nights] settings, ``lights=tags|estimate``, ``start=HH:MM``,
+    ``age=N``, ``sex=female|male``."""
     name, sep, rest = text.partition("=")
     name = name.strip()
     if not sep or not name:
@@ -97,6 +105,8 @@ def parse_variant(text: str) -> Variant:
     settings: dict[str, str] = {}
     lights: Literal["tags", "estimate"] = "tags"
     start: dtime | None = None
+    age: int | None = None
+    sex: Literal["female", "male"] | None = None
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
         key, value = key.strip(), value.strip()
@@ -111,12 +121,20 @@ def parse_variant(text: str) -> Variant:
                 start = dtime.fromisoformat(value)
             except ValueError:
                 raise ValidationError(f"variant {name}: start must be a clock time HH:MM, not {value!r}") from None
+        elif key == "age":
+            if not value.isdigit() or not 1 <= int(value) <= 120:
+                raise ValidationError(f"variant {name}: age must be whole years 1-120, not {value!r}")
+            age = int(value)
+        elif key == "sex":
+            if value not in ("female", "male"):
+                raise ValidationError(f"variant {name}: sex must be 'female' or 'male', not {value!r}")
+            sex = "female" if value == "female" else "male"
         elif key in NightsSettings.model_fields:
             settings[key] = value
         else:
             allowed = ", ".join([*NightsSettings.model_fields, *VARIANT_KEYS])
             raise ValidationError(f"variant {name}: unknown option {key!r}; allowed: {allowed}")
-    v = Variant(name, settings, lights, start)
+    v = Variant(name, settings, lights, start, age, sex)
     try:
         v.nights  # noqa: B018 - validate now, with the settings' own messages
     except PydanticValidationError as exc:
@@ -195,8 +213,8 @@ def compare_record(rec: Record, variant: Variant = DEFAULT) -> NightComparison:
     if variant.start is not None:
         rec = replayed_at(rec, variant.start)
     defaults = PersonSettings(name="validation")
-    person = PersonSettings(name="validation", age=rec.age or defaults.age, sex=rec.sex or defaults.sex,
-                            timezone=rec.timezone)
+    person = PersonSettings(name="validation", age=variant.age or rec.age or defaults.age,
+                            sex=variant.sex or rec.sex or defaults.sex, timezone=rec.timezone)
     start_ns = _ns(rec)
     win = window_for(rec, person)
     lo, hi = truth_span(rec)

@@ -24,6 +24,9 @@ def test_parse_variant() -> None:
     assert v.start == time(22, 30)
     assert v.describe() == {"wake_classifier": "none", "lights": "estimate", "start": "22:30"}
     assert parse_variant("same=").describe() == {}
+    meta = parse_variant("f=sex=female,age=60")
+    assert (meta.sex, meta.age) == ("female", 60)
+    assert meta.describe() == {"age": "60", "sex": "female"}
 
 
 @pytest.mark.parametrize(("text", "words"), [
@@ -33,6 +36,8 @@ def test_parse_variant() -> None:
     ("x=lights=sometimes", "lights must be 'tags' or 'estimate'"),
     ("x=start=late", "start must be a clock time"),
     ("x=wake_classifier", "is not key=value"),
+    ("x=sex=other", "sex must be 'female' or 'male'"),
+    ("x=age=0", "age must be whole years"),
 ])
 def test_parse_variant_errors(text: str, words: str) -> None:
     with pytest.raises(ValidationError, match=words):
