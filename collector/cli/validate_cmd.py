@@ -83,7 +83,10 @@ def _print(report: Report) -> None:
     t = Table(title="Epoch agreement (30-s epochs pooled over nights; rec = recall of the expert's W / N / R)")
     for col in ("variant", "nights", "epochs", "acc2", "kappa2", "acc3", "kappa3", "W rec pre/WASO",
                 "N rec", "R rec"):
-        t.add_column(col, justify="left" if col == "variant" else "right")
+        if col == "variant":
+            t.add_column(col, min_width=max(len(v.name) for v in report.variants), no_wrap=True)
+        else:
+            t.add_column(col, justify="right")
     for v in report.variants:
         a = report.agreement(v.name)
         t.add_row(v.name, str(len(report.nights[v.name])), str(a.epochs), _f(a.acc2), _f(a.kappa2), _f(a.acc3),
