@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from selenium import webdriver
@@ -19,11 +20,32 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from collector.doses.journal import to_ns
-from tests.doses.conftest import TOKEN, ThreadedServer
+from collector.settings import PersonSettings, Settings
+from tests.doses.conftest import TOKEN, ThreadedServer, make_settings
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def zone_at(hour: int) -> str:
+    """A fixed-offset zone where the local time is now ``hour``:MM (a browser's clock cannot be
+    injected, so the test picks the zone instead: the same local hour whenever it runs)."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    offset -= 24 if offset > 14 else 0
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/UTC"
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, tmp_path: Path, influx_server: Any,
+             influx_db: str) -> Settings:
+    """The dose tests' settings; parametrized indirectly with a zone, both persons live there."""
+    s = make_settings(tmp_path / "state", influx_server.url, influx_db)
+    zone = getattr(request, "param", None)
+    if zone:
+        s = s.model_copy(update={"persons": [PersonSettings(name="alice", timezone=zone),
+                                              PersonSettings(name="bob", timezone=zone)]})
+    return s
 
 
 @pytest.fixture
@@ -273,3 +295,134 @@ def test_server_clock_behind_keeps_taps_for_retry(
     (dose,) = threaded_server.call(svc.list_doses)
     assert abs(dose.taken_at - datetime.now(UTC)) < timedelta(minutes=2)
     assert len(threaded_server.call(svc.list_lights)) == 1
+
+
+EVENING_ZONE = zone_at(21)
+EVENING_CLOCK = SkewedClock(timedelta(0))
+
+
+@pytest.mark.parametrize("settings", [EVENING_ZONE], indirect=True)
+@pytest.mark.parametrize("server_now", [EVENING_CLOCK])
+def test_tonight_morning_card_deviation_and_person_filter(
+    browser: WebDriver, threaded_server: ThreadedServer, settings: Settings
+) -> None:
+    """Issue 13 #3 at 21:00 where the persons live: plan, morning card, deviations, filter, theme."""
+    from collector.doses.model import DoseCreate, Source
+    from collector.effects.planner import PlanSpec
+    from collector.effects.store import PlanStore, StoredPlan, night_time_ns, tonight
+
+    zone = ZoneInfo(EVENING_ZONE)
+    now = datetime.now(zone)
+    night = tonight(now)
+    assert 20 <= now.hour <= 22, (EVENING_ZONE, now)
+    store = PlanStore.from_settings(settings)
+    spec = PlanSpec(night - timedelta(days=6), 1, "randomised")
+    store.save(StoredPlan("pa", "alice", spec, 1, 0, {night - timedelta(days=1): True,
+                                                       night: False}))
+    store.save(StoredPlan("pb", "bob", spec, 1, 0, {night - timedelta(days=1): False,
+                                                     night: True}))
+    svc = threaded_server.service
+
+    def add(**body: Any) -> None:
+        threaded_server.call(lambda: svc.add(DoseCreate(**body), default_source=Source.cli))
+
+    add(person="bob", amount_mg=400, form="citrate", taken_at=now - timedelta(days=2))
+    # alice took a dose 10 minutes ago, recorded then (the server's clock set back for it)
+    EVENING_CLOCK.behind = timedelta(minutes=10)
+    add(person="alice", amount_mg=300, form="glycinate")
+    EVENING_CLOCK.behind = timedelta(0)
+    # her nights: four before last night, and last night (provisional)
+    pts = []
+    for i, (tst, sol) in enumerate(((400, 20), (410, 10), (420, 30), (430, 15)), start=2):
+        pts.append(((night - timedelta(days=i)), {"tst_min": float(tst), "sol_min": float(sol),
+                                                  "se_pct": 88.0, "hr_mean_bpm": 55.0}))
+    pts.append((night - timedelta(days=1), {"tst_min": 456.0, "sol_min": 8.0, "se_pct": 93.0,
+                                            "hr_mean_bpm": 57.0, "provisional": True}))
+    from collector.storage.lineprotocol import Point
+
+    points = [Point("night", {"person": "alice", "dose": "unknown", "staging": "computed"},
+                    {"night": d.isoformat(), **f}, night_time_ns(d)) for d, f in pts]
+    threaded_server.call(lambda: svc.sink.put(points))  # type: ignore[union-attr]
+    threaded_server.call(lambda: svc.sink.flush(timeout=30))  # type: ignore[union-attr]
+
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": EVENING_ZONE})
+    wait = WebDriverWait(browser, 20)
+    browser.get(threaded_server.url + "/app/")
+    browser.execute_script(f"localStorage.setItem('magsleep.token', '{TOKEN}');"
+                           "localStorage.setItem('magsleep.person', 'alice')")
+    browser.refresh()
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "person")).options) == 2)
+    assert Select(browser.find_element(By.ID, "person")).first_selected_option.text == "alice"
+
+    # tonight is a control night, and she has taken a dose: a deviation; last night another
+    _wait_for(wait, "tonight-text", "Tonight: no magnesium")
+    _wait_for(wait, "tonight-deviation",
+              "Deviation tonight: magnesium logged on a control night of the plan")
+    _wait_for(wait, "last-deviation", "no magnesium logged on a magnesium night of the plan")
+    # the morning card: last night against the median of her four nights before
+    _wait_for(wait, "morning-text", "(provisional: it may still change)")
+    assert "usual = median of your 4 nights before" in _text(browser, "morning-text")
+    row = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=tst_min]")
+    assert row.text == "Slept 7 h 36 min usual 6 h 55 min +41 min"
+    assert row.find_elements(By.CSS_SELECTOR, "td.better")
+    sol = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=sol_min]")
+    assert sol.text == "Fell asleep in 8 min usual 18 min −10 min"
+    assert sol.find_elements(By.CSS_SELECTOR, "td.better")
+    hr = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=hr_mean_bpm]")
+    assert hr.text.endswith("+2 bpm") and hr.find_elements(By.CSS_SELECTOR, "td.worse")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#morning-table tr[data-metric=rmssd_ms]")
+
+    # the person filter: only alice's doses are listed
+    _wait_for(wait, "recent", "300 mg glycinate · alice")
+    assert "bob" not in _text(browser, "recent")
+    assert "of alice" in _text(browser, "recent-who")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "doses-phone-tonight.png"))
+    assert browser.execute_script("return document.documentElement.classList.contains('dark')")
+
+    # Undo of a dose recorded 10 minutes ago asks first; dismissing keeps it
+    browser.find_element(By.CSS_SELECTOR, "#recent li button.undo").click()
+    alert = wait.until(ec.alert_is_present())
+    assert "recorded 10 min ago. Remove it?" in alert.text
+    alert.dismiss()
+    assert len(threaded_server.call(lambda: svc.list_doses(person="alice"))) == 1
+    browser.find_element(By.CSS_SELECTOR, "#recent li button.undo").click()
+    wait.until(ec.alert_is_present()).accept()
+    _wait_for(wait, "status", "Removed 300 mg glycinate")
+    wait.until(ec.invisibility_of_element_located((By.ID, "tonight-deviation")))
+    assert threaded_server.call(lambda: svc.list_doses(person="alice")) == []
+
+    # a new dose on the control night: the deviation is back; Undo right away needs no question
+    Select(browser.find_element(By.ID, "form")).select_by_visible_text("glycinate")
+    amount = browser.find_element(By.ID, "amount")
+    amount.clear()
+    amount.send_keys("300")
+    browser.find_element(By.ID, "took").click()
+    _wait_for(wait, "tonight-deviation", "Deviation tonight")
+    browser.find_element(By.CSS_SELECTOR, "#recent li button.undo").click()
+    _wait_for(wait, "status", "Removed 300 mg glycinate")
+    wait.until(ec.invisibility_of_element_located((By.ID, "tonight-deviation")))
+
+    # bob: tonight magnesium, his usual dose; his list only; remembered after a reload
+    Select(browser.find_element(By.ID, "person")).select_by_visible_text("bob")
+    _wait_for(wait, "tonight-text", "Tonight: magnesium, 400 mg citrate")
+    _wait_for(wait, "recent", "400 mg citrate · bob")
+    assert "alice" not in _text(browser, "recent")
+    _wait_for(wait, "morning-text", "No night for bob yet")
+    assert not browser.find_element(By.ID, "tonight-deviation").is_displayed()
+    browser.refresh()
+    _wait_for(wait, "tonight-text", "Tonight: magnesium, 400 mg citrate")
+    assert Select(browser.find_element(By.ID, "person")).first_selected_option.text == "bob"
+
+    # the theme: light at noon, dark at noon when the system asks for it
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": zone_at(12)})
+    browser.refresh()
+    _wait_for(wait, "tonight-text", "Tonight")
+    noon = browser.execute_script("return new Date().getHours()")
+    assert 11 <= noon <= 13
+    assert not browser.execute_script("return document.documentElement.classList.contains('dark')")
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    browser.refresh()
+    _wait_for(wait, "tonight-text", "Tonight")
+    assert browser.execute_script("return document.documentElement.classList.contains('dark')")

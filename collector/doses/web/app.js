@@ -12,11 +12,18 @@
     lightsTime: $("lights-time"), lightsOut: $("lights-out"), lightsOn: $("lights-on"),
     lightsPendingBox: $("lights-pending-box"), lightsPendingText: $("lights-pending-text"),
     lightsRetry: $("lights-retry"), lightsDiscard: $("lights-discard"), lightsList: $("lights-list"),
+    who: $("who"), recentWho: $("recent-who"), tonight: $("tonight"), tonightText: $("tonight-text"),
+    tonightDeviation: $("tonight-deviation"), lastDeviation: $("last-deviation"),
+    morning: $("morning"), morningText: $("morning-text"), morningTable: $("morning-table"),
   };
   const EVENT_NAMES = { lights_out: "Lights out", lights_on: "Lights on" };
   // The server refuses times more than 10 minutes ahead of its clock (like the CLI).
   const CLOCK_TOLERANCE_MS = 10 * 60 * 1000;
   let skewMs = 0;  // this phone's clock minus the server's, from the last answer's Date header
+  // Undo needs no confirmation this long after an entry was recorded; later it asks first.
+  const UNDO_FREE_MS = 2 * 60 * 1000;
+  // Dark theme when the system asks for it, and in the local evening and night.
+  const DARK_FROM_HOUR = 20, DARK_UNTIL_HOUR = 7;
 
   function uuid4() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -127,7 +134,7 @@
       const d = res.dose;
       setStatus("ok", `Logged ${mg(d.amount_mg)} mg ${d.form} (${mg(d.elemental_mg)} mg elemental).`,
                 res.warnings);
-      await loadRecent();
+      await afterDoses();
     } catch (e) {
       if (clockRefused(e, "taken_at")) {
         setStatus("err", "Not logged yet. " + keptText("dose"));  // kept for Retry
@@ -144,7 +151,8 @@
   }
 
   // One list entry: what (with when beneath) and an Undo button that DELETEs `path` and reloads.
-  function fillEntry(li, whatText, whenText, path, doneText, reload) {
+  // Within UNDO_FREE_MS of `recordedAt` (server time) Undo acts at once; later it asks first.
+  function fillEntry(li, whatText, whenText, path, doneText, reload, recordedAt) {
     const what = document.createElement("span");
     what.className = "what";
     what.textContent = whatText;
@@ -157,6 +165,11 @@
     undo.className = "undo";
     undo.textContent = "Undo";
     undo.addEventListener("click", async () => {
+      const age = Date.now() - skewMs - Date.parse(recordedAt);
+      if (age > UNDO_FREE_MS) {
+        const min = Math.round(age / 60000);
+        if (!window.confirm(`${whatText}: recorded ${min} min ago. Remove it?`)) return;
+      }
       undo.disabled = true;
       try {
         await call("DELETE", path);
@@ -185,14 +198,114 @@
         weekday: "short", hour: "2-digit", minute: "2-digit" }) +
         ` · ${mg(d.elemental_mg)} mg Mg` + (d.note ? ` · ${d.note}` : "");
       fillEntry(li, `${mg(d.amount_mg)} mg ${d.form} · ${d.person}`, when, `/doses/${d.id}`,
-                `Removed ${mg(d.amount_mg)} mg ${d.form}.`, loadRecent);
+                `Removed ${mg(d.amount_mg)} mg ${d.form}.`, afterDoses, d.recorded_at);
       els.recent.appendChild(li);
     }
   }
 
   async function loadRecent() {
-    const res = await call("GET", "/doses?limit=10");
+    if (!els.person.value) return;
+    els.recentWho.textContent = "of " + els.person.value;
+    const res = await call("GET", `/doses?limit=10&person=${encodeURIComponent(els.person.value)}`);
     renderRecent(res.doses);
+  }
+
+  // A dose logged or undone changes the list and may make (or mend) a deviation from the plan.
+  async function afterDoses() {
+    await loadRecent();
+    await loadPlan();
+  }
+
+  // -- tonight's plan and last night's numbers -----------------------------------------------
+
+  function who() { return encodeURIComponent(els.person.value); }
+
+  function showDeviation(el, text) {
+    el.hidden = !text;
+    el.textContent = text || "";
+  }
+
+  async function loadPlan() {
+    if (!els.person.value) return;
+    let p;
+    try {
+      p = await call("GET", `/plan/today?person=${who()}`);
+    } catch (e) {
+      els.tonight.hidden = false;
+      els.tonightText.textContent = "Tonight's plan is not available: " + e.message;
+      return;
+    }
+    els.tonight.hidden = false;
+    els.tonight.className = "card " + (p.tonight ? p.tonight.planned : "none");
+    els.tonightText.textContent = p.text;
+    const t = p.tonight, l = p.last_night;
+    showDeviation(els.tonightDeviation, t && t.deviation ? `Deviation tonight: ${t.deviation}.` : "");
+    showDeviation(els.lastDeviation,
+                  l && l.deviation ? `Deviation last night (${nightLabel(l.night)}): ${l.deviation}.` : "");
+  }
+
+  function minutes(v) {
+    const total = Math.round(v);
+    return total >= 60 ? `${Math.floor(total / 60)} h ${total % 60} min` : `${total} min`;
+  }
+
+  function metricText(m, v) {
+    if (m.unit === "min") return minutes(v);
+    if (m.unit === "%") return `${Math.round(v)}%`;
+    return `${Math.round(v)} ${m.unit}`;
+  }
+
+  function diffText(m, d) {
+    const sign = d > 0 ? "+" : d < 0 ? "−" : "±";
+    const a = Math.abs(d);
+    if (m.unit === "min") return sign + minutes(a);
+    if (m.unit === "%") return `${sign}${Math.round(a)} pts`;
+    return `${sign}${Math.round(a)} ${m.unit}`;
+  }
+
+  async function loadMorning() {
+    if (!els.person.value) return;
+    const body = els.morningTable.tBodies[0];
+    body.replaceChildren();
+    let c;
+    try {
+      c = await call("GET", `/nights/last?person=${who()}`);
+    } catch (e) {
+      els.morning.hidden = false;
+      els.morningText.textContent = "Last night is not available: " + e.message;
+      return;
+    }
+    els.morning.hidden = false;
+    els.morning.classList.toggle("provisional", c.provisional);
+    els.morningText.textContent = c.text +
+      (c.night && c.baseline_nights ? ` · usual = median of your ${c.baseline_nights} nights before` : "");
+    for (const m of c.metrics) {
+      if (m.value === null) continue;
+      const tr = document.createElement("tr");
+      tr.dataset.metric = m.name;
+      const cells = [m.label, metricText(m, m.value),
+                     m.baseline === null ? "" : "usual " + metricText(m, m.baseline), ""];
+      for (const text of cells) {
+        const td = document.createElement(tr.children.length ? "td" : "th");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      if (m.baseline !== null) {
+        const d = m.value - m.baseline;
+        const good = m.better === "higher" ? d > 0 : d < 0;
+        const last = tr.lastChild;
+        last.textContent = diffText(m, d);
+        last.className = d === 0 ? "same" : good ? "better" : "worse";
+      }
+      body.appendChild(tr);
+    }
+  }
+
+  function applyTheme() {
+    const h = new Date().getHours();
+    const night = h >= DARK_FROM_HOUR || h < DARK_UNTIL_HOUR;
+    const prefers = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+    document.documentElement.classList.toggle("dark", Boolean(night || prefers));
   }
 
   // -- lights out / lights on ---------------------------------------------------------------
@@ -286,7 +399,7 @@
       li.dataset.event = l.event;
       fillEntry(li, `${EVENT_NAMES[l.event]} ${hm(l.at)}`, `night of ${nightLabel(l.night)} · ${l.person}`,
                 `/lights/${l.night}/${l.event}?person=${encodeURIComponent(l.person)}`,
-                `Removed ${EVENT_NAMES[l.event].toLowerCase()} ${hm(l.at)}.`, loadLights);
+                `Removed ${EVENT_NAMES[l.event].toLowerCase()} ${hm(l.at)}.`, loadLights, l.recorded_at);
       els.lightsList.appendChild(li);
     }
   }
@@ -316,11 +429,11 @@
     try {
       const p = await call("GET", "/persons");
       fill(els.person, p.persons.map((x) => x.name), store.getItem("magsleep.person"));
+      els.who.hidden = p.persons.length < 2;  // one person: nothing to pick
       fill(els.formSel, p.forms, store.getItem("magsleep.form") || p.default_form);
       els.amount.value = store.getItem("magsleep.amount") || "";
       els.tokenBox.hidden = true;
-      await loadRecent();
-      await loadLights();
+      await Promise.all([loadRecent(), loadLights(), loadPlan(), loadMorning()]);
       if (Math.abs(skewMs) > CLOCK_TOLERANCE_MS) {
         setStatus("err", clocksText() + " A dose logged now would be refused: set the right " +
                   "time first.");
@@ -357,7 +470,9 @@
     store.removeItem("magsleep.pendingLights"); showPendingLights(); setStatus("", "");
   });
   els.person.addEventListener("change", () => {
-    loadLights().catch((e) => setStatus("err", e.message));
+    store.setItem("magsleep.person", els.person.value);  // remembered, like the other choices
+    Promise.all([loadRecent(), loadLights(), loadPlan(), loadMorning()])
+      .catch((e) => setStatus("err", e.message));
   });
   els.saveToken.addEventListener("click", () => {
     const t = els.token.value.trim();
@@ -367,5 +482,10 @@
     init();
   });
 
+  applyTheme();
+  setInterval(applyTheme, 5 * 60 * 1000);
+  if (window.matchMedia) {
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
+  }
   init();
 })();
