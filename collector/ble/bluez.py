@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 from bleak import BleakScanner
@@ -32,6 +33,12 @@ PAIRING_ADVICE = ("put the wearable in pairing mode, accept the request on it if
                   "with 'magsleep forget' / 'bluetoothctl remove ADDRESS' and try again")
 SLOTS_ADVICE = ("the adapter has no free connection slot: disconnect another device, or use a second adapter; "
                 "most adapters hold 5-7 LE connections")
+DBUS_ADVICE = ("install and start D-Bus and BlueZ (Debian: 'sudo apt-get install dbus bluez', then "
+               "'sudo systemctl enable --now bluetooth'); in a container, mount the host's "
+               "/run/dbus/system_bus_socket (docker-compose.yml does); DBUS_SYSTEM_BUS_ADDRESS names another socket")
+DBUS_PERMISSION_ADVICE = ("run magsleep as a user in the 'bluetooth' group (the systemd units do), or allow the user "
+                          "in BlueZ's D-Bus policy")
+DEFAULT_SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket"
 _ADAPTER_DBUS_ERRORS = ("org.bluez.Error.NotReady", "org.freedesktop.DBus.Error.ServiceUnknown",
                         "org.freedesktop.DBus.Error.NameHasNoOwner")
 _SLOT_WORDS = ("connection slot", "available connection")
@@ -57,8 +64,16 @@ def to_device_error(exc: BaseException, what: str, *, pairing: bool = False) -> 
     """A :class:`DeviceError` subclass with advice for a failure while doing ``what``."""
     if isinstance(exc, DeviceError):
         return exc
-    kind = classify(exc)
     detail = str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError | PermissionError):
+        # the system bus socket (bleak connects to it first): no D-Bus daemon, so no BlueZ either
+        bus = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_SYSTEM_BUS
+        if isinstance(exc, PermissionError):
+            return AdapterError(f"{what}: not allowed to use the system D-Bus at {bus} ({detail}); "
+                                f"{DBUS_PERMISSION_ADVICE}")
+        return AdapterError(f"{what}: Bluetooth (D-Bus/BlueZ) is missing: no system D-Bus at {bus} ({detail}); "
+                            f"{DBUS_ADVICE}")
+    kind = classify(exc)
     if kind is Failure.ADAPTER:
         return AdapterError(f"{what}: Bluetooth is not available ({detail}); {ADAPTER_ADVICE}")
     if kind is Failure.OUT_OF_SLOTS:

@@ -36,12 +36,13 @@ def scan(
     secs = timeout if timeout is not None else settings.ble.scan_timeout_s
     if secs <= 0:
         fail("--timeout must be > 0 seconds")
-    with Live(_table({}), console=console, refresh_per_second=4) as live:
+    with Live(_table({}), console=console, refresh_per_second=4, transient=True) as live:
         try:
             found = asyncio.run(pairing.scan(secs, on_update=lambda t: live.update(_table(t))))
         except MagsleepError as exc:
+            live.stop()
             fail(str(exc))
-        live.update(_table(found))
+    console.print(_table(found))
     n = sum(1 for r in found.values() if r.profiles)
     console.print(f"{len(found)} device(s) seen, {n} with a supported profile. "
                   "Pair one with: magsleep pair ADDRESS --person NAME")
