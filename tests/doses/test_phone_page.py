@@ -365,9 +365,9 @@ def test_tonight_morning_card_deviation_and_person_filter(
     row = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=tst_min]")
     assert row.text == "Slept 7 h 36 min usual 6 h 55 min +41 min"
     assert row.find_elements(By.CSS_SELECTOR, "td.better")
-    sol = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=sol_min]")
-    assert sol.text == "Fell asleep in 8 min usual 18 min −10 min"
-    assert sol.find_elements(By.CSS_SELECTOR, "td.better")
+    latency = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=sol_min]")
+    assert latency.text == "Fell asleep in 8 min usual 18 min −10 min"
+    assert latency.find_elements(By.CSS_SELECTOR, "td.better")
     hr = browser.find_element(By.CSS_SELECTOR, "#morning-table tr[data-metric=hr_mean_bpm]")
     assert hr.text.endswith("+2 bpm") and hr.find_elements(By.CSS_SELECTOR, "td.worse")
     assert not browser.find_elements(By.CSS_SELECTOR, "#morning-table tr[data-metric=rmssd_ms]")
