@@ -22,6 +22,10 @@ class OutboxFullError(StorageError):
     """The local outbox reached its size bound; points are not accepted until it drains."""
 
 
+class AlreadyRunningError(MagsleepError):
+    """Another process of the same role already uses this state dir (the message names its pid)."""
+
+
 class JournalUnavailableError(StorageError):
     """The dose journal cannot be opened (damaged, unreadable); doses wait until it is repaired."""
 

@@ -22,6 +22,7 @@ from collector.clock import Clock, SystemClock
 from collector.errors import ConfigError, DeviceNotFoundError, LocalInfluxError
 from collector.settings import Settings
 from collector.storage import local_influx
+from collector.storage.lock import acquire as acquire_instance_lock
 from collector.storage.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,14 @@ async def run_daemon(
     status_file = status_file or status_path(settings)
     if sink is not None:
         return await _run(settings, list(registry), clock, stop_event, sink, status_interval_s, status_file, [])
-    pipe = Pipeline.from_settings(settings, name="ble", wait_for_embedded=True)
-    await pipe.start()
+    # One `magsleep run` per state dir: a second would collect into this outbox and re-send it.
+    lock = acquire_instance_lock(settings.storage.state_dir, "run", what="magsleep run")
+    try:
+        pipe = Pipeline.from_settings(settings, name="ble", wait_for_embedded=True)
+        await pipe.start()
+    except BaseException:
+        lock.release()
+        raise
     stopping_at: list[float] = []
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -96,7 +103,10 @@ async def run_daemon(
     finally:
         # What does not reach InfluxDB within the budget stays in the outbox for the next start.
         spent = time.monotonic() - stopping_at[0] if stopping_at else 0.0
-        await pipe.stop(flush_timeout=max(0.5, STOP_BUDGET_S - spent))
+        try:
+            await pipe.stop(flush_timeout=max(0.5, STOP_BUDGET_S - spent))
+        finally:
+            lock.release()
 
 
 async def _run(

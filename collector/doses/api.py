@@ -531,11 +531,19 @@ def create_app(
 
     async def lifecycle(a: web.Application) -> AsyncIterator[None]:
         pipe = None
+        lock = None
         if influx:
+            from collector.storage.lock import acquire
             from collector.storage.pipeline import Pipeline
 
-            pipe = Pipeline.from_settings(settings, name="api", wait_for_embedded=True)
-            await pipe.start()
+            # One per state dir: a second would share (and re-send) the outbox-api.sqlite.
+            lock = acquire(settings.storage.state_dir, "api", what="magsleep api")
+            try:
+                pipe = Pipeline.from_settings(settings, name="api", wait_for_embedded=True)
+                await pipe.start()
+            except BaseException:
+                lock.release()
+                raise
             a[PIPELINE] = pipe
         kwargs: dict[str, Any] = {"sink": pipe, "extra_persons": extra_persons,
                                   "drain_interval_s": DRAIN_INTERVAL_S}
@@ -546,8 +554,12 @@ def create_app(
                 a[DOSE_SERVICE] = svc
                 yield
         finally:
-            if pipe is not None:
-                await pipe.stop()
+            try:
+                if pipe is not None:
+                    await pipe.stop()
+            finally:
+                if lock is not None:
+                    lock.release()
 
     app.cleanup_ctx.append(lifecycle)
     add_routes(app, settings)
