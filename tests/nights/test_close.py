@@ -46,7 +46,8 @@ def _study(tz: str, evening: date) -> Study:
 
 
 def _rows(influx_server: Any, db: str) -> list[dict[str, Any]]:
-    return influx_server.rows("SELECT * FROM night GROUP BY *", db)
+    rows: list[dict[str, Any]] = influx_server.rows("SELECT * FROM night GROUP BY *", db)
+    return rows
 
 
 def _last_sleep_ns(night: Night) -> int:
