@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -19,7 +19,9 @@ import pydantic
 import typer
 from rich.markup import escape
 
+from collector.cli.common import AT_HELP as COMMON_AT_HELP
 from collector.cli.common import DAY_FORMS, Column, console, err_console, fail, fitted_table, get_settings, parse_day
+from collector.cli.common import parse_at as common_parse_at
 from collector.doses.csvio import export_csv, import_rows, read_rows
 from collector.doses.model import (
     Dose,
@@ -85,31 +87,10 @@ async def _call(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
 
-_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
-
-
 def parse_at(text: str, rules: Rules, person: str | None) -> datetime:
-    """``--at``: ``HH:MM`` (today, or yesterday if that is still ahead) or a date and time."""
+    """``--at`` (:func:`collector.cli.common.parse_at`) in the person's time zone, on the service's clock."""
     names = rules.persons()
-    who = person or (names[0] if len(names) == 1 else "")
-    tz = rules.tz(who)
-    m = _HHMM.match(text.strip())
-    if m:
-        h, mi = int(m.group(1)), int(m.group(2))
-        if h > 23 or mi > 59:
-            raise ValidationError(f"--at {text!r}: hours 0-23 and minutes 0-59, e.g. 21:30")
-        now = rules.now().astimezone(tz)
-        at = datetime.combine(now.date(), time(h, mi), tzinfo=tz)
-        if at > now + timedelta(minutes=10):
-            at -= timedelta(days=1)  # "23:40" typed after midnight means last evening
-        return at
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(
-            f"--at {text!r}: use HH:MM (e.g. 21:30) or 'YYYY-MM-DD HH:MM' (e.g. '2026-11-20 22:10')"
-        ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=tz)
+    return common_parse_at(text, rules.tz(person or (names[0] if len(names) == 1 else "")), rules.now())
 
 
 def _short(dose_id: UUID) -> str:
@@ -158,7 +139,7 @@ def _warn(warnings: list[str]) -> None:
 
 FORM_HELP = ("glycinate, bisglycinate, citrate, oxide, threonate, malate, taurate, chloride, "
              "sulfate or other (default doses.default_form).")
-AT_HELP = "When taken: HH:MM or 'YYYY-MM-DD HH:MM' (default now)."
+AT_HELP = f"When taken: {COMMON_AT_HELP[:-1]} (default now)."
 ELEMENTAL_HELP = "Elemental magnesium in mg, if the label states it (default: from the form)."
 SINCE_HELP = f"From this day on: {DAY_FORMS}; or a date and time 'YYYY-MM-DD HH:MM'."
 
@@ -243,7 +224,7 @@ def edit(
     dose_id: Annotated[str, typer.Argument(metavar="ID", help="Dose id or a unique prefix.")],
     amount: Annotated[float | None, typer.Option("--amount", help="Amount of the compound, mg.")] = None,
     form: Annotated[str | None, typer.Option("--form", "-f")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="HH:MM or 'YYYY-MM-DD HH:MM'.")] = None,
+    at: Annotated[str | None, typer.Option("--at", help=COMMON_AT_HELP)] = None,
     person: Person = None,
     note: Annotated[str | None, typer.Option("--note")] = None,
     elemental: Annotated[float | None, typer.Option("--elemental", help="Elemental Mg, mg.")] = None,

@@ -5,8 +5,7 @@ Every ``night`` command lives here: the console script loads only this module fo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ import typer
 from rich.table import Table
 
 from collector.cli.common import (
+    AT_HELP,
     DAY_FORMS,
     SINCE_HELP,
     SiblingHintGroup,
@@ -22,6 +22,7 @@ from collector.cli.common import (
     parse_day,
     today_for,
 )
+from collector.cli.common import parse_at as common_parse_at
 from collector.cli.dose_cmd import Person, open_service, report_pending, run
 from collector.doses.journal import lights_point_of
 from collector.doses.lights import person_settings
@@ -107,24 +108,9 @@ def tags(
 
 
 def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetime:
-    """``--at``: HH:MM (the most recent such local time), an ISO date-time, or now."""
+    """``--at`` (:func:`collector.cli.common.parse_at`) in the person's time zone; default now."""
     tz = ZoneInfo(person.timezone)
-    local_now = now.astimezone(tz)
-    if not text:
-        return local_now
-    t = text.strip()
-    if len(t) == 5 and t[2] == ":" and t.replace(":", "").isdigit():
-        try:
-            hm = dtime.fromisoformat(t)
-        except ValueError:
-            raise ValidationError(f"--at {text!r}: not a clock time (HH:MM)") from None
-        cand = datetime.combine(local_now.date(), hm, tzinfo=tz)
-        return cand if cand <= local_now + timedelta(minutes=5) else cand - timedelta(days=1)
-    try:
-        dt = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValidationError(f"--at {text!r}: give HH:MM or an ISO date-time like 2026-11-20T23:15") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=tz)
+    return now.astimezone(tz) if not text else common_parse_at(text, tz, now)
 
 
 async def write_lights(settings: Settings, person: str | None, tag: str, at: str | None,
@@ -142,7 +128,7 @@ async def write_lights(settings: Settings, person: str | None, tag: str, at: str
     return lights_point_of(saved)
 
 
-AtOpt = Annotated[str | None, typer.Option("--at", help="HH:MM (most recent), ISO date-time, default now.")]
+AtOpt = Annotated[str | None, typer.Option("--at", help=f"{AT_HELP[:-1]}; default now.")]
 NightPerson = Annotated[str | None, typer.Option("--person", "-p", help="Whose night (default: the only person).")]
 
 
