@@ -751,7 +751,7 @@ class DoseService:
         self._rescheduled.set()
         log.log(logging.WARNING if self._failures == 1 else logging.DEBUG,
                 "dose journal: %s; the rest stays queued in the journal and is handed over "
-                "again in %.1f s", exc, delay)
+                "again in %.1f s", str(exc).rstrip("."), delay)
 
     def _recovered(self) -> None:
         if self._failures:
