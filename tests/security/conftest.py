@@ -73,7 +73,13 @@ def serve(settings: Settings) -> Iterator[Api]:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             holder["port"] = runner.addresses[0][1]
 
-        loop.run_until_complete(up())
+        try:
+            loop.run_until_complete(up())
+        except BaseException as exc:  # handed to the test's thread
+            holder["error"] = exc
+            started.set()
+            loop.close()
+            return
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -82,6 +88,8 @@ def serve(settings: Settings) -> Iterator[Api]:
     t = threading.Thread(target=run, name="dose-api-attacked", daemon=True)
     t.start()
     assert started.wait(30)
+    if "error" in holder:
+        raise holder["error"]
     try:
         yield Api(holder["port"], app, loop)
     finally:

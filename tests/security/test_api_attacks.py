@@ -182,7 +182,7 @@ def test_preflight_only_for_listed_origins(
            "Access-Control-Request-Headers": "content-type"}
     status, headers, _ = open_api.request("OPTIONS", "/api/v1/doses", headers=pre)
     assert status >= 400 and "access-control-allow-origin" not in headers
-    s = make_settings(tmp_path / "state", influx_server.url, influx_db, tokens=[],
+    s = make_settings(tmp_path / "cors", influx_server.url, influx_db, tokens=[],
                       cors_origins=["https://phone.example"])
     with serve(s) as api:
         status, headers, _ = api.request("OPTIONS", "/api/v1/doses", headers=pre)
