@@ -88,3 +88,15 @@ def test_real_invocations(console: Console, tmp_path: Path) -> None:
     res = console.run("dose", "export", "-o", str(tmp_path / "doses.csv"))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "doses.csv").read_text().startswith("id,person,")
+
+
+def test_lights_out_and_on_for_real(console: Console, influx_server: Any, influx_db: str) -> None:
+    """The README's `magsleep night lights-out [--at 23:10]` (it once answered "No such command")."""
+    console.settings["influx"] = {"embedded": False, "url": influx_server.url, "database": influx_db}
+    res = console.run("night", "lights-out", "--at", "23:10")
+    assert res.returncode == 0, res.stderr
+    assert "lights out at 23:10" in flat(res.stdout)
+    res = console.run("night", "lights-on", "--at", "06:40", "-p", "alice")
+    assert res.returncode == 0, res.stderr
+    rows = influx_server.rows("SELECT * FROM night_tag", influx_db)
+    assert sorted((str(r["tag"]), str(r["person"])) for r in rows) == [("lights_on", "alice"), ("lights_out", "alice")]
