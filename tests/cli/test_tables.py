@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
@@ -130,3 +131,26 @@ def test_devices_fit_80_columns(console: Console) -> None:
     _fits(res.stdout)
     for text in ("polar-h10-alice", "C0:FF:EE:00:00:01", "bangle-alice", "never run"):
         assert text in res.stdout
+
+
+def test_effect_table_fits_80_columns() -> None:
+    """The effects table (its data takes weeks of nights to make; the layout is checked directly)."""
+    from rich.console import Console as RichConsole
+
+    from collector.cli.common import fitted_table
+    from collector.cli.effects_cmd import EFFECT_TABLE
+
+    rows = [["sol_min", "-14.2 min", "-22.1 to -6.3", "<0.001", "0.004", "0.002", "0.99", "41/39", "12 (5.0)"],
+            ["awakenings", "-0.4 count", "-1.2 to 0.4", "0.310", "0.412", "0.298", "0.84", "41/39", "160 (0.5)"],
+            ["[dim]rem_min[/dim]", "[dim]not enough nights[/dim]", "", "", "", "", "", "3/2", "—"]]
+    con = RichConsole(width=WIDTH, record=True, file=io.StringIO())
+    table = fitted_table(EFFECT_TABLE, rows, title="Magnesium vs control nights", width=WIDTH)
+    con.print(table)
+    text = con.export_text()
+    _fits(text)
+    assert "-22.1 to -6.3" in text and "not enough nights" in text and "[dim]" not in text
+    assert "not shown at this width:" in text  # something had to go at 80 columns
+    wide = RichConsole(width=200, record=True, file=io.StringIO())
+    wide.print(fitted_table(EFFECT_TABLE, rows, width=200))
+    wide_text = wide.export_text()
+    assert "not shown" not in wide_text and "nights needed" in wide_text
