@@ -1,4 +1,5 @@
-"""Shared pieces of the CLI: settings loading, consoles, error exit."""
+"""Shared pieces of the CLI: settings loading, consoles, error exit, the one day (``--since``) and
+moment (``--at``) parser, tables that fit the terminal, the night/nights hint."""
 
 from __future__ import annotations
 
