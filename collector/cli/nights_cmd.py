@@ -173,5 +173,7 @@ def compute(
     summaries = _run(lambda: compute_all(settings, person=person, since=start, until=end, recompute=recompute,
                                          workers=n_workers))
     for s in summaries:
-        console.print(f"{s.person}: {s.computed} night(s) computed ({s.flagged} flagged), {s.unchanged} unchanged, "
-                      f"{s.empty} without data, in {s.seconds:.1f} s")
+        prov = f", {s.provisional} provisional" if s.provisional else ""
+        waiting = f", {s.pending} not over yet" if s.pending else ""
+        console.print(f"{s.person}: {s.computed} night(s) computed ({s.flagged} flagged{prov}), {s.unchanged} "
+                      f"unchanged, {s.empty} without data{waiting}, in {s.seconds:.1f} s")

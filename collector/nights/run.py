@@ -52,6 +52,7 @@ from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
+from collector.storage.files import private_file
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, Row, gc_paused, quote_str
 
@@ -90,16 +91,27 @@ class NightState:
     """What was computed per (person, night): a small SQLite table under the state directory."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS nights (person TEXT, night TEXT, fingerprint TEXT, stage_lo INTEGER,"
-            " stage_hi INTEGER, stage_tags TEXT, night_tags TEXT, updated REAL, PRIMARY KEY (person, night))"
-        )
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(nights)")}
-        if "ready_at" not in cols:  # state files of earlier versions
-            self._db.execute("ALTER TABLE nights ADD COLUMN ready_at INTEGER NOT NULL DEFAULT 0")
-        self._db.commit()
+        try:
+            private_file(path)
+            self._db = sqlite3.connect(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the nights state {path}: {exc}; check storage.state_dir exists "
+                               "and is writable") from exc
+        try:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS nights (person TEXT, night TEXT, fingerprint TEXT, stage_lo INTEGER,"
+                " stage_hi INTEGER, stage_tags TEXT, night_tags TEXT, updated REAL, PRIMARY KEY (person, night))"
+            )
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(nights)")}
+            if "ready_at" not in cols:  # state files of earlier versions
+                self._db.execute("ALTER TABLE nights ADD COLUMN ready_at INTEGER NOT NULL DEFAULT 0")
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StorageError(
+                f"the nights state {path} is damaged ({exc}); it only remembers what was computed: move it "
+                "away (or delete it) and run 'magsleep nights compute --recompute' to rebuild it from InfluxDB"
+            ) from exc
 
     def get(self, person: str) -> dict[str, StateRow]:
         cur = self._db.execute(
