@@ -51,8 +51,8 @@ from collector.nights.segment import NS, NightWindow, lights_from_tags, night_wi
 from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject
 from collector.settings import PersonSettings, Settings
-from collector.storage.lineprotocol import Point
 from collector.storage.files import private_file
+from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, Row, gc_paused, quote_str
 
