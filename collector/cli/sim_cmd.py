@@ -6,7 +6,7 @@ import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,10 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from collector.cli.common import console, err_console, fail, get_settings
 from collector.errors import MagsleepError
 from collector.settings import Settings
-from collector.sim.backfill import BackfillResult, backfill, clear_sim, default_truth_path
-from collector.sim.nights import Study, plan_study
 from collector.sim.params import DESIGNS, SCENARIOS, SimConfig
-from collector.sim.person import PersonProfile
+
+if TYPE_CHECKING:  # the generator (numpy/scipy, ~1.5 s) loads only when a command runs, not for --help
+    from collector.sim.backfill import BackfillResult
+    from collector.sim.nights import Study
 
 app = typer.Typer(help="Simulated nights with a known truth (clearly tagged source=sim).", no_args_is_help=True)
 
@@ -26,6 +27,8 @@ def run_backfill(
     settings: Settings, study: Study, *, truth_path: Path, allow_mixed: bool, hr_every_s: float = 1.0
 ) -> BackfillResult:
     """Backfill with a rich progress bar."""
+    from collector.sim.backfill import backfill
+
     with Progress(
         TextColumn("[bold]backfill[/bold] {task.description}"),
         BarColumn(),
@@ -79,6 +82,10 @@ def backfill_cmd(
     ] = False,
 ) -> None:
     """Generate nights with a known truth and write them to InfluxDB, tagged source=sim."""
+    from collector.sim.backfill import default_truth_path
+    from collector.sim.nights import plan_study
+    from collector.sim.person import PersonProfile
+
     s = get_settings()
     try:
         last = date.fromisoformat(end) if end else datetime.now(UTC).date() - timedelta(days=1)
@@ -116,6 +123,8 @@ def clear_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete every simulated (source=sim) point from InfluxDB; real data is never touched."""
+    from collector.sim.backfill import clear_sim
+
     s = get_settings()
     who = f"person {person!r}" if person else "all persons"
     if not yes and not typer.confirm(f"delete all source=sim points of {who}?"):
