@@ -313,6 +313,78 @@ class NightsSettings(_Section):
     close_after_min: float = Field(default=30.0, ge=1, le=600)
 
 
+_TOPIC_RE = re.compile(r"^[^/#+\s][^#+\s]*[^/#+\s]$|^[^/#+\s]$")
+
+
+class MqttSettings(_Section):
+    """Home Assistant over MQTT (collector/mqtt, docs/home-assistant.md). Empty ``host``: off,
+    and nothing is published."""
+
+    host: str = ""
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: StrictBool = False
+    #: CA bundle for a broker with its own certificate authority (default: the system's).
+    ca_file: Path | None = None
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    #: Base of magsleep's state, command and reminder topics.
+    topic_prefix: str = "magsleep"
+    #: Publish Home Assistant discovery configs under ``discovery_prefix``.
+    discovery: StrictBool = True
+    discovery_prefix: str = "homeassistant"
+    #: Buttons (took magnesium, lights out/on); false: none published, commands ignored.
+    commands: StrictBool = True
+    reminders: StrictBool = True
+    #: Local time (each person's time zone) of the evening reminder on planned nights.
+    reminder_time: dtime = dtime(21, 0)
+    #: Optional ntfy server (e.g. https://ntfy.sh) and topic for the reminders as well.
+    ntfy_url: str = ""
+    ntfy_topic: str = ""
+    ntfy_token: SecretStr | None = None
+    ntfy_token_file: Path | None = None
+    #: Seconds between refreshes of the published states.
+    refresh_s: float = Field(default=60.0, ge=1, le=3600)
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        if not _TOPIC_RE.match(v):
+            raise ValueError("must be a topic without '+', '#', spaces or a leading/trailing '/', "
+                             "e.g. 'magsleep'")
+        return v
+
+    @field_validator("ntfy_url")
+    @classmethod
+    def _check_ntfy_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://ntfy.sh")
+        return v.rstrip("/")
+
+    @field_validator("ntfy_topic")
+    @classmethod
+    def _check_ntfy_topic(cls, v: str) -> str:
+        if v and not re.match(r"^[A-Za-z0-9_-]{1,64}$", v):
+            raise ValueError("must be 1-64 letters, digits, '_' or '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _check_ntfy(self) -> MqttSettings:
+        if bool(self.ntfy_url) != bool(self.ntfy_topic):
+            raise ValueError("set both mqtt.ntfy_url and mqtt.ntfy_topic, or neither")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+    def password_value(self) -> str | None:
+        return read_secret(self.password, self.password_file, "mqtt.password_file")
+
+    def ntfy_token_value(self) -> str | None:
+        return read_secret(self.ntfy_token, self.ntfy_token_file, "mqtt.ntfy_token_file")
+
+
 class Settings(BaseSettings):
     """All of magsleep's settings."""
 
@@ -334,6 +406,7 @@ class Settings(BaseSettings):
     ble: BleSettings = Field(default_factory=BleSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     nights: NightsSettings = Field(default_factory=NightsSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("persons")
