@@ -69,6 +69,9 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ValidationError(f"cannot read {path}: {exc.strerror}; check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{path} is not UTF-8 text (at byte {exc.start}); save it as CSV UTF-8 "
+                              "(a spreadsheet's 'CSV UTF-8' export) and import it again") from None
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not header:

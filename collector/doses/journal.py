@@ -8,6 +8,7 @@ Not thread-safe by itself: the service runs every call on one worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from collector.doses.model import (
     NotFoundError,
 )
 from collector.errors import JournalUnavailableError
+from collector.storage.files import FILE_MODE, private_dir
 from collector.storage.lineprotocol import Point
 
 JOURNAL_NAME = "doses.sqlite"
@@ -202,8 +204,9 @@ class DoseJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             check_intact(path)
+            existed = path.exists()
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
@@ -212,6 +215,9 @@ class DoseJournal:
                 f"cannot open the dose journal {path}: {exc}; check storage.state_dir "
                 "exists and is writable"
             ) from exc
+        if not existed:  # private from the start (doses are health data); SQLite's -wal/-shm follow it
+            with contextlib.suppress(OSError):
+                path.chmod(FILE_MODE)
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -276,3 +276,14 @@ def test_export_neutralises_spreadsheet_formulas_and_reimports_as_is(
 def test_neutralise_round_trips(text: str, cell: str) -> None:
     assert neutralise(text) == cell
     assert unneutralise(cell) == text
+
+
+def test_import_of_a_file_that_is_not_utf8_says_what_to_do(config_file: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "latin1.csv"
+    body = "person,form,amount_mg,taken_at,note\nalice,citrate,300,2026-11-20 22:10,caf\xe9\n".encode("latin-1")
+    csv.write_bytes(body)
+    code, out = cli(config_file, "dose", "import", str(csv))
+    assert code == 2 and "Traceback" not in out
+    flat = " ".join(out.split())
+    assert "is not UTF-8 text" in flat and "CSV UTF-8" in flat
+    assert csv.read_bytes() == body

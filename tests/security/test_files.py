@@ -247,7 +247,9 @@ def loose_umask() -> Iterator[None]:
 def test_state_files_are_private(tmp_path: Path, loose_umask: None) -> None:
     from collector.ble.profiles.bangle import SleeplogState
     from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status
+    from collector.doses.journal import DoseJournal
     from collector.effects.store import PlanStore
+    from collector.nights.run import NightState, StateRow
     from collector.storage.outbox import SqliteOutbox
 
     home = tmp_path / "home"
@@ -263,11 +265,17 @@ def test_state_files_are_private(tmp_path: Path, loose_umask: None) -> None:
     box = SqliteOutbox(state / "outbox-cli.sqlite", 1 << 20)
     box.append("w", [("heart_rate bpm=60i 1", 1)])
     PlanStore(state / "plans.sqlite").active("alice")
+    journal = DoseJournal(state / "doses.sqlite")
+    journal.list_doses()
+    nights = NightState(state / "nights.sqlite")
+    nights.put("alice", "2026-11-20", StateRow("fp", 0, 0, "", ""))
     files = sorted(p.name for p in state.iterdir())
     assert {"devices.json", "ble-status.json", "bangle-sleeplog.json", "outbox-cli.sqlite",
-            "outbox-cli.sqlite-wal", "plans.sqlite"} <= set(files)
+            "outbox-cli.sqlite-wal", "plans.sqlite", "doses.sqlite", "doses.sqlite-wal", "nights.sqlite"} <= set(files)
     loose = {p.name: oct(_mode(p)) for p in state.iterdir() if _mode(p) != 0o600}
     box.close()
+    journal.close()
+    nights.close()
     assert not loose
 
 
