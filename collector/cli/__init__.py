@@ -52,6 +52,7 @@ SECTIONS: list[tuple[tuple[str, ...], str, Register]] = [
     (("sim",), "sim_cmd", _typer("sim")),
     (("demo",), "demo_cmd", _command("demo", "demo")),
     (("validate",), "validate_cmd", _command("validate", "validate")),
+    (("import",), "import_cmd", _command("import", "import_")),
 ]
 
 

@@ -1,0 +1,221 @@
+"""``magsleep import``: parse a file with its importer, write through the storage pipeline,
+offer doses, then compute the nights the import touched.
+
+Idempotent: importers stamp points deterministically from the input, and the same series and
+time is the same point in InfluxDB, so importing a file again (or after an interruption) rewrites
+the same points and adds nothing. Imported points carry ``source=import`` and their own ``device``
+tag, so they never merge with what the daemon collected; which device a night uses is the nights
+rule (collector/nights/run.py: the device with the most points; docs/import.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from collector.errors import ValidationError
+from collector.importers import get_importer
+from collector.importers.base import NS, DoseOffer, ImportContext, Report
+from collector.settings import PersonSettings, Settings
+from collector.storage.lineprotocol import Point
+
+#: Measurements a night is computed from (a point in one marks its night as touched).
+NIGHT_INPUTS = frozenset({"rr", "heart_rate", "motion", "sleep_stage"})
+#: Lines per InfluxDB write (a bulk import; 20,000 measured best on 1.6.7 by sim/backfill).
+IMPORT_BATCH_SIZE = 20_000
+#: Pause parsing while this many lines wait for InfluxDB (keeps memory flat).
+MAX_PENDING_LINES = 400_000
+_MIN_NS = 60 * NS
+
+
+@dataclass
+class ImportSummary:
+    """What an import found, wrote and computed."""
+
+    kind: str
+    source: str
+    person: str
+    dry_run: bool
+    points: Counter[str] = field(default_factory=Counter)
+    first_ns: int | None = None
+    last_ns: int | None = None
+    nights: list[date] = field(default_factory=list)
+    report: Report = field(default_factory=Report)
+    doses: list[DoseOffer] = field(default_factory=list)
+    doses_logged: int = 0
+    doses_refused: list[str] = field(default_factory=list)
+    nights_computed: int = 0
+    nights_unchanged: int = 0
+    nights_flagged: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.points.values())
+
+
+def resolve_person(settings: Settings, name: str | None) -> PersonSettings:
+    if name:
+        return settings.person(name)
+    if len(settings.persons) == 1:
+        return settings.persons[0]
+    if not settings.persons:
+        raise ValidationError("no persons configured; add a [[persons]] entry with name and timezone")
+    names = ", ".join(p.name for p in settings.persons)
+    raise ValidationError(f"whose data is it? give --person (one of {names})")
+
+
+class _Tally:
+    """Counts points per measurement, the time range and the minutes nights are computed from."""
+
+    def __init__(self, summary: ImportSummary) -> None:
+        self.s = summary
+        self.minutes: set[int] = set()
+
+    def add(self, batch: list[Point]) -> None:
+        s = self.s
+        lo = hi = batch[0].time_ns
+        minutes = self.minutes
+        counts: Counter[str] = Counter()
+        for p in batch:
+            t = p.time_ns
+            lo = t if t < lo else lo
+            hi = t if t > hi else hi
+            counts[p.measurement] += 1
+            if p.measurement in NIGHT_INPUTS:
+                minutes.add(t // _MIN_NS)
+        s.points.update(counts)
+        s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
+        s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
+
+    def nights(self, person: PersonSettings) -> list[date]:
+        from collector.nights.segment import night_of
+
+        out = {night_of(m * _MIN_NS, person) for m in self.minutes}
+        return sorted(d for d in out if d is not None)
+
+
+async def run_import(
+    settings: Settings,
+    kind: str,
+    source: str,
+    *,
+    person: str | None = None,
+    dry_run: bool = False,
+    start: datetime | None = None,
+    device: str | None = None,
+    nights: bool = True,
+    confirm_doses: bool = False,
+    beats: bool = False,
+    advance: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> ImportSummary:
+    """Import ``source`` (a file, or a URL for garmin-grafana) of ``kind`` for one person.
+
+    ``dry_run``: parse everything and count, store nothing. ``beats``: Apple Health's beat lists as
+    ``rr`` (docs/import.md says why that is off by default). ``advance``/``on_total``: progress in
+    input bytes. ``now``: the clock for dose validation and the nights run (default the real one).
+    """
+    t0 = time.perf_counter()
+    imp = get_importer(kind)
+    p = resolve_person(settings, person)
+    path = Path(source)
+    if not imp.detect(path):
+        raise ValidationError(f"{source}: does not look like a {kind} export ({imp.summary}); check the kind "
+                              "and the file (docs/import.md says what each app exports)")
+    summary = ImportSummary(kind, source, p.name, dry_run)
+    ctx = ImportContext(person=p.name, tz=p.tz, start=start, device=device, beats=beats, report=summary.report,
+                        doses=summary.doses)
+    if advance is not None:
+        ctx.advance = advance
+    if on_total is not None:
+        on_total(imp.size(path))
+    tally = _Tally(summary)
+    batches = imp.parse(path, ctx)
+    if dry_run:
+        await _drain(batches, tally, None)
+    else:
+        from collector.storage.pipeline import Pipeline
+
+        async with Pipeline.from_settings(settings, name="import", outbox_path=None,
+                                          batch_size=IMPORT_BATCH_SIZE) as pipe:
+            await _drain(batches, tally, pipe)
+            if confirm_doses and summary.doses:
+                await _log_doses(settings, p, summary, pipe, now)
+            await pipe.flush(timeout=max(600.0, settings.influx.timeout_s * 6))
+    summary.nights = tally.nights(p)
+    if nights and not dry_run and summary.nights:
+        from collector.nights.run import compute_all
+
+        now_ns = None if now is None else int(now().timestamp() * NS)
+        runs = await compute_all(settings, person=p.name, since=summary.nights[0], until=summary.nights[-1],
+                                 now_ns=now_ns, workers=1)
+        for r in runs:
+            summary.nights_computed += r.computed
+            summary.nights_unchanged += r.unchanged
+            summary.nights_flagged += r.flagged
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: object | None) -> None:
+    """Pull batches from the importer (in a thread: parsing is CPU work) and hand them on."""
+    from collector.storage.pipeline import Pipeline
+
+    loop = asyncio.get_running_loop()
+    done = object()
+    pending: list[list[Point]] = []
+
+    def pull() -> object:
+        # a few batches per thread hop: fewer hand-offs, same memory bound
+        pending.clear()
+        for _ in range(4):
+            b = next(batches, None)
+            if b is None:
+                break
+            pending.append(b)
+        return list(pending) if pending else done
+
+    while True:
+        got = await loop.run_in_executor(None, pull)
+        if got is done:
+            return
+        assert isinstance(got, list)
+        for batch in got:
+            if not batch:
+                continue
+            tally.add(batch)
+            if isinstance(pipe, Pipeline):
+                while pipe.pending()[1] > MAX_PENDING_LINES:  # noqa: ASYNC110 - no "drained below" event
+                    await asyncio.sleep(0.02)
+                await pipe.put(batch)
+
+
+async def _log_doses(settings: Settings, person: PersonSettings, summary: ImportSummary, pipe: object,
+                     now: Callable[[], datetime] | None) -> None:
+    """Log the offered doses through the dose service (the journal is their source of truth)."""
+    from collector.doses.forms import Form
+    from collector.doses.model import DoseCreate, Source
+    from collector.doses.service import DoseService, utcnow
+    from collector.errors import MagsleepError
+    from collector.storage.pipeline import Pipeline
+
+    assert isinstance(pipe, Pipeline)
+    async with DoseService(settings, sink=pipe, durable_sink=False, now=now or utcnow) as svc:
+        for offer in summary.doses:
+            taken = datetime.fromtimestamp(offer.time_ns / NS, UTC)
+            create = DoseCreate(id=offer.dose_id, person=person.name, form=Form.other,
+                                amount_mg=max(1.0, offer.elemental_mg), elemental_mg=offer.elemental_mg,
+                                taken_at=taken, note=f"imported from {offer.origin}"[:200],
+                                source=Source.import_)
+            try:
+                await svc.add(create, default_source=Source.import_)
+                summary.doses_logged += 1
+            except MagsleepError as exc:
+                summary.doses_refused.append(f"{offer.where}: {exc}")
