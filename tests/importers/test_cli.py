@@ -8,7 +8,7 @@ from tests.cli.console import Console, flat
 from tests.importers.common import FIXTURES, TZ, count
 
 
-def _console(tmp_path: Path, influx_server, influx_db) -> Console:  # type: ignore[no-untyped-def]
+def _console(tmp_path: Path, influx_server, influx_db) -> Console:
     home = tmp_path / "home"
     home.mkdir()
     return Console(home, {"influx": {"embedded": False, "url": influx_server.url, "database": influx_db},
