@@ -14,6 +14,8 @@ from collector.effects.analysis import AnalysisOptions, EffectResult, NightData,
 from collector.effects.metrics import METRICS
 from collector.effects.store import PlanStore, night_time_ns
 from collector.effects.tagging import COVARIATE_TAGS, Dose, DoseStatus, NightKey, tag_nights
+from collector.effects.validity import Assessment, assess, calibrate, dominant_source, load_table
+from collector.effects.verdict import PLAIN, Verdict, build_verdict, rank, state_of
 from collector.settings import Settings
 from collector.storage.lineprotocol import FieldValue, Point
 from collector.storage.pipeline import Pipeline
@@ -34,6 +36,8 @@ class PersonData:
     dose_source: str = "doses"
     #: nights included although their window is still open (closed early, may still change)
     provisional: int = 0
+    #: each night's staging source (the night point's ``staging`` tag: computed or device)
+    staging: Mapping[date, str] = field(default_factory=dict)
 
 
 def _keep(row: Row, source: Source) -> bool:
@@ -104,7 +108,57 @@ def build_nights(
         if n.status not in ("magnesium", "control"):
             excluded[n.status] = excluded.get(n.status, 0) + 1
     provisional = sum(1 for r in usable.values() if r.get("provisional") is True)
-    return PersonData(person, out, flagged, excluded, dose_source, provisional)
+    staging = {d: str(r.get("staging") or "computed") for d, r in usable.items()}
+    return PersonData(person, out, flagged, excluded, dose_source, provisional, staging)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChoice:
+    """Which staging source's nights are analysed, and how many nights of other sources were left out."""
+
+    source: str | None
+    left_out: Mapping[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if not self.left_out:
+            return ""
+        other = ", ".join(f"{n} staged by {s}" for s, n in sorted(self.left_out.items()))
+        return (f"only nights staged by {self.source} are analysed ({other} left out: sources that measure "
+                "sleep differently are not pooled)")
+
+
+def choose_source(data: PersonData) -> tuple[list[NightData], SourceChoice]:
+    """The nights of the dominant staging source among those in an arm; the others are counted, not pooled."""
+    in_arm = [n for n in data.nights if n.status in ("magnesium", "control")]
+    src = dominant_source([data.staging.get(n.night, "computed") for n in in_arm])
+    if src is None:
+        return list(data.nights), SourceChoice(None)
+    left: dict[str, int] = {}
+    for n in in_arm:
+        s = data.staging.get(n.night, "computed")
+        if s != src:
+            left[s] = left.get(s, 0) + 1
+    keep = [n for n in data.nights if data.staging.get(n.night, "computed") == src]
+    return keep, SourceChoice(src, left)
+
+
+def apply_validity(results: Sequence[EffectResult], source: str | None) -> tuple[list[EffectResult],
+                                                                                 dict[str, Assessment]]:
+    """Each result corrected for (or withheld by) how ``source`` measures its metric (collector/effects/validity.py)."""
+    table = load_table()
+    src = source or "computed"
+    assessments = {m: assess(table, src, m) for m in METRICS}
+    return [calibrate(r, assessments[r.metric]) for r in results], assessments
+
+
+def verdict_for(person: str, results: Sequence[EffectResult], assessments: Mapping[str, Assessment],
+                source: str | None, *, has_plan: bool, min_nights_per_arm: int) -> Verdict:
+    """The verdict of the magnesium-vs-control results, else of before/after when only that has estimates."""
+    main = [r for r in results if r.comparison == "mg_vs_control"]
+    ba = [r for r in results if r.comparison == "before_after"]
+    pick = main if any(r.reported for r in main) or not any(r.reported for r in ba) else ba
+    return build_verdict(person, pick, assessments, source=source or "computed", has_plan=has_plan,
+                         min_nights_per_arm=min_nights_per_arm)
 
 
 def _int(v: Any) -> int | None:
@@ -134,14 +188,21 @@ async def load_person(
     return build_nights(person, nights, doses, tags, settings, source=source)
 
 
-def effect_points(results: Iterable[EffectResult], time_ns: int) -> list[Point]:
+def effect_points(results: Iterable[EffectResult], time_ns: int,
+                  assessments: Mapping[str, Assessment] | None = None) -> list[Point]:
     """``effect`` points (schema in collector/storage/schema.py); absent numbers are left out."""
     pts: list[Point] = []
     for r in results:
+        a = (assessments or {}).get(r.metric)
         fields: dict[str, FieldValue] = {
             "n_mg": r.n_mg, "n_control": r.n_control, "reported": r.reported, "unit": r.unit,
-            "summary": r.summary,
+            "summary": r.summary, "label": PLAIN.get(r.metric, r.metric), "rank": rank(r.metric),
+            "state": state_of(r, a),
         }
+        if a is not None:
+            fields["measurable"] = a.measurable
+            if a.status == "calibrated" and a.slope is not None:
+                fields["slope"] = float(a.slope)
         for name in ("estimate", "ci_low", "ci_high", "p", "p_adj", "p_perm", "prob_benefit",
                      "prob_meaningful", "effect_size"):
             v = getattr(r, name)
@@ -154,6 +215,14 @@ def effect_points(results: Iterable[EffectResult], time_ns: int) -> list[Point]:
     return pts
 
 
+def verdict_point(v: Verdict, time_ns: int) -> Point:
+    """The ``effect_verdict`` point: one answer first, and the next step."""
+    fields: dict[str, FieldValue] = {"headline": v.headline, "next_step": v.next_step,
+                                     "source": v.source or "computed",
+                                     "order": ",".join(i.metric for i in v.items)}
+    return Point("effect_verdict", {"person": v.person, "comparison": v.comparison}, fields, time_ns)
+
+
 @dataclass(frozen=True, slots=True)
 class EffectsRun:
     person: str
@@ -161,6 +230,11 @@ class EffectsRun:
     results: list[EffectResult]
     plan_id: str | None
     adherence: Adherence | None = None  # with a trial plan: how many planned nights followed it
+    verdict: Verdict | None = None
+    source: SourceChoice = field(default_factory=lambda: SourceChoice(None))
+    assessments: Mapping[str, Assessment] = field(default_factory=dict)
+    #: the results before the validity correction (what the measured values alone say)
+    uncorrected: list[EffectResult] = field(default_factory=list)
 
 
 async def run_effects(
@@ -183,17 +257,23 @@ async def run_effects(
         for person in persons:
             data = await load_person(reader, settings, person, since=since, source=source)
             plan = store.active(person)
-            results = analyse_person(
-                person, data.nights, opts, metrics=metrics,
+            nights, choice = choose_source(data)
+            raw = analyse_person(
+                person, nights, opts, metrics=metrics,
                 plan=plan.info() if plan is not None else None,
                 supplement_start=supplement_start, baseline_end=baseline_end,
             )
+            results, assessments = apply_validity(raw, choice.source)
+            verdict = verdict_for(person, results, assessments, choice.source, has_plan=plan is not None,
+                                  min_nights_per_arm=opts.min_nights_per_arm)
             adh = (adherence(plan.plan_id, plan.nights, [(n.night, n.status) for n in data.nights])
                    if plan is not None else None)
-            runs.append(EffectsRun(person, data, results, plan.plan_id if plan else None, adh))
+            runs.append(EffectsRun(person, data, results, plan.plan_id if plan else None, adh, verdict, choice,
+                                   assessments, raw))
     if write:
         stamp = now_ns if now_ns is not None else time.time_ns()
-        pts = [p for run in runs for p in effect_points(run.results, stamp)]
+        pts = [p for run in runs for p in effect_points(run.results, stamp, run.assessments)]
+        pts += [verdict_point(run.verdict, stamp) for run in runs if run.verdict is not None]
         async with Pipeline.from_settings(settings, name="effects") as pipe:
             await pipe.put(pts)
             await pipe.flush(timeout=settings.influx.timeout_s * 3)

@@ -81,15 +81,22 @@ MEASUREMENTS: dict[str, Measurement] = {
         ),
         Measurement(
             "motion",
-            "Movement from a tracker: per-epoch activity, step count or acceleration magnitude.",
+            "Movement from a tracker: ActiGraph activity counts per epoch (60 s, on whole minutes, from raw "
+            "acceleration; docs/trackers.md), or a step count. Points written before counts (field activity, "
+            "a milli-g measure) are not read as counts.",
             (PERSON, DEVICE, SOURCE_DATA),
             (
-                FieldSpec("activity", "float", "counts/epoch", "activity count over epoch_s"),
+                FieldSpec("counts", "float", "counts/epoch",
+                          "ActiGraph activity counts over epoch_s, vector magnitude of the three axes "
+                          "(agcounts; a generic sensor: its counts times its documented scale)"),
+                FieldSpec("counts_x", "int", "counts/epoch", "ActiGraph counts of the device's X axis"),
+                FieldSpec("counts_y", "int", "counts/epoch", "ActiGraph counts of the device's Y axis"),
+                FieldSpec("counts_z", "int", "counts/epoch", "ActiGraph counts of the device's Z axis"),
                 FieldSpec("steps", "int", "steps", "cumulative step counter of the device"),
-                FieldSpec("magnitude_g", "float", "g", "mean acceleration magnitude minus 1 g"),
-                FieldSpec("epoch_s", "int", "s", "length of the epoch the activity covers"),
+                FieldSpec("epoch_s", "int", "s", "length of the epoch the counts cover, starting at the timestamp"),
             ),
-            "motion,device=pinetime-bob,person=bob,source=device activity=12.5,epoch_s=30i 1732400000000000000",
+            "motion,device=pinetime-bob,person=bob,source=device counts=409.99,counts_x=310i,counts_y=265i,"
+            "counts_z=42i,epoch_s=60i 1732399980000000000",
         ),
         Measurement(
             "sleep_stage",
@@ -208,9 +215,28 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("reported", "bool", "", "false when below the minimum nights per arm"),
                 FieldSpec("unit", "string", "", "unit of the estimate"),
                 FieldSpec("summary", "string", "", "the result in plain words"),
+                FieldSpec("label", "string", "", "the metric's plain name, e.g. time to fall asleep"),
+                FieldSpec("rank", "int", "", "order by what matters (0 first; docs/effects.md)"),
+                FieldSpec("state", "string", "",
+                          "clear | likely | no_clear_change | cannot_measure | too_few_nights"),
+                FieldSpec("measurable", "bool", "", "false when the staging source cannot measure the metric"),
+                FieldSpec("slope", "float", "", "measurement slope the estimate was divided by (validity table)"),
             ),
             "effect,comparison=mg_vs_control,metric=sol_min,person=alice estimate=-14.2,ci_low=-22.1,"
             'ci_high=-6.3,n_mg=41i,n_control=39i,unit="min" 1732400000000000000',
+        ),
+        Measurement(
+            "effect_verdict",
+            "One answer first for a person's effects, and the next step, stamped at computation time.",
+            (PERSON, TagSpec("comparison", "mg_vs_control | before_after")),
+            (
+                FieldSpec("headline", "string", "", "the verdict in one sentence"),
+                FieldSpec("next_step", "string", "", "what to do next (nights needed for a 10-minute change)"),
+                FieldSpec("source", "string", "", "staging source of the nights analysed: computed | device"),
+                FieldSpec("order", "string", "", "the metrics in the verdict's order, comma-separated"),
+            ),
+            'effect_verdict,comparison=mg_vs_control,person=alice headline="For you, magnesium nights: '
+            'total sleep no clear change.",next_step="",source="computed",order="tst_min" 1732400000000000000',
         ),
         Measurement(
             "trial_plan",
