@@ -12,6 +12,7 @@ from collector.importers.base import Importer
 KINDS: dict[str, tuple[str, str]] = {
     "rr": ("collector.importers.rr", "RRImporter"),
     "apple-health": ("collector.importers.apple_health", "AppleHealthImporter"),
+    "gadgetbridge": ("collector.importers.gadgetbridge", "GadgetbridgeImporter"),
 }
 
 
