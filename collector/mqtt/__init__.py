@@ -1,0 +1,1 @@
+"""Home Assistant over MQTT: discovery, states, buttons and evening reminders (docs/home-assistant.md)."""

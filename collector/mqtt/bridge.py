@@ -1,0 +1,415 @@
+"""The MQTT bridge: publishes discovery and states, takes button presses, sends reminders.
+
+:class:`Bridge` runs beside the collector (``magsleep run`` starts it when ``[mqtt] host`` is
+set) and never stops it: a broker that is down at start or goes away is retried with backoff
+while collection goes on; doses pressed in Home Assistant are logged through its own
+:class:`DoseService` on the daemon's pipeline, so the dose journal keeps them whatever happens to
+the broker. On every (re)connect the current state replaces what the broker retained; states are
+refreshed every ``refresh_s`` and right after a button. Reminders run on their own loop, so an
+ntfy reminder still goes out while the broker is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import aiomqtt
+
+from collector.ble.registry import DeviceRegistry, DeviceStatus, load_status, status_path
+from collector.doses.model import Assignment, Dose, DoseCreate, LightsEvent, PlanToday, Source
+from collector.doses.service import DoseService, PointSink
+from collector.doses.today import morning_card, plan_today, read_night_rows
+from collector.effects.store import PlanStore, StoredPlan
+from collector.errors import ConfigError, MagsleepError
+from collector.mqtt import discovery as d
+from collector.mqtt.reminders import STATE_FILE, Reminder, SentLog, due, post_ntfy
+from collector.mqtt.state import Verdict, device_states, effect_verdict, magnesium_tonight, night_row, person_states
+from collector.settings import Settings
+from collector.storage.pipeline import backoff_delay
+from collector.storage.reader import InfluxReader, quote_str
+
+log = logging.getLogger(__name__)
+
+#: Longest wait between connection attempts to the broker.
+RECONNECT_MAX_S = 60.0
+#: Seconds the goodbye (availability "offline") may take when magsleep stops.
+GOODBYE_S = 1.0
+#: Effects are re-read every this many refreshes (they change once a day at most).
+EFFECT_EVERY = 10
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonView:
+    """What one refresh knows about a person (None: could not be read this time)."""
+
+    person: str
+    plan: PlanToday | None
+    doses_tonight: list[Dose] | None
+    last_dose: Dose | None
+
+
+class Bridge:
+    """Use :func:`running_bridge`, or ``await Bridge(...).run(stop)``."""
+
+    def __init__(self, settings: Settings, *, sink: PointSink | None, now: Callable[[], datetime] = utcnow,
+                 refresh_s: float | None = None, reconnect_max_s: float = RECONNECT_MAX_S,
+                 reminder_every_s: float | None = None) -> None:
+        self.settings = settings
+        self.mqtt = settings.mqtt
+        self.topics = d.Topics(self.mqtt.topic_prefix, self.mqtt.discovery_prefix)
+        self.sink = sink
+        self.now = now
+        self.refresh_s = refresh_s if refresh_s is not None else self.mqtt.refresh_s
+        self.reminder_every_s = reminder_every_s if reminder_every_s is not None else min(60.0, self.refresh_s)
+        self.reconnect_max_s = reconnect_max_s
+        self.connects = 0  # successful connections (for tests and logs)
+        self._client: aiomqtt.Client | None = None
+        self._published: dict[str, str] = {}  # what this connection published, retained
+        self._verdicts: dict[str, Verdict] = {}
+        self._refreshes = 0
+        self._refresh_lock = asyncio.Lock()
+
+    # -- the loops ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, publish and listen until ``stop`` is set, reconnecting as needed. Never raises."""
+        try:
+            password = self.mqtt.password_value()
+            tls = self._tls()
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            log.error("not connecting to MQTT: %s", exc)
+            return
+        try:
+            async with DoseService(self.settings, sink=self.sink, now=self.now) as svc:
+                reminders = (asyncio.create_task(self._reminder_loop(svc, stop), name="mqtt-reminders")
+                             if self.mqtt.reminders else None)
+                try:
+                    await self._connection_loop(svc, stop, password, tls)
+                finally:
+                    if reminders is not None:
+                        reminders.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await reminders
+        except Exception:  # the collection goes on without MQTT
+            log.exception("MQTT: the bridge stopped")
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.mqtt.tls:
+            return None
+        ca = self.mqtt.ca_file.expanduser() if self.mqtt.ca_file else None
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+
+    async def _connection_loop(self, svc: DoseService, stop: asyncio.Event, password: str | None,
+                               tls: ssl.SSLContext | None) -> None:
+        failures = 0
+        where = f"{self.mqtt.host}:{self.mqtt.port}"
+        while not stop.is_set():
+            client = aiomqtt.Client(
+                self.mqtt.host, self.mqtt.port, username=self.mqtt.username or None, password=password,
+                identifier=f"{self.topics.node_id}-{uuid.uuid4().hex[:8]}", tls_context=tls, timeout=10,
+                keepalive=30, will=aiomqtt.Will(self.topics.availability, d.OFFLINE, qos=1, retain=True))
+            try:
+                async with client:
+                    self._client = client
+                    self.connects += 1
+                    log.info("MQTT: connected to %s%s", where, f" after {failures} failed attempt(s)"
+                             if failures else "")
+                    failures = 0
+                    await self._serve(client, svc, stop)
+            except aiomqtt.MqttError as exc:
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "MQTT: broker %s unreachable or gone (%s); collection goes on, retrying "
+                        "with backoff", where, exc)
+            except Exception:  # a bug here must not end the bridge or the daemon
+                failures += 1
+                log.exception("MQTT: unexpected error; reconnecting")
+            finally:
+                self._client = None
+                self._published.clear()
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff_delay(max(failures, 1), self.reconnect_max_s))
+
+    async def _serve(self, client: aiomqtt.Client, svc: DoseService, stop: asyncio.Event) -> None:
+        await client.subscribe(self.topics.command_filter, qos=1)
+        await client.subscribe(self.topics.ha_status, qos=1)
+        await client.publish(self.topics.availability, d.ONLINE, qos=1, retain=True)
+        # Publishing runs beside the listener: a publish does not notice a lost connection (it
+        # waits for its acknowledgement until the timeout), the listener does at once.
+        listener = asyncio.create_task(self._listen(client, svc), name="mqtt-listen")
+        ticker = asyncio.create_task(self._tick(client, svc), name="mqtt-refresh")
+        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
+        try:
+            done, _ = await asyncio.wait({listener, ticker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (listener, ticker):
+                if task in done:
+                    task.result()  # MqttError: the connection is gone
+                    return
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):  # stopping: say goodbye
+                await asyncio.wait_for(client.publish(self.topics.availability, d.OFFLINE, qos=1, retain=True),
+                                       GOODBYE_S)
+        finally:
+            for t in (listener, ticker, stopper):
+                t.cancel()
+            await asyncio.gather(listener, ticker, stopper, return_exceptions=True)
+
+    async def _tick(self, client: aiomqtt.Client, svc: DoseService) -> None:
+        await self.refresh(client, svc, everything=True)
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            await self.refresh(client, svc)
+
+    async def _listen(self, client: aiomqtt.Client, svc: DoseService) -> None:
+        async for msg in client.messages:
+            topic = str(msg.topic)
+            payload = msg.payload if isinstance(msg.payload, bytes | bytearray) else str(msg.payload).encode()
+            if topic == self.topics.ha_status:
+                if bytes(payload) == d.ONLINE.encode():  # Home Assistant restarted: send everything again
+                    log.info("MQTT: Home Assistant is online; publishing discovery and states again")
+                    self._published.clear()
+                    await self.refresh(client, svc, everything=True)
+                continue
+            await self.command(client, svc, topic, bytes(payload), retained=bool(msg.retain))
+
+    # -- states ---------------------------------------------------------------------------------
+
+    async def refresh(self, client: aiomqtt.Client, svc: DoseService, *, everything: bool = False) -> None:
+        """Publish (retained) every discovery config and state that changed since this connection sent it."""
+        async with self._refresh_lock:
+            messages = await self.messages(svc, effects=everything or self._refreshes % EFFECT_EVERY == 0)
+            self._refreshes += 1
+            for topic, payload in messages.items():
+                if self._published.get(topic) == payload:
+                    continue
+                await client.publish(topic, payload, qos=1, retain=True)
+                self._published[topic] = payload
+
+    async def messages(self, svc: DoseService, *, effects: bool = True) -> dict[str, str]:
+        """Topic -> payload of every discovery config and state (what can be read now)."""
+        persons = svc.rules.persons()
+        out: dict[str, str] = {}
+        try:
+            devices = list(DeviceRegistry.for_settings(self.settings))
+        except MagsleepError as exc:
+            log.warning("MQTT: no wearables published: %s", exc)
+            devices = []
+        if self.mqtt.discovery:
+            for p in persons:
+                out.update({t: json.dumps(c) for t, c in
+                            d.person_configs(self.topics, p, commands=self.mqtt.commands).items()})
+            for dev in devices:
+                out.update({t: json.dumps(c) for t, c in d.device_configs(self.topics, dev).items()})
+        views = {p: await self.person_view(svc, p) for p in persons}
+        cards = await self._cards(svc, persons)
+        if effects:
+            self._verdicts.update(await self._effects(persons))
+        for p in persons:
+            v = views[p]
+            card, row = cards.get(p, (None, None))
+            out.update(person_states(self.topics, p, plan=v.plan, doses_tonight=v.doses_tonight, card=card,
+                                     row=row, verdict=self._verdicts.get(p)))
+        statuses: dict[str, DeviceStatus] = await asyncio.to_thread(load_status, status_path(self.settings))
+        for dev in devices:
+            out.update(device_states(self.topics, dev, statuses.get(dev.address)))
+        return out
+
+    async def person_view(self, svc: DoseService, person: str) -> PersonView:
+        now, tz = self.now(), svc.rules.tz(person)
+        try:
+            doses = await svc.list_doses(person=person, since=now - timedelta(days=3))
+            if not any(x.supplement == "magnesium" for x in doses):  # the usual dose is older
+                older = await svc.list_doses(person=person, limit=50)
+                doses += [x for x in older if x.id not in {y.id for y in doses}]
+        except MagsleepError as exc:
+            log.warning("MQTT: cannot read %s's doses: %s", person, exc)
+            return PersonView(person, None, None, None)
+        plan: StoredPlan | None = None
+        plan_ok = True
+        try:
+            plan = await asyncio.to_thread(PlanStore.from_settings(self.settings).active, person)
+        except MagsleepError as exc:
+            log.warning("MQTT: cannot read %s's trial plan: %s", person, exc)
+            plan_ok = False
+        mg = [x for x in doses if x.supplement == "magnesium"]
+        return PersonView(person, plan_today(person, now, tz, plan, doses) if plan_ok else None,
+                          magnesium_tonight(doses, now, tz), mg[0] if mg else None)
+
+    async def _cards(self, svc: DoseService, persons: list[str]) -> dict[str, tuple[Any, Any]]:
+        out: dict[str, tuple[Any, Any]] = {}
+        try:
+            async with InfluxReader.from_settings(self.settings) as reader:
+                for p in persons:
+                    today = self.now().astimezone(svc.rules.tz(p)).date()
+                    rows = await read_night_rows(reader, p, today)
+                    card = morning_card(p, rows)
+                    out[p] = (card, night_row(rows, card))
+        except MagsleepError as exc:  # InfluxDB away: the retained values stay as they were
+            log.debug("MQTT: cannot read nights: %s", exc)
+        return out
+
+    async def _effects(self, persons: list[str]) -> dict[str, Verdict]:
+        out: dict[str, Verdict] = {}
+        try:
+            async with InfluxReader.from_settings(self.settings) as reader:
+                for p in persons:
+                    rows = await reader.query(
+                        f"SELECT * FROM effect WHERE person = {quote_str(p)} AND comparison = 'mg_vs_control' "
+                        "ORDER BY time DESC LIMIT 100")
+                    out[p] = effect_verdict(rows, self.settings.analysis.min_nights_per_arm)
+        except MagsleepError as exc:
+            log.debug("MQTT: cannot read effects: %s", exc)
+        return out
+
+    # -- buttons --------------------------------------------------------------------------------
+
+    async def command(self, client: aiomqtt.Client | None, svc: DoseService, topic: str, payload: bytes, *,
+                      retained: bool = False) -> str | None:
+        """Carry out a button press; returns what was done, or None if the message was ignored (logged)."""
+        parsed = self.topics.parse_command(topic)
+        shown = payload[:40].decode("utf-8", "replace")
+        if not payload:  # a retained message being cleared
+            return None
+        problem = None
+        if parsed is None or parsed[1] not in d.COMMANDS:
+            problem = "not a known command topic"
+        elif retained:
+            problem = "retained (a retained command would repeat at every reconnect; publish it without retain)"
+        elif not self.mqtt.commands:
+            problem = "commands are off (mqtt.commands = false)"
+        elif parsed[0] not in svc.rules.persons():
+            problem = f"unknown person {parsed[0]!r}"
+        elif payload != d.PRESS.encode():
+            problem = f"payload must be {d.PRESS}"
+        if problem is not None or parsed is None:
+            log.warning("MQTT: ignored a message on %s (payload %r): %s", topic, shown, problem)
+            if retained and client is not None:  # clear it, or every reconnect brings it back
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(topic, b"", qos=1, retain=True)
+            return None
+        person, cmd = parsed
+        try:
+            result = await self._carry_out(svc, person, cmd)
+        except MagsleepError as exc:
+            result = f"not done: {exc}"
+        log.info("MQTT: %s for %s: %s", cmd, person, result)
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(self.topics.person(person, "button_result"), result[: d.HA_STATE_MAX],
+                                     qos=1, retain=True)
+                await self.refresh(client, svc)
+        return result
+
+    async def _carry_out(self, svc: DoseService, person: str, cmd: str) -> str:
+        tz = svc.rules.tz(person)
+        if cmd in ("lights_out", "lights_on"):
+            event = LightsEvent(cmd)
+            lights, _ = await svc.set_lights(person, event, None, source=Source.api)
+            return (f"{cmd.replace('_', ' ')} at {lights.at.astimezone(tz):%H:%M} "
+                    f"(night of {lights.night.isoformat()})")
+        view = await self.person_view(svc, person)
+        if view.doses_tonight:
+            first = view.doses_tonight[-1]
+            return (f"magnesium was already logged tonight at {first.taken_at.astimezone(tz):%H:%M}; "
+                    "not logged again (the phone page logs a second dose)")
+        last = view.last_dose
+        if last is None:
+            return ("no earlier magnesium dose to copy the amount from: log the first one on the phone page "
+                    "or with 'magsleep dose add'")
+        create = DoseCreate(person=person, form=last.form, amount_mg=last.amount_mg,
+                            elemental_mg=None if last.elemental_computed else last.elemental_mg,
+                            note="Home Assistant button")
+        res = await svc.add(create, default_source=Source.api)
+        dose = res.dose
+        text = f"logged {dose.amount_mg:g} mg {dose.form.value} at {dose.taken_at.astimezone(tz):%H:%M}"
+        if view.plan is not None and view.plan.tonight is not None \
+                and view.plan.tonight.planned is Assignment.control:
+            text += "; note: tonight is a control night of the plan"
+        if res.warnings:
+            text += "; " + " ".join(res.warnings)
+        return text
+
+    # -- reminders ------------------------------------------------------------------------------
+
+    async def _reminder_loop(self, svc: DoseService, stop: asyncio.Event) -> None:
+        sent = SentLog(self.settings.storage.state_dir.expanduser() / STATE_FILE)
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                try:
+                    for r in await self.due_reminders(svc, sent):
+                        if await self.send_reminder(r, http):
+                            sent.mark(r.person, r.night)
+                except Exception:  # a bug here must not end the daemon
+                    log.exception("MQTT: reminder check failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.reminder_every_s)
+
+    async def due_reminders(self, svc: DoseService, sent: SentLog) -> list[Reminder]:
+        out = []
+        for p in svc.rules.persons():
+            v = await self.person_view(svc, p)
+            if v.plan is None or v.doses_tonight is None:
+                continue
+            r = due(p, self.now(), svc.rules.tz(p), v.plan, bool(v.doses_tonight), self.mqtt.reminder_time,
+                    sent.get(p))
+            if r is not None:
+                out.append(r)
+        return out
+
+    async def send_reminder(self, r: Reminder, http: aiohttp.ClientSession) -> bool:
+        """Publish the reminder (not retained) and post it to ntfy; True if either got it."""
+        delivered = False
+        client = self._client
+        if client is not None:
+            try:
+                await client.publish(self.topics.person(r.person, "reminder"), r.payload(), qos=1, retain=False)
+                delivered = True
+            except aiomqtt.MqttError as exc:
+                log.warning("MQTT: reminder for %s not published: %s", r.person, exc)
+        if self.mqtt.ntfy_url:
+            try:
+                await post_ntfy(http, self.mqtt, r)
+                delivered = True
+            except MagsleepError as exc:
+                log.warning("reminder for %s not sent to ntfy: %s", r.person, exc)
+        if delivered:
+            log.info("reminder sent to %s: %s", r.person, r.kind)
+        return delivered
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(settings: Settings, *, sink: PointSink | None, now: Callable[[], datetime] = utcnow,
+                         **kwargs: Any) -> AsyncIterator[Bridge | None]:
+    """Run the bridge in the background while the block runs (None, and nothing published, without
+    ``[mqtt] host``); on exit it says goodbye (availability "offline") and stops."""
+    if not settings.mqtt.configured:
+        yield None
+        return
+    bridge = Bridge(settings, sink=sink, now=now, **kwargs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop), name="mqtt-bridge")
+    try:
+        yield bridge
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, GOODBYE_S + 2.0)
+        except TimeoutError:
+            log.debug("MQTT: the bridge did not stop in time; cancelled")
+        except Exception:  # never let the bridge break the shutdown
+            log.exception("MQTT: the bridge failed while stopping")

@@ -1,0 +1,151 @@
+"""A real Mosquitto broker on a free loopback port, and a subscriber that listens like Home Assistant."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from collector.storage.local_influx import free_port
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if found is None:
+        raise RuntimeError("mosquitto is not installed; run ./scripts/setup (apt-get install mosquitto)")
+    return found
+
+
+@dataclass
+class Broker:
+    """A private Mosquitto (no persistence: a restart forgets every retained message)."""
+
+    root: Path
+    port: int
+    passwords: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        conf = self.root / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "user root",
+                 f"log_dest file {self.root / 'mosquitto.log'}", "log_type all"]
+        if self.passwords is not None:
+            lines += ["allow_anonymous false", f"password_file {self.passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err} {self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def log(self) -> str:
+        path = self.root / "mosquitto.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    root = tmp_path / "mosquitto"
+    root.mkdir()
+    b = Broker(root, free_port())
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@dataclass
+class HomeAssistant:
+    """Subscribes to discovery and magsleep's topics as HA does; keeps the last message per topic."""
+
+    port: int
+    last: dict[str, bytes] = field(default_factory=dict)
+    retained: dict[str, bool] = field(default_factory=dict)
+    log: list[tuple[str, bytes]] = field(default_factory=list)
+    client: aiomqtt.Client | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"fake-home-assistant-{id(self)}") as c:
+            self.client = c
+            await c.subscribe("homeassistant/#", qos=1)
+            await c.subscribe("magsleep/#", qos=1)
+            ready.set()
+            async for msg in c.messages:
+                payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                self.last[str(msg.topic)] = payload
+                self.retained[str(msg.topic)] = bool(msg.retain)
+                self.log.append((str(msg.topic), payload))
+                self.changed.set()
+
+    def text(self, topic: str) -> str | None:
+        v = self.last.get(topic)
+        return None if v is None else v.decode()
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        return {t: json.loads(v) for t, v in self.last.items() if t.startswith("homeassistant/") and v}
+
+    async def wait_for(self, topic: str, value: str | None = None, timeout: float = 10.0) -> str:
+        """The topic's payload once it is there (and equals ``value`` if given)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            got = self.text(topic)
+            if got is not None and (value is None or got == value):
+                return got
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"{topic}: wanted {value!r}, last {got!r}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(left, 0.2))
+
+    async def press(self, topic: str, payload: str = "PRESS", retain: bool = False) -> None:
+        assert self.client is not None
+        await self.client.publish(topic, payload, qos=1, retain=retain)
+
+
+@contextlib.asynccontextmanager
+async def home_assistant(port: int) -> AsyncIterator[HomeAssistant]:
+    ha = HomeAssistant(port)
+    ready = asyncio.Event()
+    task = asyncio.create_task(ha.run(ready))
+    done, _ = await asyncio.wait({task, asyncio.create_task(ready.wait())}, timeout=10,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+    try:
+        yield ha
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task

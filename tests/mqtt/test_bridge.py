@@ -1,0 +1,315 @@
+"""The MQTT bridge against a real Mosquitto, with a subscriber that listens like Home Assistant.
+
+Time is injected (a fixed Friday evening in Berlin), so the tests pass at any hour in any zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp import web
+
+from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
+from collector.doses.model import DoseCreate, Source
+from collector.doses.service import DoseService
+from collector.effects.planner import PlanSpec
+from collector.effects.store import PlanStore, StoredPlan, night_time_ns
+from collector.mqtt.bridge import Bridge, running_bridge
+from collector.mqtt.reminders import STATE_FILE
+from collector.settings import InfluxSettings, MqttSettings, PersonSettings, Settings, StorageSettings
+from collector.storage.lineprotocol import Point
+from collector.storage.pipeline import Pipeline
+from collector.storage.reader import InfluxReader
+from tests.mqtt import ha_schema
+from tests.mqtt.conftest import Broker, home_assistant
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TONIGHT = date(2026, 11, 20)  # a Friday
+ADDR = "C0:FF:EE:00:0B:01"
+
+
+class Clock:
+    """An injected wall clock that tests move by hand."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def make_settings(tmp_path: Path, influx_url: str, db: str, port: int, **mqtt: Any) -> Settings:
+    return Settings(
+        influx=InfluxSettings(embedded=False, url=influx_url, database=db),
+        storage=StorageSettings(state_dir=tmp_path / "state", flush_interval_s=0.05, max_retry_backoff_s=0.5),
+        persons=[PersonSettings(name=n, timezone="Europe/Berlin") for n in ("alice", "bob", "carol")],
+        mqtt=MqttSettings(host="127.0.0.1", port=port, **mqtt),
+    )
+
+
+def night(person: str, d: str, **values: float) -> Point:
+    return Point("night", {"person": person, "dose": "unknown", "staging": "computed"},
+                 {"night": d, **{k: float(v) for k, v in values.items()}}, night_time_ns(date.fromisoformat(d)))
+
+
+def setup_world(settings: Settings) -> None:
+    """Plans (alice: magnesium tonight, bob: control tonight, carol: none) and one wearable."""
+    store = PlanStore.from_settings(settings)
+    spec = PlanSpec(TONIGHT - timedelta(days=6), 1, "randomised")
+    store.save(StoredPlan("pa", "alice", spec, 1, 0, {TONIGHT - timedelta(days=1): False, TONIGHT: True}))
+    store.save(StoredPlan("pb", "bob", spec, 1, 0, {TONIGHT - timedelta(days=1): True, TONIGHT: False}))
+    reg = DeviceRegistry(DeviceRegistry.path_for(settings),
+                         [RegisteredDevice(ADDR, "h10-alice", "alice", name="Polar H10 0B01", model="H10")])
+    reg.save()
+    seen = int(datetime(2026, 11, 20, 20, 0, tzinfo=BERLIN).timestamp() * 1e9)
+    save_status(status_path(settings), {ADDR: DeviceStatus("connected", True, seen, 87, -60, 0)})
+
+
+@pytest.fixture
+async def pipe(settings: Settings) -> AsyncIterator[Pipeline]:
+    p = Pipeline.from_settings(settings, name="mqtt-test")
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 20, 20, 30, tzinfo=BERLIN))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, influx_server: Any, influx_db: str, broker: Broker) -> Settings:
+    s = make_settings(tmp_path, influx_server.url, influx_db, broker.port)
+    setup_world(s)
+    return s
+
+
+async def add_dose(settings: Settings, pipe: Pipeline, at: datetime, person: str = "alice") -> None:
+    """A dose logged elsewhere (the phone page)."""
+    async with DoseService(settings, sink=pipe, now=lambda: at) as svc:
+        await svc.add(DoseCreate(person=person, amount_mg=300.0, form="glycinate", taken_at=at),
+                      default_source=Source.web)
+
+
+async def test_discovery_payloads_and_states_after_a_night(settings, broker, pipe, clock):
+    await pipe.put([
+        night("alice", "2026-11-17", tst_min=400, sol_min=20, waso_min=40, se_pct=85, rmssd_ms=38, hr_min5_bpm=52),
+        night("alice", "2026-11-18", tst_min=410, sol_min=12, waso_min=35, se_pct=87, rmssd_ms=40, hr_min5_bpm=51),
+        night("alice", "2026-11-19", tst_min=455.5, sol_min=8, waso_min=21.25, se_pct=93.1, rmssd_ms=47,
+              hr_min5_bpm=49),
+        Point("effect", {"person": "alice", "metric": "sol_min", "comparison": "mg_vs_control"},
+              {"estimate": -4.2, "ci_low": -7.0, "ci_high": -1.1, "n_mg": 14, "n_control": 13, "reported": True,
+               "unit": "min", "summary": "Sleep onset was 4.2 min faster with magnesium"}, 1_763_000_000_000_000_000),
+        Point("effect", {"person": "alice", "metric": "tst_min", "comparison": "mg_vs_control"},
+              {"estimate": 3.0, "ci_low": -9.0, "ci_high": 15.0, "n_mg": 14, "n_control": 13, "reported": True,
+               "unit": "min", "summary": "Total sleep: no clear difference"}, 1_763_000_000_000_000_000),
+    ])
+    await pipe.flush(timeout=20)
+    async with home_assistant(broker.port) as ha:
+        unconfigured = settings.model_copy(update={"mqtt": MqttSettings()})
+        async with running_bridge(unconfigured, sink=pipe, now=clock) as none:
+            assert none is None
+        await asyncio.sleep(0.2)
+        assert ha.last == {}, "nothing is published without [mqtt] host"
+
+        async with running_bridge(settings, sink=pipe, now=clock, refresh_s=0.3) as bridge:
+            assert bridge is not None
+            await ha.wait_for("magsleep/person/alice/effect")
+            await ha.wait_for("magsleep/device/h10-alice/last_seen")
+            configs = ha.configs()
+            # every discovery payload is one HA takes for its component
+            for topic, cfg in configs.items():
+                component = topic.split("/")[1]
+                ha_schema.check(component, cfg)
+                assert topic.split("/")[2] == "magsleep" and topic.endswith("/config")
+            uids = [c["unique_id"] for c in configs.values()]
+            assert len(uids) == len(set(uids)) == 3 * 15 + 3
+            alice = {t.split("/")[3].removeprefix("alice_"): c for t, c in configs.items() if "/alice_" in t}
+            assert alice["tst_min"]["device_class"] == "duration" and alice["tst_min"]["unit_of_measurement"] == "min"
+            assert alice["se_pct"]["unit_of_measurement"] == "%" and "device_class" not in alice["se_pct"]
+            assert alice["rmssd_ms"]["unit_of_measurement"] == "ms"
+            assert alice["hr_min5_bpm"]["unit_of_measurement"] == "bpm"
+            assert all(alice[k]["state_class"] == "measurement" for k in
+                       ("tst_min", "sol_min", "waso_min", "se_pct", "rmssd_ms", "hr_min5_bpm"))
+            assert alice["tonight_plan"]["options"] == ["magnesium", "control", "no_plan"]
+            assert alice["took_magnesium"]["command_topic"] == "magsleep/person/alice/cmd/took_magnesium"
+            assert alice["took_magnesium"]["payload_press"] == "PRESS"
+            assert {c["availability_topic"] for c in configs.values()} == {"magsleep/status"}
+            dev = configs["homeassistant/binary_sensor/magsleep/h10-alice_connected/config"]
+            assert dev["device"]["connections"] == [["bluetooth", ADDR.lower()]]
+            assert dev["device"]["via_device"] == alice["tst_min"]["device"]["identifiers"][0]
+
+            # states: last night's numbers, tonight's plan, the dose, the verdict, the wearable
+            assert ha.text("magsleep/status") == "online"
+            p = "magsleep/person/alice/"
+            assert [ha.text(p + k) for k in ("tst_min", "sol_min", "waso_min", "se_pct", "rmssd_ms",
+                                              "hr_min5_bpm", "last_night")] == [
+                "455.5", "8", "21.25", "93.1", "47", "49", "2026-11-19"]
+            attrs = json.loads(ha.text(p + "last_night/attributes") or "")
+            assert attrs["baseline_nights"] == 2 and attrs["provisional"] is False
+            assert ha.text(p + "tonight_plan") == "magnesium"
+            assert ha.text(p + "dose_logged") == "OFF"
+            assert ha.text(p + "effect") == ("Better with magnesium: Sleep onset (14 magnesium vs 13 control "
+                                              "nights); other metrics: no clear difference.")
+            assert json.loads(ha.text(p + "effect/attributes") or "")["metrics"]["tst_min"] == (
+                "Total sleep: no clear difference")
+            assert ha.text("magsleep/person/bob/tonight_plan") == "control"
+            assert ha.text("magsleep/person/carol/tonight_plan") == "no_plan"
+            assert ha.text("magsleep/person/bob/tst_min") == "None"
+            assert ha.text("magsleep/person/bob/effect", ).startswith("No estimate yet")  # type: ignore[union-attr]
+            assert [ha.text(f"magsleep/device/h10-alice/{k}") for k in ("connected", "battery", "last_seen")] == [
+                "ON", "87", "2026-11-20T19:00:00+00:00"]
+            # a Home Assistant (re)started now gets every config and state at once: all retained
+            async with home_assistant(broker.port) as late:
+                await late.wait_for("magsleep/device/h10-alice/last_seen")
+                await asyncio.sleep(0.2)
+                assert set(late.last) == set(ha.last) and all(late.retained.values())
+
+            # a new night computed later shows up on the next refresh
+            await pipe.put([night("alice", "2026-11-20", tst_min=388, sol_min=30, waso_min=50, se_pct=80,
+                                  rmssd_ms=35, hr_min5_bpm=55)])
+            await pipe.flush(timeout=20)
+            await ha.wait_for(p + "last_night", "2026-11-20")
+            assert ha.text(p + "tst_min") == "388"
+        await ha.wait_for("magsleep/status", "offline")  # stopping says goodbye
+
+
+async def test_the_button_logs_a_dose_and_bad_commands_are_ignored(settings, broker, pipe, clock, caplog,
+                                                                    influx_server, influx_db):
+    caplog.set_level(logging.INFO, logger="collector.mqtt")
+    async with home_assistant(broker.port) as ha:
+        # a press someone published with retain: it would repeat at every reconnect
+        await add_dose(settings, pipe, clock.at - timedelta(days=2), person="bob")
+        await ha.press("magsleep/person/bob/cmd/took_magnesium", retain=True)
+        async with running_bridge(settings, sink=pipe, now=clock, refresh_s=30) as bridge:
+            assert bridge is not None
+            p = "magsleep/person/alice/"
+            await ha.wait_for(p + "dose_logged", "OFF")
+            await ha.wait_for("magsleep/person/bob/cmd/took_magnesium", "")  # cleared by the bridge
+            # no earlier dose: nothing to copy the amount from
+            await ha.press(p + "cmd/took_magnesium")
+            assert "no earlier magnesium dose" in await ha.wait_for(p + "button_result")
+            await add_dose(settings, pipe, clock.at - timedelta(days=2))
+
+            clock.at = datetime(2026, 11, 20, 21, 5, tzinfo=BERLIN)
+            await ha.press(p + "cmd/took_magnesium")
+            assert await ha.wait_for(p + "button_result", "logged 300 mg glycinate at 21:05")
+            await ha.wait_for(p + "dose_logged", "ON")
+            # pressed twice (or redelivered): not logged again
+            await ha.press(p + "cmd/took_magnesium")
+            await ha.wait_for(p + "button_result", "magnesium was already logged tonight at 21:05; not logged "
+                              "again (the phone page logs a second dose)")
+
+            # malformed or unauthorised: logged and ignored
+            n_before = len(ha.log)
+            await ha.press(p + "cmd/took_magnesium", "yes please")
+            await ha.press("magsleep/person/mallory/cmd/took_magnesium")
+            await ha.press(p + "cmd/format_disk")
+            await ha.press(p + "cmd/lights_out")
+            await ha.wait_for(p + "button_result", "lights out at 21:05 (night of 2026-11-20)")
+            assert not any(t.endswith("button_result") and t != p + "button_result" for t, _ in ha.log[n_before:])
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert any("payload must be PRESS" in w for w in warnings)
+            assert any("unknown person 'mallory'" in w for w in warnings)
+            assert any("not a known command topic" in w for w in warnings)
+            assert any("retained" in w for w in warnings)
+
+        async with DoseService(settings, now=clock) as svc:
+            doses = await svc.list_doses()
+            got = sorted((d.person, d.amount_mg, d.form.value, d.taken_at.astimezone(BERLIN).hour, d.note)
+                         for d in doses)
+            assert got == [("alice", 300.0, "glycinate", 20, ""), ("alice", 300.0, "glycinate", 21,
+                                                                    "Home Assistant button"),
+                           ("bob", 300.0, "glycinate", 20, "")]
+            lights = await svc.list_lights(person="alice")
+            assert [(x.event.value, x.night) for x in lights] == [("lights_out", TONIGHT)]
+    await pipe.flush(timeout=20)
+    rows = influx_server.rows("SELECT amount_mg FROM supplement_dose", influx_db)
+    assert sorted(r["amount_mg"] for r in rows) == [300.0, 300.0, 300.0]
+
+
+async def test_reminders_on_planned_nights_only(settings, broker, pipe, clock, tmp_path):
+    received: list[tuple[str, str, dict[str, str]]] = []
+
+    async def ntfy(request: web.Request) -> web.Response:
+        received.append((request.path, await request.text(), dict(request.headers)))
+        return web.json_response({"id": "x"})
+
+    app = web.Application()
+    app.router.add_post("/{topic}", ntfy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    token = tmp_path / "ntfy-token"
+    token.write_text("tk_secret\n")
+    s = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={
+        "ntfy_url": f"http://127.0.0.1:{port}", "ntfy_topic": "magsleep-test", "ntfy_token_file": token})})
+    try:
+        async with home_assistant(broker.port) as ha:
+            async with running_bridge(s, sink=pipe, now=clock, refresh_s=30, reminder_every_s=0.1):
+                await ha.wait_for("magsleep/person/alice/tonight_plan", "magnesium")
+                await asyncio.sleep(0.5)  # 20:30: not yet
+                assert not [t for t, _ in ha.log if t.endswith("/reminder")] and not received
+                clock.at = datetime(2026, 11, 20, 21, 1, tzinfo=BERLIN)
+                alice = json.loads(await ha.wait_for("magsleep/person/alice/reminder"))
+                bob = json.loads(await ha.wait_for("magsleep/person/bob/reminder"))
+                assert (alice["event_type"], alice["night"]) == ("take_magnesium", "2026-11-20")
+                assert bob["event_type"] == "skip_magnesium" and "no magnesium tonight" in bob["text"]
+                await asyncio.sleep(0.5)  # once per evening, and nothing for carol (no plan)
+                reminders = [t for t, _ in ha.log if t.endswith("/reminder")]
+                assert sorted(reminders) == ["magsleep/person/alice/reminder", "magsleep/person/bob/reminder"]
+                assert not ha.retained["magsleep/person/alice/reminder"]
+            await asyncio.sleep(0.1)
+        assert sorted((path, h["Title"]) for path, _, h in received) == [
+            ("/magsleep-test", "Magnesium tonight"), ("/magsleep-test", "No magnesium tonight")]
+        assert all(h["Authorization"] == "Bearer tk_secret" for _, _, h in received)
+        assert json.loads((s.storage.state_dir / STATE_FILE).read_text()) == {
+            "alice": "2026-11-20", "bob": "2026-11-20"}
+    finally:
+        await runner.cleanup()
+
+
+async def test_broker_restart_and_broker_down_at_start(settings, broker, pipe, clock):
+    bridge = Bridge(settings, sink=pipe, now=clock, refresh_s=0.2, reconnect_max_s=0.3)
+    broker.stop()  # down at start
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    try:
+        await asyncio.sleep(1.0)
+        assert not task.done() and bridge.connects == 0
+        broker.start()
+        async with home_assistant(broker.port) as ha:
+            await ha.wait_for("magsleep/person/alice/dose_logged", "OFF")
+            assert ha.text("magsleep/status") == "online"
+        # the broker goes away mid-evening (forgetting every retained message); a dose is logged meanwhile
+        broker.stop()
+        await add_dose(settings, pipe, clock.at)
+        await asyncio.sleep(0.8)
+        assert not task.done()
+        broker.start()
+        async with home_assistant(broker.port) as ha:
+            # the current state, not what was retained before, is what HA sees after the restart
+            await ha.wait_for("magsleep/person/alice/dose_logged", "ON")
+            await ha.wait_for("magsleep/status", "online")
+            assert ha.configs(), "discovery is published again"
+        assert bridge.connects == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    async with InfluxReader.from_settings(settings) as r:
+        await pipe.flush(timeout=20)
+        rows = await r.query("SELECT amount_mg FROM supplement_dose")
+    assert [x["amount_mg"] for x in rows] == [300.0]
