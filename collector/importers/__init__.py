@@ -13,6 +13,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "rr": ("collector.importers.rr", "RRImporter"),
     "apple-health": ("collector.importers.apple_health", "AppleHealthImporter"),
     "gadgetbridge": ("collector.importers.gadgetbridge", "GadgetbridgeImporter"),
+    "garmin-grafana": ("collector.importers.garmin_grafana", "GarminGrafanaImporter"),
 }
 
 

@@ -11,6 +11,7 @@ rule (collector/nights/run.py: the device with the most points; docs/import.md).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -129,7 +130,7 @@ async def run_import(
     if not imp.detect(path):
         raise ValidationError(f"{source}: does not look like a {kind} export ({imp.summary}); check the kind "
                               "and the file (docs/import.md says what each app exports)")
-    summary = ImportSummary(kind, source, p.name, dry_run)
+    summary = ImportSummary(kind, _shown(source), p.name, dry_run)
     ctx = ImportContext(person=p.name, tz=p.tz, start=start, device=device, beats=beats, report=summary.report,
                         doses=summary.doses)
     if advance is not None:
@@ -162,6 +163,11 @@ async def run_import(
             summary.nights_flagged += r.flagged
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _shown(source: str) -> str:
+    """``source`` as printed: a URL without its user and password."""
+    return re.sub(r"^(https?://)[^/@]*@", r"\1", source)
 
 
 async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: object | None) -> None:
