@@ -265,6 +265,29 @@ class GenericProfileSettings(_Section):
         return self
 
 
+class ProxySettings(_Section):
+    """An ESPHome Bluetooth proxy (``[[ble.proxies]]``): an ESP32 running ``bluetooth_proxy: active: true``.
+
+    ``noise_psk`` (or the file ``noise_psk_file`` holding it) is the node's ``api: encryption: key:``
+    (base64, 32 bytes); without one the connection is plaintext (docs/ble.md, "ESPHome proxies").
+    """
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=6053, ge=1, le=65535)
+    #: Label in logs and in 'magsleep scan' (default: the host).
+    name: str = ""
+    noise_psk: SecretStr | None = None
+    noise_psk_file: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.host
+
+    def psk(self) -> str | None:
+        """The Noise pre-shared key, or None for plaintext. Raises ConfigError if the file is unreadable."""
+        return read_secret(self.noise_psk, self.noise_psk_file, "ble.proxies.noise_psk_file")
+
+
 class BleSettings(_Section):
     adapter: str = "hci0"
     scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
@@ -274,6 +297,17 @@ class BleSettings(_Section):
     #: Seconds between history pulls (Bangle.js sleeplog) while a tracker stays connected.
     history_pull_s: float = Field(default=1800.0, ge=10, le=86400)
     generic: list[GenericProfileSettings] = Field(default_factory=list)
+    #: ESPHome Bluetooth proxies heard besides the local adapter (collector/ble/esphome.py).
+    proxies: list[ProxySettings] = Field(default_factory=list)
+
+    @field_validator("proxies")
+    @classmethod
+    def _unique_proxies(cls, v: list[ProxySettings]) -> list[ProxySettings]:
+        keys = [f"{p.host}:{p.port}" for p in v]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"[[ble.proxies]] lists the same proxy twice: {', '.join(dupes)}")
+        return v
 
     @field_validator("generic")
     @classmethod

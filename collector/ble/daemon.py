@@ -89,6 +89,11 @@ async def run_daemon(
                     await stack.enter_async_context(running_api(settings, sink=pipe))
                 except ConfigError as exc:  # the data matter more than the API: keep collecting
                     log.error("not serving the dose API: %s", exc)
+            if settings.mqtt.configured:  # Home Assistant over MQTT; a broker away never stops collecting
+                from collector.mqtt.bridge import running_bridge
+
+                await stack.enter_async_context(running_bridge(settings, sink=pipe, clock=clock,
+                                                               status_file=status_file))
             if compute_nights and settings.nights.compute_every_min > 0:
                 from collector.nights.schedule import Triggers, compute_periodically
 
@@ -131,9 +136,15 @@ async def _run(
         statuses[dev.address] = st
         dirty.set()
 
+    hub = None
+    if settings.ble.proxies:  # ESPHome Bluetooth proxies (collector/ble/esphome.py), loaded only when configured
+        from collector.ble.esphome import ProxyHub
+
+        hub = ProxyHub(settings.ble.proxies)
+        await hub.start()
     sessions = [DeviceSession(d, buffer=buffer, clock=clock, ble=settings.ble, props=props, on_status=on_status,
                               status_interval_s=status_interval_s or STATUS_INTERVAL_S,
-                              state_dir=settings.storage.state_dir.expanduser()) for d in devices]
+                              state_dir=settings.storage.state_dir.expanduser(), proxies=hub) for d in devices]
     await _warm_up_bleak()
     forwarder = asyncio.create_task(buffer.run(), name="ble-forwarder")
     writer = asyncio.create_task(_write_status(status_file, statuses, dirty), name="ble-status-file")
@@ -166,6 +177,8 @@ async def _run(
         with contextlib.suppress(OSError):
             save_status(status_file, statuses)
         props.close()
+        if hub is not None:
+            await hub.stop()
     return DaemonResult({s.device.alias: s.stats for s in sessions}, buffer.queued, buffer.forwarded)
 
 

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
-from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+from bleak_retry_connector import BleakClientWithServiceCache, establish_connection, get_device
 
 from collector.ble.backoff import Failure, SessionState, backoff_s
 from collector.ble.bluez import BlueZProps, classify, device_path, find_device
@@ -32,6 +32,9 @@ from collector.clock import Clock
 from collector.errors import DeviceError, DeviceNotFoundError, ParseError
 from collector.settings import BleSettings
 from collector.storage.lineprotocol import FieldValue, Point, Tags
+
+if TYPE_CHECKING:
+    from collector.ble.esphome import ProxyHub
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,10 @@ BATCH_S = 0.1
 MAX_BUFFERED = 500_000
 #: Real seconds for a clean disconnect before giving up on it.
 DISCONNECT_TIMEOUT_S = 2.0
+#: The source name of the local adapter (the others are ESPHome proxies, by their label).
+LOCAL = "local"
+#: Real seconds between looks at what the proxies hear while waiting for a device.
+PROXY_POLL_S = 0.2
 
 
 class PointSink(Protocol):
@@ -139,12 +146,16 @@ class DeviceSession:
         on_status: StatusCallback | None = None,
         status_interval_s: float = STATUS_INTERVAL_S,
         state_dir: Path | None = None,
+        proxies: ProxyHub | None = None,
     ) -> None:
         self.device = device
         self._buffer = buffer
         self._clock = clock
         self._ble = ble
         self._props = props
+        self._proxies = proxies
+        #: Where the current/last connection goes through: LOCAL or an ESPHome proxy's label.
+        self.via = ""
         self._on_status = on_status
         self._status_interval_s = status_interval_s
         self.profiles: list[Profile] = profiles_for(device.profiles, ble, alias=device.alias, address=device.address)
@@ -246,20 +257,98 @@ class DeviceSession:
     async def _connect(self) -> tuple[BleakClient, BLEDevice]:
         safety = self._ble.connect_timeout_s * (CONNECT_ATTEMPTS + 1) + self._ble.scan_timeout_s
         async with asyncio.timeout(safety):  # a D-Bus call can stall; never hang here
-            ble_device = await find_device(self.device.address, self._ble.scan_timeout_s)
-            if ble_device is None:
-                raise DeviceNotFoundError(f"{self.device.address} not seen")
+            ble_device, via = await self._find()
             self._link_lost = False
             self._wake.clear()
             client = await establish_connection(
-                BleakClientWithServiceCache,
+                BleakClientWithServiceCache if via == LOCAL else self._proxy_client_class(),
                 ble_device,
                 self.device.alias,
                 disconnected_callback=self._on_disconnected,
                 max_attempts=CONNECT_ATTEMPTS,
                 timeout=self._ble.connect_timeout_s,
             )
+        if via != self.via:
+            if self.via:
+                log.info("%s: now connected through %s (was %s)", self.device.alias, via, self.via,
+                         extra={**self._log, "event": "source_changed", "via": via})
+            self.via = via
         return client, ble_device
+
+    @staticmethod
+    def _proxy_client_class() -> type[BleakClient]:
+        from habluetooth import HaBleakClientWrapper
+
+        return HaBleakClientWrapper
+
+    async def _find(self) -> tuple[BLEDevice, str]:
+        """The device and the source to reach it through: the local adapter or the proxy hearing it best.
+
+        Without proxies: BlueZ's known devices, else a scan. With proxies, the proxy with a free
+        slot and the strongest signal wins unless the local adapter hears the device louder; a
+        device only heard by full proxies raises :class:`OutOfSlotsError` saying so.
+        """
+        address, hub = self.device.address, self._proxies
+        if hub is None:
+            found = await find_device(address, self._ble.scan_timeout_s)
+            if found is None:
+                raise DeviceNotFoundError(f"{address} not seen")
+            return found, LOCAL
+        local_error: Exception | None = None
+        local: BLEDevice | None = None
+        local_rssi: int | None = None
+        try:
+            local = await get_device(address)  # known to BlueZ (no scan)
+        except Exception as exc:  # noqa: BLE001 - no local Bluetooth is fine when proxies hear the device
+            local_error = exc
+        if local is not None:
+            path = device_path(local)
+            local_rssi = await self._props.rssi(path) if path else None
+        picked = self._pick_proxy(local_rssi)
+        if picked is not None:
+            return picked
+        if local is not None and local_rssi is not None:
+            return local, LOCAL
+        hub.check_slots(address, self.device.alias)
+        # Nobody hears it right now: scan locally while the proxies keep listening.
+        scan: asyncio.Future[BLEDevice | None] | None = None
+        if local_error is None:
+            scan = asyncio.ensure_future(find_device(address, self._ble.scan_timeout_s))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ble.scan_timeout_s
+        try:
+            while True:
+                picked = self._pick_proxy(None)
+                if picked is not None:
+                    return picked
+                if scan is not None and scan.done():
+                    try:
+                        found = scan.result()
+                    except Exception as exc:  # noqa: BLE001 - reported below if no proxy hears it either
+                        found, local_error = None, exc
+                    if found is not None:
+                        return found, LOCAL
+                    scan = None
+                if loop.time() >= deadline and scan is None:
+                    break
+                await asyncio.sleep(PROXY_POLL_S)
+        finally:
+            if scan is not None:
+                scan.cancel()
+        hub.check_slots(address, self.device.alias)
+        local_note = f"the local adapter ({local_error})" if local_error else "the local adapter"
+        proxies = ", ".join(hub.connected) or "none connected"
+        raise DeviceNotFoundError(f"{address} not heard by {local_note} nor by the ESPHome proxies ({proxies})")
+
+    def _pick_proxy(self, local_rssi: int | None) -> tuple[BLEDevice, str] | None:
+        hub = self._proxies
+        if hub is None:
+            return None
+        free = [c for c in hub.candidates(self.device.address) if c.free is None or c.free > 0]
+        if not free or (local_rssi is not None and local_rssi >= free[0].rssi):
+            return None
+        device = hub.ble_device(self.device.address)
+        return (device, free[0].proxy) if device is not None else None
 
     def _on_disconnected(self, _client: BleakClient) -> None:
         self._link_lost = True
@@ -321,6 +410,8 @@ class DeviceSession:
             if now >= next_status:
                 if path:
                     self.stats.rssi_dbm = await self._props.rssi(path)
+                elif self._proxies is not None and self.via != LOCAL:
+                    self.stats.rssi_dbm = self._proxies.rssi(self.device.address)
                 self._emit_status()
                 next_status = now + self._status_interval_s
             await self._sleep_or_wake(tick)
