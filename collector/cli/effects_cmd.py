@@ -111,8 +111,16 @@ def _render_table(run: EffectsRun) -> None:
                   + (f"; trial plan {run.plan_id}" if run.plan_id else "; no trial plan"))
     if run.adherence is not None:
         console.print(f"  {run.adherence.summary()}", highlight=False)
+    from collector.effects.verdict import PLAIN, rank
+
+    if run.verdict is not None:  # one answer first
+        console.print(f"[bold]{escape(run.verdict.headline)}[/bold]", highlight=False)
+        if run.verdict.next_step:
+            console.print(escape(run.verdict.next_step), highlight=False)
+    if run.source.describe():
+        console.print(f"[dim]{escape(run.source.describe())}[/dim]", highlight=False)
     by_comp: dict[str, list[EffectResult]] = {}
-    for r in run.results:
+    for r in sorted(run.results, key=lambda r: rank(r.metric)):  # by what matters, not alphabetically
         by_comp.setdefault(r.comparison, []).append(r)
     for comp, rows in by_comp.items():
         if comp != "mg_vs_control" and not any(r.reported for r in rows):
@@ -122,8 +130,12 @@ def _render_table(run: EffectsRun) -> None:
             console.print(f"[dim]{_comparison_title(comp)}: not reported ({arms}; at least "
                           f"{get_settings().analysis.min_nights_per_arm} per arm needed)[/dim]")
             continue
-        empty = [r.metric for r in rows if r.n_mg + r.n_control == 0]
-        rows = [r for r in rows if r.n_mg + r.n_control > 0]
+        def measurable(m: str) -> bool:
+            a = run.assessments.get(m)
+            return a is None or a.measurable
+
+        empty = [PLAIN.get(r.metric, r.metric) for r in rows if r.n_mg + r.n_control == 0 and measurable(r.metric)]
+        rows = [r for r in rows if r.n_mg + r.n_control > 0 or not measurable(r.metric)]
         if empty:
             console.print(f"[dim]no nights with: {', '.join(empty)}[/dim]")
         if not rows:
@@ -131,17 +143,23 @@ def _render_table(run: EffectsRun) -> None:
         cells = []
         for r in rows:
             needed = f"{r.nights_needed} ({r.half_width})" if r.nights_needed else "—"
+            name = PLAIN.get(r.metric, r.metric)
             if r.reported:
-                cells.append([r.metric, f"{_num(r.estimate)} {r.unit}",
+                cells.append([name, f"{_num(r.estimate)} {r.unit}",
                               f"{_num(r.ci_low)} to {_num(r.ci_high)}", _p(r.p), _p(r.p_adj),
                               _p(r.p_perm), _num(r.prob_benefit, 2), f"{r.n_mg}/{r.n_control}", needed])
+            elif not measurable(r.metric):
+                cells.append([f"[dim]{name}[/dim]", "[dim]cannot be measured[/dim]", "", "", "",
+                              "", "", f"{r.n_mg}/{r.n_control}", "—"])
             else:
-                cells.append([f"[dim]{r.metric}[/dim]", "[dim]not enough nights[/dim]", "", "", "",
+                cells.append([f"[dim]{name}[/dim]", "[dim]not enough nights[/dim]", "", "", "",
                               "", "", f"{r.n_mg}/{r.n_control}", needed])
         console.print(fitted_table(EFFECT_TABLE, cells, title=_comparison_title(comp)))
         for r in rows:
             console.print(f"  {r.summary}", highlight=False)
-    console.print("[dim]effect = magnesium minus control; sol/waso/awakenings modelled as ratios "
+    console.print("[dim]effect = magnesium minus control, corrected for how well the night's staging measures "
+                  "each metric (validity table; metrics it cannot measure are not reported); "
+                  "sol/waso/awakenings modelled as ratios "
                   "(shown at the control nights' typical value); p from regression with weekend "
                   "term and AR(1) errors; p adj = Benjamini-Hochberg; nights needed = per arm for "
                   "the stated 95% CI half-width. See docs/effects.md.[/dim]")
@@ -171,6 +189,18 @@ def _json(runs: list[EffectsRun]) -> str:
                 "deviations": [{"night": n.night.isoformat(), "deviation": n.deviation}
                                for n in run.adherence.deviations]},
             "results": [{k: clean(v) for k, v in asdict(r).items()} for r in run.results],
+            "verdict": None if run.verdict is None else {
+                "headline": run.verdict.headline, "next_step": run.verdict.next_step,
+                "comparison": run.verdict.comparison,
+                "items": [{"metric": i.metric, "name": i.name, "state": i.state, "text": i.text}
+                          for i in run.verdict.items]},
+            "staging_source": run.source.source,
+            "nights_left_out_by_source": dict(run.source.left_out),
+            "validity": {m: {"status": a.status, "slope": clean(a.slope), "reason": a.reason,
+                             "measured_by": a.measured_by} for m, a in run.assessments.items()},
+            "uncorrected": [{"metric": r.metric, "comparison": r.comparison, "estimate": clean(r.estimate),
+                             "ci_low": clean(r.ci_low), "ci_high": clean(r.ci_high)}
+                            for r in run.uncorrected if r.reported],
         })
     return json.dumps(out, indent=2, default=str)
 
@@ -200,6 +230,9 @@ def effects(
     source: SourceOptT = SourceOpt.real,
     start: StartOpt = None,
     baseline_end: BaselineEndOpt = None,
+    fixed: Annotated[bool, typer.Option(
+        "--fixed", help="Fixed-sample intervals, valid for ONE look planned in advance (e.g. the plan's "
+        "end); the default intervals stay valid however often you look.")] = False,
 ) -> None:
     """Estimate the effect of evening magnesium on each sleep metric, with honest intervals."""
     from collector.effects.io import run_effects
@@ -215,7 +248,7 @@ def effects(
         src: Source = "sim" if source is SourceOpt.sim else "all" if source is SourceOpt.all else "real"
         runs = asyncio.run(run_effects(settings, persons, metrics=metrics, since=since_d,
                                        source=src, write=write, supplement_start=start_d,
-                                       baseline_end=end_d))
+                                       baseline_end=end_d, fixed=fixed))
     except MagsleepError as exc:
         fail(str(exc))
     if fmt is Format.json:

@@ -210,6 +210,14 @@ def effect_points(results: Iterable[EffectResult], time_ns: int,
                 fields[name] = float(v)
         if r.nights_needed is not None:
             fields["nights_needed"] = int(r.nights_needed)
+        for name in ("alpha", "fixed_low", "fixed_high"):  # looking every morning (issue 21)
+            v = getattr(r, name)
+            if v is not None and math.isfinite(v):
+                fields[name] = float(v)
+        if r.interval:
+            fields.update(interval=r.interval, clear=r.clear, decision=r.decision, next_step=r.next_step)
+        if r.nights_more is not None:
+            fields["nights_more"] = int(r.nights_more)
         pts.append(Point("effect", {"person": r.person, "metric": r.metric,
                                     "comparison": r.comparison}, fields, time_ns))
     return pts
@@ -248,9 +256,14 @@ async def run_effects(
     supplement_start: date | None = None,
     baseline_end: date | None = None,
     now_ns: int | None = None,
+    fixed: bool = False,
 ) -> list[EffectsRun]:
-    """Read, analyse and (optionally) write effects for each person."""
-    opts = AnalysisOptions(min_nights_per_arm=settings.analysis.min_nights_per_arm)
+    """Read, analyse and (optionally) write effects for each person.
+
+    ``fixed``: fixed-sample intervals for one look planned in advance, instead of the default
+    intervals that stay valid however often you look (docs/effects.md).
+    """
+    opts = AnalysisOptions(min_nights_per_arm=settings.analysis.min_nights_per_arm, sequential=not fixed)
     store = PlanStore.from_settings(settings)
     runs: list[EffectsRun] = []
     async with InfluxReader.from_settings(settings) as reader:

@@ -61,6 +61,9 @@ FUTILITY_FROM = 0.5
 FUTILITY_POWER = 0.10
 #: "N more nights to tell a change of this size": minutes metrics use this many minutes.
 TELL_MINUTES = 10.0
+#: ... with this chance of a clear answer by then.
+TELL_POWER = 0.8
+_Z_POWER = float(stats.norm.ppf(TELL_POWER))
 _MAX_NIGHTS_MORE = 2000  # projections beyond this say "more than ..."
 
 
@@ -158,15 +161,18 @@ class Step:
 
 
 def nights_to_tell(se: float, n: int, df: float, horizon: int, alpha: float, target: float) -> int | None:
-    """More nights until the anytime-valid half-width is at most ``target`` (SE shrinks as 1/sqrt(n)).
+    """More nights until a true change of ``target`` would be clear with TELL_POWER chance by then.
 
-    Degrees of freedom grow by one per night. None when more than 2000 nights would be needed.
+    That is the first night count m with (critical value + z_power) * SE(m) <= target, where the
+    SE shrinks as 1/sqrt(m) from today's (the person's variability, autocorrelation and design carry
+    over) and the degrees of freedom grow by one per night. None beyond 2000 more nights.
     """
     if not (se > 0 and n > 0 and target > 0 and math.isfinite(se)):
         return None
 
     def first_ok(m: FloatArray) -> int | None:
-        half = t_critical(z_boundary(m / horizon, alpha), df + (m - n)) * se * np.sqrt(n / m)
+        q = t_critical(z_boundary(m / horizon, alpha), df + (m - n)) + _Z_POWER
+        half = q * se * np.sqrt(n / m)
         ok = np.flatnonzero(half <= target)
         return int(m[ok[0]]) if ok.size else None
 

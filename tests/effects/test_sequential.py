@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +28,12 @@ from collector.effects.sequential import (
     tell_target,
     z_boundary,
 )
+from collector.effects.store import night_time_ns
+from collector.settings import InfluxSettings, Settings
+from collector.storage.lineprotocol import Point
+from collector.storage.pipeline import Pipeline
+from tests.cli.console import Console
+from tests.conftest import InfluxServer
 from tests.effects.simpeople import simulate
 
 TST = METRICS["tst_min"]
@@ -83,8 +93,8 @@ def test_nights_to_tell_lands_on_the_first_night_narrow_enough() -> None:
     more = nights_to_tell(se, n, df, h, 0.05, 10.0)
     assert more is not None and more > 0
 
-    def half(m: int) -> float:
-        return critical(m, h, df + (m - n), 0.05) * se * math.sqrt(n / m)
+    def half(m: int) -> float:  # a true 10-minute change is clear with 80% chance once this is <= 10
+        return (critical(m, h, df + (m - n), 0.05) + float(stats.norm.ppf(0.8))) * se * math.sqrt(n / m)
 
     assert half(n + more) <= 10.0 < half(n + more - 1)
     assert nights_to_tell(100.0, 10, 6.0, 56, 0.05, 1.0) is None  # beyond 2000 nights
@@ -147,3 +157,42 @@ def test_daily_looks_under_the_null_cross_no_more_than_the_bound_allows() -> Non
     assert anytime <= 3
     # the fixed-sample interval looked at daily crosses about a quarter of the time (issue 21)
     assert fixed > anytime
+
+
+@pytest.mark.slow
+def test_fixed_through_the_console_script_and_the_new_fields_in_influxdb(
+    influx_server: InfluxServer, influx_db: str, tmp_path: Path,
+) -> None:
+    start = date(2026, 9, 7)
+    p = simulate(np.random.default_rng(4), "randomised", 5, {"tst_min": 50.0}, metrics=("tst_min",))
+    # device-staged nights: passed through as they are by the validity table (issue 15)
+    points = [Point("night", {"person": "alice", "dose": n.status, "staging": "device", "source": "device"},
+                    {"night": (start + timedelta(days=i)).isoformat(), "tst_min": n.values["tst_min"]},
+                    night_time_ns(start + timedelta(days=i)))
+              for i, n in enumerate(p.nights)]
+
+    async def write() -> None:
+        settings = Settings(influx=InfluxSettings(embedded=False, url=influx_server.url, database=influx_db))
+        async with Pipeline.from_settings(settings, name="test") as pipe:
+            await pipe.put(points)
+            await pipe.flush(timeout=30)
+
+    asyncio.run(write())
+    console = Console(tmp_path, {"influx": {"embedded": False, "url": influx_server.url, "database": influx_db},
+                                 "persons": [{"name": "alice"}]})
+    res = console.run("effects", "--metric", "tst_min", "--fixed", "--no-write", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    (fixed,) = [r for r in json.loads(res.stdout)[0]["results"] if r["comparison"] == "mg_vs_control"]
+    assert fixed["interval"] == "fixed" and fixed["decision"] == "single_look"
+    assert fixed["n_mg"] + fixed["n_control"] == 35 and fixed["reported"]
+    assert (fixed["ci_low"], fixed["ci_high"]) == (fixed["fixed_low"], fixed["fixed_high"])
+    res = console.run("effects", "--metric", "tst_min")
+    assert res.returncode == 0, res.stderr
+    assert "fixed-sample" not in res.stdout
+    rows = [r for r in influx_server.rows("SELECT * FROM effect", influx_db) if r["comparison"] == "mg_vs_control"]
+    (row,) = rows
+    assert row["interval"] == "anytime" and row["alpha"] == pytest.approx(0.05)
+    assert row["ci_high"] - row["ci_low"] > fixed["ci_high"] - fixed["ci_low"]  # the price of looking daily
+    assert row["fixed_low"] == pytest.approx(fixed["fixed_low"])
+    assert row["clear"] is (row["ci_low"] > 0 or row["ci_high"] < 0)
+    assert row["decision"] in ("stop_clear", "keep_going") and row["next_step"]
