@@ -15,10 +15,11 @@ means is in its sample provider (docs/import.md cites the files):
 - ``BANGLE_JSACTIVITY_SAMPLE`` (``BangleJSSampleProvider``): 0 activity; the ActivityKind codes
   above where newer firmware writes them.
 
-Per row: ``heart_rate`` when ``HEART_RATE`` is 1-254 (0, 255 and -1 mean no reading),
-``motion.activity`` = ``RAW_INTENSITY`` per 60 s, and a 60-s ``sleep_stage`` for devices that
-reported any sleep (awake rows included, so the night has its wake; a device that never reports
-sleep gets no stages). Other ``*_SAMPLE`` tables are counted and named, not read.
+Per row: ``heart_rate`` when ``HEART_RATE`` is 1-254 (0, 255 and -1 mean no reading), and a
+60-s ``sleep_stage`` for devices that reported any sleep (awake rows included, so the night has
+its wake; a device that never reports sleep gets no stages). ``RAW_INTENSITY`` is each firmware's
+own unit, not the ActiGraph counts of ``motion.counts``: counted, not stored. Other ``*_SAMPLE``
+tables are counted and named, not read.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class GadgetbridgeImporter:
                 tags = ctx.tags(dev_name)
                 staged = self._has_sleep(db, fam, dev_id, codes)
                 prev_code = UNKNOWN
+                intensities = 0
                 rows = db.execute(
                     f'SELECT TIMESTAMP, RAW_INTENSITY, RAW_KIND, HEART_RATE FROM "{fam.table}" '
                     "WHERE DEVICE_ID = ? ORDER BY TIMESTAMP", (dev_id,))
@@ -145,8 +147,8 @@ class GadgetbridgeImporter:
                             batch.append(Point("heart_rate", tags, {"bpm": hr}, t))
                         elif hr is not None and not isinstance(hr, int):
                             ctx.report.bad_input(where, f"HEART_RATE {hr!r} is not a number")
-                        if isinstance(intensity, int) and intensity >= 0:
-                            batch.append(Point("motion", tags, {"activity": float(intensity), "epoch_s": EPOCH_S}, t))
+                        if isinstance(intensity, int) and intensity > 0:
+                            intensities += 1
                         if staged:
                             if not isinstance(raw_kind, int):
                                 ctx.report.bad_input(where, f"RAW_KIND {raw_kind!r} is not a number")
@@ -159,6 +161,8 @@ class GadgetbridgeImporter:
                         if len(batch) >= BATCH:
                             yield batch
                             batch = []
+                    if intensities:
+                        ctx.report.skipped["RAW_INTENSITY minutes (device units, not activity counts)"] += intensities
                 except sqlite3.DatabaseError as exc:
                     ctx.report.bad += 1
                     ctx.report.stopped = f"{path.name} table {fam.table}: the database is damaged ({exc}); " \

@@ -56,7 +56,7 @@ class Measurement:
 
 PERSON = TagSpec("person", "whose data (a configured person name)")
 DEVICE = TagSpec("device", "device alias from the registry (e.g. polar-h10-alice)")
-SOURCE_DATA = TagSpec("source", "device | computed | sim")
+SOURCE_DATA = TagSpec("source", "device | computed | sim | import")
 
 MEASUREMENTS: dict[str, Measurement] = {
     m.name: m
@@ -103,7 +103,7 @@ MEASUREMENTS: dict[str, Measurement] = {
             "One sleep-staging epoch starting at the timestamp.",
             (
                 PERSON,
-                TagSpec("source", "device | computed | sim"),
+                TagSpec("source", "device | computed | sim | import"),
                 TagSpec("device", "device alias (device stages) or the staging method", False),
             ),
             (
@@ -348,8 +348,9 @@ def render_markdown() -> str:
         "- `person` names whose data it is (a configured person). It is never called `user`,",
         "  a reserved word in InfluxQL.",
         "- `source` says where a point came from: `device` (read from a wearable), `computed`",
-        "  (derived by magsleep), `sim` (simulated; never mixed silently with real data). For doses",
-        "  it says how the dose was logged.",
+        "  (derived by magsleep), `sim` (simulated; never mixed silently with real data), `import`",
+        "  (history imported from another app: `magsleep import`, docs/import.md). For doses it",
+        "  says how the dose was logged.",
         "- Float fields always hold floats (an integer value is written as a float), so a field's type",
         "  never changes between shards.",
         "- The same series (measurement + tags) and timestamp is the same point: writing it again",
