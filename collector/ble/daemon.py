@@ -93,7 +93,7 @@ async def run_daemon(
                 from collector.mqtt.bridge import running_bridge
 
                 await stack.enter_async_context(running_bridge(settings, sink=pipe, clock=clock,
-                                                               status_file=status_file))
+                                                               status_file=status_file, devices=list(registry)))
             if compute_nights and settings.nights.compute_every_min > 0:
                 from collector.nights.schedule import Triggers, compute_periodically
 

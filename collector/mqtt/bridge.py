@@ -17,15 +17,17 @@ import json
 import logging
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiomqtt
 
-from collector.ble.registry import DeviceRegistry, DeviceStatus, load_status, status_path
+from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, load_status, status_path
+from collector.clock import Clock
 from collector.doses.model import Assignment, Dose, DoseCreate, LightsEvent, PlanToday, Source
 from collector.doses.service import DoseService, PointSink
 from collector.doses.today import morning_card, plan_today, read_night_rows
@@ -67,8 +69,13 @@ class Bridge:
 
     def __init__(self, settings: Settings, *, sink: PointSink | None, now: Callable[[], datetime] = utcnow,
                  refresh_s: float | None = None, reconnect_max_s: float = RECONNECT_MAX_S,
-                 reminder_every_s: float | None = None) -> None:
+                 reminder_every_s: float | None = None, status_file: Path | None = None,
+                 devices: Sequence[RegisteredDevice] | None = None) -> None:
+        """``now``: the wall clock (injected in tests); ``status_file`` and ``devices``: the daemon's
+        wearable status and registry (default: those of the state dir)."""
         self.settings = settings
+        self.status_file = status_file or status_path(settings)
+        self.devices = list(devices) if devices is not None else None
         self.mqtt = settings.mqtt
         self.topics = d.Topics(self.mqtt.topic_prefix, self.mqtt.discovery_prefix)
         self.sink = sink
@@ -204,11 +211,13 @@ class Bridge:
         """Topic -> payload of every discovery config and state (what can be read now)."""
         persons = svc.rules.persons()
         out: dict[str, str] = {}
-        try:
-            devices = list(DeviceRegistry.for_settings(self.settings))
-        except MagsleepError as exc:
-            log.warning("MQTT: no wearables published: %s", exc)
-            devices = []
+        devices = self.devices
+        if devices is None:
+            try:
+                devices = list(DeviceRegistry.for_settings(self.settings))
+            except MagsleepError as exc:
+                log.warning("MQTT: no wearables published: %s", exc)
+                devices = []
         if self.mqtt.discovery:
             for p in persons:
                 out.update({t: json.dumps(c) for t, c in
@@ -224,7 +233,7 @@ class Bridge:
             card, row = cards.get(p, (None, None))
             out.update(person_states(self.topics, p, plan=v.plan, doses_tonight=v.doses_tonight, card=card,
                                      row=row, verdict=self._verdicts.get(p)))
-        statuses: dict[str, DeviceStatus] = await asyncio.to_thread(load_status, status_path(self.settings))
+        statuses: dict[str, DeviceStatus] = await asyncio.to_thread(load_status, self.status_file)
         for dev in devices:
             out.update(device_states(self.topics, dev, statuses.get(dev.address)))
         return out
@@ -394,12 +403,20 @@ class Bridge:
 
 @contextlib.asynccontextmanager
 async def running_bridge(settings: Settings, *, sink: PointSink | None, now: Callable[[], datetime] = utcnow,
-                         **kwargs: Any) -> AsyncIterator[Bridge | None]:
+                         clock: Clock | None = None, **kwargs: Any) -> AsyncIterator[Bridge | None]:
     """Run the bridge in the background while the block runs (None, and nothing published, without
-    ``[mqtt] host``); on exit it says goodbye (availability "offline") and stops."""
+    ``[mqtt] host``); on exit it says goodbye (availability "offline") and stops.
+
+    ``clock``: the daemon's clock (simulated time in the demo) instead of ``now``."""
     if not settings.mqtt.configured:
         yield None
         return
+    if clock is not None:
+        wall = clock
+
+        def now() -> datetime:
+            return datetime.fromtimestamp(wall.time_ns() / 1e9, UTC)
+
     bridge = Bridge(settings, sink=sink, now=now, **kwargs)
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop), name="mqtt-bridge")
