@@ -17,7 +17,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from aioesphomeapi.client import APIClient
 from aioesphomeapi.reconnect_logic import ReconnectLogic
@@ -25,7 +24,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak_esphome import connect_scanner
 from bluetooth_adapters import AdapterDetails, BluetoothAdapters
-from habluetooth import BluetoothManager, BluetoothServiceInfoBleak, HaBleakClientWrapper, set_manager
+from habluetooth import BluetoothManager, BluetoothServiceInfoBleak, set_manager
 from habluetooth.usage import uninstall_multiple_bleak_catcher
 
 from collector.errors import OutOfSlotsError
@@ -271,7 +270,3 @@ class ProxyHub:
             used = ", ".join(f"{c.proxy} ({c.limit} of {c.limit} slots in use)" for c in cands)
             raise OutOfSlotsError(f"{what}: no free connection slot on the ESPHome proxy that hears it: {used}; "
                                   f"{PROXY_SLOTS_ADVICE}")
-
-    def client(self, device: BLEDevice, **kwargs: Any) -> HaBleakClientWrapper:
-        """A bleak client that connects through the best proxy with a free slot."""
-        return HaBleakClientWrapper(device, **kwargs)

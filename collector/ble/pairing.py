@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from bleak_retry_connector import establish_connection
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
@@ -21,7 +24,10 @@ from collector.ble.profiles.heart_rate import decode_body_sensor_location
 from collector.ble.registry import DeviceRegistry, RegisteredDevice, is_address, slug
 from collector.ble.uuids import BODY_SENSOR_LOCATION
 from collector.errors import DeviceError, DeviceNotFoundError
-from collector.settings import Settings
+from collector.settings import BleSettings, ProxySettings, Settings
+
+if TYPE_CHECKING:
+    from collector.ble.esphome import ProxyHub
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +41,70 @@ class ScanResult:
     rssi: int
     profiles: tuple[str, ...]
     service_uuids: tuple[str, ...]
+    #: Who heard it (loudest): "local" (this machine's adapter) or an ESPHome proxy's label.
+    via: str = "local"
+
+
+@contextlib.asynccontextmanager
+async def proxy_hub(proxies: Sequence[ProxySettings]) -> AsyncIterator[ProxyHub | None]:
+    """The ESPHome proxies connected for the block (None when none is configured)."""
+    if not proxies:
+        yield None
+        return
+    from collector.ble.esphome import ProxyHub
+
+    hub = ProxyHub(list(proxies))
+    try:
+        await hub.start()
+        yield hub
+    finally:
+        await hub.stop()
 
 
 async def scan(
-    timeout: float, *, on_update: Callable[[dict[str, ScanResult]], None] | None = None
+    timeout: float,
+    *,
+    on_update: Callable[[dict[str, ScanResult]], None] | None = None,
+    proxies: Sequence[ProxySettings] = (),
 ) -> dict[str, ScanResult]:
-    """Devices seen within ``timeout`` seconds, by address; ``on_update`` gets the table as it grows."""
+    """Devices seen within ``timeout`` seconds, by address; ``on_update`` gets the table as it grows.
+
+    With ``proxies``, devices heard by ESPHome proxies are listed too (the loudest source wins a
+    row); then a missing local adapter is only a warning."""
     seen: dict[str, ScanResult] = {}
 
-    def detected(device: BLEDevice, adv: AdvertisementData) -> None:
+    def record(device: BLEDevice, adv: AdvertisementData, via: str) -> None:
+        prev = seen.get(device.address)
+        if prev is not None and prev.via != via and prev.rssi > adv.rssi:
+            return
         uuids = tuple(sorted(u.lower() for u in adv.service_uuids))
         seen[device.address] = ScanResult(
             device.address, adv.local_name or device.name or "", adv.rssi,
-            tuple(p.name for p in matching_profiles(set(uuids))), uuids)
+            tuple(p.name for p in matching_profiles(set(uuids))), uuids, via)
         if on_update is not None:
             on_update(dict(seen))
 
-    try:
-        async with BleakScanner(detection_callback=detected):
-            await asyncio.sleep(timeout)
-    except (DeviceError, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        raise to_device_error(exc, "scan") from exc
+    async with proxy_hub(proxies) as hub:
+        listening = (hub.listening(lambda d, a: record(d, a, _heard_by(hub, d.address)))
+                     if hub is not None else contextlib.nullcontext())
+        with listening:
+            try:
+                async with BleakScanner(detection_callback=lambda d, a: record(d, a, "local")):
+                    await asyncio.sleep(timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = exc if isinstance(exc, DeviceError) else to_device_error(exc, "scan")
+                if hub is None:
+                    raise error from exc
+                log.warning("local adapter not scanning (%s); listing what the ESPHome proxies hear", error)
+                await asyncio.sleep(timeout)
     return seen
+
+
+def _heard_by(hub: ProxyHub, address: str) -> str:
+    best = hub.candidates(address)
+    return best[0].proxy if best else "proxy"
 
 
 async def locate(key: str, timeout: float) -> BLEDevice:
@@ -76,6 +122,23 @@ async def locate(key: str, timeout: float) -> BLEDevice:
     return device
 
 
+async def locate_via_proxies(hub: ProxyHub, key: str, timeout: float) -> BLEDevice | None:
+    """The device with address or name ``key`` as heard by a proxy within ``timeout`` s (None if not)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if is_address(key):
+            device = hub.ble_device(key)
+        else:
+            device = next((hub.ble_device(h.address) for h in hub.heard().values() if h.name == key), None)
+        if device is not None:
+            hub.check_slots(device.address, f"connecting to {key}")
+            return device
+        if loop.time() >= deadline:
+            return None
+        await asyncio.sleep(0.2)
+
+
 async def pair(
     settings: Settings,
     registry: DeviceRegistry,
@@ -85,13 +148,49 @@ async def pair(
     alias: str | None = None,
     bond: bool = True,
 ) -> RegisteredDevice:
-    """Connect, bond (unless ``bond`` is false), check profiles, read device info, register and save."""
+    """Connect, bond (unless ``bond`` is false), check profiles, read device info, register and save.
+
+    With ``[[ble.proxies]]``, a device a proxy hears is paired through that proxy; else locally."""
     settings.person(person)  # unknown person: ConfigError naming the configured ones
     ble = settings.ble
-    device = await locate(key, ble.scan_timeout_s)
+    async with proxy_hub(ble.proxies) as hub:
+        proxied = await locate_via_proxies(hub, key, min(ble.scan_timeout_s, 3.0)) if hub is not None else None
+        connection: contextlib.AbstractAsyncContextManager[BleakClient]
+        if hub is not None and proxied is not None:
+            device, connection = proxied, _through_proxy(proxied, key, ble.connect_timeout_s)
+        else:
+            device = await locate(key, ble.scan_timeout_s)
+            connection = BleakClient(device, timeout=ble.connect_timeout_s)
+        return await _pair_with(registry, ble, key, device, connection, person=person, alias=alias, bond=bond)
+
+
+@contextlib.asynccontextmanager
+async def _through_proxy(device: BLEDevice, name: str, timeout: float) -> AsyncIterator[BleakClient]:
+    """Connected through the best ESPHome proxy (habluetooth's wrapper, as bleak-retry-connector wants it)."""
+    from habluetooth import HaBleakClientWrapper
+
+    client = await establish_connection(HaBleakClientWrapper, device, name, max_attempts=2, timeout=timeout)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+
+
+async def _pair_with(
+    registry: DeviceRegistry,
+    ble: BleSettings,
+    key: str,
+    device: BLEDevice,
+    connection: contextlib.AbstractAsyncContextManager[BleakClient],
+    *,
+    person: str,
+    alias: str | None,
+    bond: bool,
+) -> RegisteredDevice:
     name = device.name or key
     try:
-        async with BleakClient(device, timeout=ble.connect_timeout_s) as client:
+        async with connection as client:
             if bond:
                 try:
                     await client.pair()

@@ -17,12 +17,13 @@ from collector.cli.common import Column, config_path, console, fail, fitted_tabl
 from collector.errors import MagsleepError
 
 
-def _table(results: dict[str, pairing.ScanResult]) -> Table:
+def _table(results: dict[str, pairing.ScanResult], *, via: bool = False) -> Table:
     table = Table(title="Nearby Bluetooth LE devices", expand=False)
-    for col in ("Name", "Address", "RSSI", "Profiles"):
+    for col in ("Name", "Address", "RSSI", "Profiles", *(("Heard by",) if via else ())):
         table.add_column(col)
     for r in sorted(results.values(), key=lambda r: (not r.profiles, -r.rssi)):
-        table.add_row(r.name or "?", r.address, f"{r.rssi} dBm", ", ".join(r.profiles) or "-")
+        table.add_row(escape(r.name or "?"), r.address, f"{r.rssi} dBm", ", ".join(r.profiles) or "-",
+                      *((escape(r.via),) if via else ()))
     return table
 
 
@@ -36,13 +37,15 @@ def scan(
     secs = timeout if timeout is not None else settings.ble.scan_timeout_s
     if secs <= 0:
         fail("--timeout must be > 0 seconds")
-    with Live(_table({}), console=console, refresh_per_second=4, transient=True) as live:
+    via = bool(settings.ble.proxies)  # with ESPHome proxies, say who heard each device
+    with Live(_table({}, via=via), console=console, refresh_per_second=4, transient=True) as live:
         try:
-            found = asyncio.run(pairing.scan(secs, on_update=lambda t: live.update(_table(t))))
+            found = asyncio.run(pairing.scan(secs, on_update=lambda t: live.update(_table(t, via=via)),
+                                             proxies=settings.ble.proxies))
         except MagsleepError as exc:
             live.stop()
             fail(str(exc))
-    console.print(_table(found))
+    console.print(_table(found, via=via))
     n = sum(1 for r in found.values() if r.profiles)
     console.print(f"{len(found)} device(s) seen, {n} with a supported profile. "
                   "Pair one with: magsleep pair ADDRESS --person NAME")
