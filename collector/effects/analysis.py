@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special
 from statsmodels.stats.multitest import multipletests
 
 from collector.effects.gls import FloatArray, GlsFit, fit_gls, permutation_coefs
@@ -139,8 +139,8 @@ def posterior(
     mean = estimate * tau2 / (tau2 + se2)
     sd = math.sqrt(tau2 * se2 / (tau2 + se2))
     if spec.better == "lower":
-        return float(stats.norm.cdf(-mean / sd)), float(stats.norm.cdf((-spec.threshold - mean) / sd))
-    return float(stats.norm.sf(-mean / sd)), float(stats.norm.sf((spec.threshold - mean) / sd))
+        return float(special.ndtr(-mean / sd)), float(special.ndtr((-spec.threshold - mean) / sd))
+    return float(special.ndtr(mean / sd)), float(special.ndtr((mean - spec.threshold) / sd))
 
 
 def nights_needed(se: float | None, n_per_arm: float, sd: float | None, spec: MetricSpec) -> int | None:

@@ -196,7 +196,7 @@ def conditional_power(z_now: float, t: float, alpha: float) -> float:
     c = float(z_boundary(1.0, alpha))
     b = z_now * math.sqrt(t)  # the Brownian-motion value at t; drift estimated as b / t
     mean, sd = b + (b / t) * (1 - t), math.sqrt(1 - t)
-    return float(stats.norm.sf((c - mean) / sd) + stats.norm.cdf((-c - mean) / sd))
+    return float(special.ndtr((mean - c) / sd) + special.ndtr((-c - mean) / sd))
 
 
 def next_step(
