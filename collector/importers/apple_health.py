@@ -61,6 +61,10 @@ NOTED = {
     HRV: "HRV SDNN values",
     "HKDataTypeSleepDurationGoal": "sleep duration goal",
 }
+#: Record types the parser looks at (everything else is passed over at once)
+_READ = frozenset({HR, SLEEP_ANALYSIS, MAGNESIUM, HRV, HEARTBEAT_SERIES, *NOTED})
+#: Top-level elements other than Record: cleared from the root once read
+_TOP = frozenset({"Workout", "ActivitySummary", "Correlation", "Me", "ExportDate", "ClinicalRecord"})
 _UNIT_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "µg": 0.001, "ug": 0.001}
 _CHUNK = 1 << 20
 
@@ -309,6 +313,15 @@ class AppleHealthImporter:
         # expat >= 2.4 refuses entity-expansion bombs and ElementTree never fetches external
         # entities; the file is the user's own export
         it = ET.iterparse(stream, events=("start", "end"))  # noqa: S314
+        devices: dict[str, str] = {}  # sourceName -> device tag
+
+        def device(a: dict[str, str]) -> str:
+            src = a.get("sourceName", "")
+            d = devices.get(src)
+            if d is None:
+                d = devices[src] = slug(src, "apple-health")
+            return d
+
         try:
             for ev, el in it:
                 if ev == "start":
@@ -316,19 +329,23 @@ class AppleHealthImporter:
                         root = el
                     continue
                 if el.tag != "Record":
-                    if el.tag in ("Workout", "ActivitySummary", "Correlation", "Me", "ExportDate") and root is not None:
+                    if el.tag in _TOP and root is not None:
                         root.clear()
                     continue
                 n_record += 1
                 a = el.attrib
                 typ = a.get("type", "")
+                if typ not in _READ:  # most records: steps, energy, distance, ...
+                    if root is not None:
+                        root.clear()
+                    continue
                 try:
                     if typ == HR:
                         t = apple_ns(a["startDate"])
                         bpm = round(float(a["value"]))
                         if not 0 < bpm < 300:
                             raise ValueError(f"heart rate {a['value']} is out of range")
-                        batch.append(Point("heart_rate", ctx.tags(slug(a.get("sourceName", ""), "apple-health")),
+                        batch.append(Point("heart_rate", ctx.tags(device(a)),
                                            {"bpm": bpm}, t))
                     elif typ == SLEEP_ANALYSIS:
                         value = a.get("value", "")
@@ -338,7 +355,7 @@ class AppleHealthImporter:
                         lo, hi = apple_ns(a["startDate"]), apple_ns(a["endDate"])
                         if hi <= lo:
                             raise ValueError("ends before it starts")
-                        sleep[slug(a.get("sourceName", ""), "apple-health")].append(_Segment(lo, hi, code))
+                        sleep[device(a)].append(_Segment(lo, hi, code))
                     elif typ == MAGNESIUM:
                         self._dose(a, ctx, name, n_record)
                     elif typ in (HRV, HEARTBEAT_SERIES):
