@@ -140,8 +140,10 @@ class Bridge:
             except aiomqtt.MqttError as exc:
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
-                log.log(level, "MQTT: broker %s unreachable or gone (%s); collection goes on, retrying "
-                        "with backoff", where, exc)
+                hint = ("; check mqtt.username and the password" if "authori" in str(exc).lower()
+                        or "password" in str(exc).lower() else "")
+                log.log(level, "MQTT: no connection to the broker at %s (%s%s); collection goes on, retrying "
+                        "with backoff", where, exc, hint)
             except Exception:  # a bug here must not end the bridge or the daemon
                 failures += 1
                 log.exception("MQTT: unexpected error; reconnecting")

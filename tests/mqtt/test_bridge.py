@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from collector.mqtt.bridge import Bridge, running_bridge
 from collector.mqtt.reminders import STATE_FILE
 from collector.settings import InfluxSettings, MqttSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
+from collector.storage.local_influx import free_port
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader
 from tests.mqtt import ha_schema
@@ -313,3 +315,31 @@ async def test_broker_restart_and_broker_down_at_start(settings, broker, pipe, c
         await pipe.flush(timeout=20)
         rows = await r.query("SELECT amount_mg FROM supplement_dose")
     assert [x["amount_mg"] for x in rows] == [300.0]
+
+
+async def test_password_from_a_file_and_a_wrong_one_never_logged(settings, tmp_path, pipe, clock, caplog):
+    passwords = tmp_path / "mosquitto.passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "magsleep", "right-horse-battery"], check=True,
+                   capture_output=True)
+    secured = Broker(tmp_path, free_port(), passwords=passwords)
+    secured.start()
+    try:
+        secret = tmp_path / "mqtt-password"
+        for word, ok in (("wrong-staple-4711", False), ("right-horse-battery", True)):
+            secret.write_text(word + "\n")
+            s = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={
+                "port": secured.port, "username": "magsleep", "password_file": secret})})
+            caplog.clear()
+            caplog.set_level(logging.DEBUG)
+            async with running_bridge(s, sink=pipe, now=clock, reconnect_max_s=0.1) as bridge:
+                assert bridge is not None
+                for _ in range(100):
+                    if bridge.connects or len([r for r in caplog.records if "no connection" in r.getMessage()]) > 2:
+                        break
+                    await asyncio.sleep(0.05)
+            assert bool(bridge.connects) == ok
+            if not ok:
+                assert any("check mqtt.username and the password" in r.getMessage() for r in caplog.records)
+            assert not any(word in r.getMessage() for r in caplog.records)
+    finally:
+        secured.stop()

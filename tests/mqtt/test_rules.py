@@ -1,0 +1,75 @@
+"""The pure parts: when a reminder is due, the effect verdict, command topics."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from collector.doses.forms import Form
+from collector.doses.model import Assignment, PlannedNight, PlanToday, UsualDose
+from collector.mqtt.discovery import Topics
+from collector.mqtt.reminders import due
+from collector.mqtt.state import effect_verdict
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+NIGHT = date(2026, 3, 28)
+
+
+def plan(planned: Assignment | None) -> PlanToday:
+    tonight = PlannedNight(night=NIGHT, planned=planned, doses=0) if planned is not None else None
+    return PlanToday(person="kim", plan_id="p" if planned else None, text="", tonight=tonight, last_night=None,
+                     usual_dose=UsualDose(amount_mg=300.0, form=Form("glycinate")))
+
+
+@pytest.mark.parametrize(("local", "at", "planned", "logged", "sent", "want"), [
+    ("2026-03-28T20:59", time(21), Assignment.magnesium, False, None, None),           # not yet
+    ("2026-03-28T21:00", time(21), Assignment.magnesium, False, None, "take_magnesium"),
+    ("2026-03-28T23:59", time(21), Assignment.magnesium, False, None, "take_magnesium"),  # late, within 3 h
+    ("2026-03-29T00:00", time(21), Assignment.magnesium, False, None, None),           # missed: 3 h later
+    ("2026-03-28T21:30", time(21), Assignment.magnesium, True, None, None),            # already taken
+    ("2026-03-28T21:30", time(21), Assignment.magnesium, False, NIGHT, None),          # already reminded
+    ("2026-03-28T21:30", time(21), Assignment.control, False, None, "skip_magnesium"),
+    ("2026-03-28T21:30", time(21), None, False, None, None),                           # no plan tonight
+    ("2026-03-29T00:40", time(0, 30), Assignment.magnesium, False, None, "take_magnesium"),  # after midnight
+    ("2026-03-28T00:40", time(0, 30), Assignment.magnesium, False, None, None),        # the evening before
+])
+def test_when_a_reminder_is_due(local: str, at: time, planned: Assignment | None, logged: bool,
+                                sent: date | None, want: str | None) -> None:
+    now = datetime.fromisoformat(local).replace(tzinfo=TOKYO)
+    r = due("kim", now, TOKYO, plan(planned), logged, at, sent)
+    assert (r.kind if r else None) == want
+    if r is not None:
+        assert r.night == NIGHT
+        if r.kind == "take_magnesium":
+            assert "300 mg glycinate" in r.text
+
+
+def _effect(metric: str, est: float, lo: float, hi: float, t: int = 2, reported: bool = True) -> dict[str, object]:
+    return {"time": t, "metric": metric, "comparison": "mg_vs_control", "estimate": est, "ci_low": lo,
+            "ci_high": hi, "n_mg": 9, "n_control": 8, "reported": reported, "summary": f"{metric} summary"}
+
+
+def test_effect_verdict_reads_the_latest_run() -> None:
+    assert effect_verdict([], 3).text.startswith("No estimate yet")
+    few = effect_verdict([_effect("sol_min", -3, -9, 2, reported=False)], 3)
+    assert few.text == ("Not enough nights yet (9 magnesium vs 8 control nights; 3 of each needed): keep "
+                        "following the plan.")
+    rows = [_effect("sol_min", 5, 1, 9, t=1),  # an older run: ignored
+            _effect("sol_min", -3, -5, -1), _effect("tst_min", -12, -20, -4), _effect("waso_min", 2, -1, 5)]
+    v = effect_verdict(rows, 3)
+    assert v.text == ("Better with magnesium: Sleep onset; worse with magnesium: Total sleep (9 magnesium vs 8 "
+                      "control nights); other metrics: no clear difference.")
+    assert set(v.attributes["metrics"]) == {"sol_min", "tst_min", "waso_min"}
+    assert effect_verdict([_effect("waso_min", 2, -1, 5)], 3).text == (
+        "No clear difference with magnesium so far (9 magnesium vs 8 control nights).")
+
+
+def test_command_topics() -> None:
+    t = Topics("home/magsleep")
+    assert t.parse_command("home/magsleep/person/alice/cmd/took_magnesium") == ("alice", "took_magnesium")
+    assert t.parse_command("home/magsleep/person/alice/cmd/x/y") is None
+    assert t.parse_command("home/magsleep/person//cmd/x") is None
+    assert t.parse_command("other/person/alice/cmd/x") is None
+    assert t.config("sensor", "alice_tst_min") == "homeassistant/sensor/home_magsleep/alice_tst_min/config"
