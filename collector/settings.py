@@ -336,7 +336,15 @@ class NightsSettings(_Section):
     """Nightly staging and metrics (collector/nights, docs/nights.md)."""
 
     classifier: Literal["wrn-gru-mesa", "ws-gru-mesa", "wrn-gru-mesa-weighted"] = "wrn-gru-mesa"
-    wake_classifier: Literal["ws-gru-mesa", "none"] = "ws-gru-mesa"
+    #: A separate wake/sleep model overriding the 3-stage model's wake ("none": the rule below decides).
+    wake_classifier: Literal["ws-gru-mesa", "none"] = "none"
+    #: Staging rule (collector/nights/wake.py), each default chosen leave-one-subject-out on real
+    #: PSG nights (docs/validation.md): P(wake) from the classifier alone or with the night's own HR
+    #: and RMSSD; two-state transition smoothing; thresholds on P(wake) and P(REM | sleep).
+    wake_model: Literal["classifier", "night-relative"] = "night-relative"
+    smoothing: Literal["none", "hmm"] = "hmm"
+    wake_threshold: float = Field(default=0.3, gt=0, lt=1)
+    rem_threshold: float = Field(default=0.3, gt=0, lt=1)
     motion_staging: StrictBool = False
     motion_scale: float = Field(default=1.0, gt=0)
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)

@@ -29,7 +29,8 @@ def validate(
     = False,
     variant: Annotated[list[str] | None, typer.Option(
         "--variant", help="Extra configuration NAME=key=value[,key=value] next to the defaults; keys of the "
-                          "[nights] settings (wake_classifier=none, classifier=...), lights=estimate, or the "
+                          "[nights] settings (smoothing=none, wake_model=classifier, wake_threshold=0.4, "
+                          "wake_classifier=ws-gru-mesa, ...), lights=estimate, or the "
                           "experiments start=HH:MM (replay at another clock time), age=N, sex=female|male. "
                           "Repeatable.")]
     = None,

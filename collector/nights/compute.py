@@ -38,6 +38,7 @@ from collector.nights.staging import (
     epoch_coverage,
     staging_features,
 )
+from collector.nights.wake import WakeRule
 from collector.storage.lineprotocol import FieldValue, Point
 
 F64 = NDArray[np.float64]
@@ -72,10 +73,13 @@ class NightInputs:
 @dataclass(frozen=True, slots=True)
 class NightOptions:
     classifier: str = "wrn-gru-mesa"
-    wake_classifier: str | None = "ws-gru-mesa"
+    #: A separate wake/sleep model overriding the 3-stage model's wake (None: ``rule`` decides; the default).
+    wake_classifier: str | None = None
     motion_staging: bool = False
     motion_scale: float = 1.0
     min_coverage_pct: float = MIN_COVERAGE_PCT
+    #: How stages follow from the 3-stage model's probabilities (collector/nights/wake.py).
+    rule: WakeRule = field(default_factory=WakeRule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +219,7 @@ def compute_night(
         start_ns = w.start_ns + lo * EPOCH_NS
         act = motion_per_minute(inp, start_ns, hi - lo) if opts.motion_staging else None
         return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz), wake_sf=wsf,
-                        activity_per_min=act, motion_scale=opts.motion_scale)
+                        activity_per_min=act, motion_scale=opts.motion_scale, rule=opts.rule)
 
     tag_lo = tag_hi = None
     if inp.lights_out_tag_ns is not None:

@@ -43,6 +43,7 @@ from collector.errors import AnalysisError
 from collector.nights.artefacts import Beats
 from collector.nights.model import GruClassifier, load_classifier, predict_many
 from collector.nights.stages import EPOCH_S, NREM, REM, SLEEP, SLEEP_CODES, UNKNOWN, WAKE
+from collector.nights.wake import WakeRule, decide, p_wake_classifier, p_wake_night_relative, wake_inputs
 
 F64 = NDArray[np.float64]
 F32 = NDArray[np.float32]
@@ -463,6 +464,17 @@ def _predict(
     return [None if u is None else (next(probs), u) for u in usables]
 
 
+def _p_wake(sf: StagingFeatures, lo: int, hi: int, p: F32, usable: NDArray[np.bool_], rule: WakeRule) -> F64:
+    """P(wake) per epoch [lo, hi) by ``rule.wake_model`` (collector.nights.wake)."""
+    if rule.wake_model == "classifier" or sf.feats is None:
+        return p_wake_classifier(p)
+    params = load_classifier(sf.classifier).feature_extraction_params
+    _, ids, _ = parse_feature_selection(list(params["feature_selection"]))
+    rows = sf.feats[lo:hi]
+    x = wake_inputs(p, rows[:, ids.index("meanHR")], rows[:, ids.index("RMSSD")], usable)
+    return p_wake_night_relative(x, rule.coef)
+
+
 def classify(
     sf: StagingFeatures,
     lo: int,
@@ -472,8 +484,13 @@ def classify(
     wake_sf: StagingFeatures | None = None,
     activity_per_min: F64 | None = None,
     motion_scale: float = 1.0,
+    rule: WakeRule | None = None,
 ) -> Hypnogram:
     """Hypnogram of epochs [lo, hi) of ``sf``; ``start_time`` is the local clock time of epoch ``lo``.
+
+    Without ``wake_sf``, a 3-stage model and a ``rule``: stages by :func:`collector.nights.wake.decide`
+    (night-relative wake model, transition smoothing, REM threshold; the defaults). Without a rule:
+    the model's most likely class.
 
     With ``wake_sf`` (features for the wake/sleep model over the same epochs) wake vs sleep comes
     from that model and NREM vs REM from ``sf``'s 3-stage model: an epoch is wake when the
@@ -495,6 +512,10 @@ def classify(
         mapped = _CLASS_MAP[clf.stages_mode][cls]
         codes[usable] = mapped[usable]
         prob[usable] = p[usable, cls[usable]]
+        if rule is not None and not with_wake and clf.stages_mode == "wake-rem-nrem":
+            method += "+" + rule.label if rule.label else ""
+            pw_rule = _p_wake(sf, lo, hi, p, usable, rule)
+            codes, prob = decide(p, pw_rule, usable, rule)
         if wake_sf is not None and clf.stages_mode == "wake-rem-nrem":
             method += "+" + wake_sf.classifier
             wpred = preds[1]
@@ -533,6 +554,7 @@ def stage_beats(
     wake_classifier: str | None = "ws-gru-mesa",
     activity_per_min: F64 | None = None,
     motion_scale: float = 1.0,
+    rule: WakeRule | None = None,
 ) -> tuple[Hypnogram, F64]:
     """Computed hypnogram for [start_ns, end_ns) and the per-epoch coverage (0-1).
 
@@ -543,7 +565,7 @@ def stage_beats(
     wsf = (staging_features(beats, start_ns, end_ns, subject, classifier=wake_classifier)
            if wake_classifier and load_classifier(classifier).stages_mode == "wake-rem-nrem" else None)
     h = classify(sf, 0, sf.n, start_time, wake_sf=wsf, activity_per_min=activity_per_min,
-                 motion_scale=motion_scale)
+                 motion_scale=motion_scale, rule=rule)
     return h, sf.coverage
 
 

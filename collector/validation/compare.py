@@ -30,6 +30,7 @@ from collector.nights.metrics import heart_metrics, sleep_metrics
 from collector.nights.segment import NS, NightWindow, night_of, night_window
 from collector.nights.stages import EPOCH_S, NREM, REM, UNKNOWN, WAKE
 from collector.nights.staging import Subject
+from collector.nights.wake import rule_from_settings
 from collector.settings import NightsSettings, PersonSettings
 from collector.validation import stats
 from collector.validation.records import I64, Record, RecordSource, load
@@ -55,7 +56,8 @@ def night_options(nights: NightsSettings) -> NightOptions:
     return NightOptions(classifier=nights.classifier,
                         wake_classifier=None if nights.wake_classifier == "none" else nights.wake_classifier,
                         motion_staging=nights.motion_staging, motion_scale=nights.motion_scale,
-                        min_coverage_pct=nights.min_coverage_pct)
+                        min_coverage_pct=nights.min_coverage_pct,
+                        rule=rule_from_settings(nights))
 
 
 @dataclass(frozen=True, slots=True)

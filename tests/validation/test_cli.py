@@ -115,19 +115,19 @@ def to_two(cm: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
     out = CliRunner().invoke(app, ["validate", str(SLPDB), "--records", "slp67x,slp01a", "--json",
-                                   "--variant", "alone=wake_classifier=none"])
+                                   "--variant", "old=wake_classifier=ws-gru-mesa"])
     assert out.exit_code == 0, out.output
     data: dict[str, Any] = json.loads(out.stdout)
     return data
 
 
 def test_options_are_production_options() -> None:
-    for ns in (NightsSettings(), NightsSettings(wake_classifier="none")):
+    for ns in (NightsSettings(), NightsSettings(wake_classifier="ws-gru-mesa")):
         assert night_options(ns) == _options(Settings.model_construct(nights=ns))
 
 
 @pytest.mark.parametrize(("variant", "nights"), [("default", NightsSettings()),
-                                                 ("alone", NightsSettings(wake_classifier="none"))])
+                                                 ("old", NightsSettings(wake_classifier="ws-gru-mesa"))])
 def test_numbers_match_hand_computed_confusion(result: dict[str, Any], variant: str, nights: NightsSettings) -> None:
     v = next(x for x in result["variants"] if x["name"] == variant)
     assert [n["record"] for n in v["nights"]] == ["slp01a", "slp67x"]  # sorted, deterministic
@@ -164,11 +164,11 @@ def test_numbers_match_hand_computed_confusion(result: dict[str, Any], variant: 
 
 
 def test_variants_differ_and_output_is_deterministic(result: dict[str, Any]) -> None:
-    d, alone = result["variants"]
-    assert alone["options"] == {"wake_classifier": "none"}
-    assert [n["computed"] for n in d["nights"]] != [n["computed"] for n in alone["nights"]]
+    d, old = result["variants"]
+    assert old["options"] == {"wake_classifier": "ws-gru-mesa"}
+    assert [n["computed"] for n in d["nights"]] != [n["computed"] for n in old["nights"]]
     again = CliRunner().invoke(app, ["validate", str(SLPDB), "--records", "slp67x,slp01a", "--json",
-                                     "--variant", "alone=wake_classifier=none"])
+                                     "--variant", "old=wake_classifier=ws-gru-mesa"])
     assert json.loads(again.stdout) == result
 
 
