@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -220,6 +221,9 @@ def main() -> None:
     out[4:4] = summary
     out.append(f"Total bench time: {time.perf_counter() - t0:.0f} s.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # sections other benches own (between their markers, e.g. bench_sequential.py) are kept
+    old = args.out.read_text() if args.out.exists() else ""
+    out += ["", *(m.group(0) for m in re.finditer(r"<!-- (\w+): begin -->.*?<!-- \1: end -->", old, re.S))]
     args.out.write_text("\n".join(out) + "\n")
     print("\n".join(out))
 

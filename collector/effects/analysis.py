@@ -88,6 +88,7 @@ class EffectResult:
     ratio_high: float | None = None
     model_estimate: float | None = None  # on the model scale (log ratio for log1p)
     model_se: float | None = None
+    df: float | None = None  # degrees of freedom of the model-scale SE (Satterthwaite)
     p: float | None = None
     p_adj: float | None = None
     p_perm: float | None = None
@@ -331,13 +332,13 @@ def compare(
     if min(n_mg, n_c) < opts.min_nights_per_arm:
         return withheld(f"at least {opts.min_nights_per_arm} nights per arm are needed" if rows
                         else "no nights have this metric")
+    if n < min_n:
+        return withheld(f"results start after {min_n} nights ({opts.min_information:.0%} of the "
+                        f"{horizon} planned)")
     try:
         fit, names, x_mat, days = _fit(rows, y, treat, opts, spec, trend)
     except AnalysisError as exc:
         return withheld(str(exc))
-    if n < min_n:
-        return withheld(f"results start after {min_n} nights ({opts.min_information:.0%} of the "
-                        f"{horizon} planned)")
     if fit.df < opts.min_df:
         return withheld("too few nights yet to tell the night-to-night noise apart "
                         f"({fit.df:.1f} degrees of freedom, {opts.min_df:g} needed)")
@@ -375,7 +376,7 @@ def compare(
     r = replace(
         base, reported=True, estimate=to_unit(fit.estimate), ci_low=to_unit(lo), ci_high=to_unit(hi),
         ratio=ratios[0], ratio_low=ratios[1], ratio_high=ratios[2],
-        model_estimate=fit.estimate, model_se=fit.se, p=fit.p, p_perm=p_perm, perm_method=method,
+        model_estimate=fit.estimate, model_se=fit.se, df=fit.df, p=fit.p, p_perm=p_perm, perm_method=method,
         prob_benefit=pb, prob_meaningful=pm, effect_size=fit.estimate / fit.sigma,
         rho=fit.rho, nights_needed=nights_needed(fit.se, n / 2, sd, spec),
         covariates=tuple(x for x in names[2:] if x != "weekend" and x != "trend"),
