@@ -60,7 +60,7 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 #: Bump when the computation changes so that every night is recomputed once.
-ALGO_VERSION = 2
+ALGO_VERSION = 3
 _BUCKET = "30m"
 #: Without --since, an incremental run re-checks this many days before the newest computed night
 #: (late uploads from a tracker, tags added the next day); older changes need --since.
