@@ -162,7 +162,9 @@ def _render_table(run: EffectsRun) -> None:
                   "sol/waso/awakenings modelled as ratios "
                   "(shown at the control nights' typical value); p from regression with weekend "
                   "term and AR(1) errors; p adj = Benjamini-Hochberg; nights needed = per arm for "
-                  "the stated 95% CI half-width. See docs/effects.md.[/dim]")
+                  "the stated 95% CI half-width; CI = valid however often you look (SOL and TST "
+                  "share the 5%), or with --fixed for one look planned in advance only. "
+                  "See docs/effects.md.[/dim]")
 
 
 def _json(runs: list[EffectsRun]) -> str:
