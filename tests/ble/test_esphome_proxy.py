@@ -4,11 +4,13 @@ client path against the virtual proxy (collector/sim/esphome), which speaks the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from pydantic import SecretStr
 
 from collector.ble.bluez import BlueZProps
 from collector.ble.daemon import run_daemon
@@ -221,3 +223,31 @@ async def test_nobody_hears_it_names_the_sources(bedroom, clock):
                                 proxies=hub)
         with pytest.raises(DeviceNotFoundError, match=r"nor by the ESPHome proxies \(bedroom-proxy\)"):
             await session._find()
+
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+WRONG_KEY = base64.b64encode(bytes(range(1, 33))).decode()
+
+
+async def test_noise_encrypted_proxy_streams_and_a_wrong_key_is_named(clock, caplog):
+    async with VirtualEsphomeProxy.start(name="bedroom-proxy", clock=clock, noise_psk=KEY) as px:
+        px.add_device(strap(A1))
+        good = BleSettings(scan_timeout_s=1.0, connect_timeout_s=5.0, silence_timeout_s=60.0,
+                           proxies=[ProxySettings(host=px.host, port=px.port, name=px.name, noise_psk=SecretStr(KEY))])
+        async with ProxyHub(good.proxies) as hub:
+            run = Sessions(hub, good, clock, A1)
+            try:
+                await until(lambda: len(run.sink.hr("strap-01")) >= 20)
+            finally:
+                await run.stop()
+        caplog.set_level(logging.WARNING, logger="collector.ble.esphome")
+        for key, what in ((WRONG_KEY, "Invalid encryption key"), (None, "requires encryption")):
+            caplog.clear()
+            cfg = ProxySettings(host=px.host, port=px.port, name="bad", noise_psk=SecretStr(key) if key else None)
+            hub = ProxyHub([cfg])
+            await hub.start(wait_s=1.0)
+            try:
+                assert not hub.connected and hub.links[0].connects == 0
+                assert "unreachable" in caplog.text and what in caplog.text, caplog.text
+            finally:
+                await hub.stop()

@@ -25,9 +25,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aioesphomeapi import api_pb2
+from aioesphomeapi._frame_helper.noise import make_noise_packets
+from aioesphomeapi._frame_helper.noise_encryption import (
+    ESPHOME_NOISE_BACKEND,
+    NOISE_PROTOCOL_NAME,
+    DecryptCipher,
+    EncryptCipher,
+    decode_noise_psk,
+)
 from aioesphomeapi._frame_helper.packets import make_plain_text_packets
 from aioesphomeapi.core import MESSAGE_TYPE_TO_PROTO
+from cryptography.exceptions import InvalidTag
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from collector.ble.uuids import normalize_uuid
 from collector.clock import Clock, SystemClock
@@ -202,6 +212,18 @@ class _ApiSession(asyncio.Protocol):
         self._buf = bytearray()
         self.subscribed_adverts = False
         self.subscribed_slots = False
+        # Noise (api: encryption: key:): hello -> handshake -> ready, as ESPHome's api_frame_helper
+        self._noise: Any = None
+        self._noise_state = "hello"
+        self._encrypt: EncryptCipher | None = None
+        self._decrypt: DecryptCipher | None = None
+        if proxy.noise_psk is not None:
+            noise = NoiseConnection.from_name(NOISE_PROTOCOL_NAME, backend=ESPHOME_NOISE_BACKEND)
+            noise.set_as_responder()
+            noise.set_psks(decode_noise_psk(proxy.noise_psk))
+            noise.set_prologue(b"NoiseAPIInit\x00\x00")
+            noise.start_handshake()
+            self._noise = noise
 
     # ---- transport ------------------------------------------------------------------------
 
@@ -227,7 +249,14 @@ class _ApiSession(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         packets = [(_MSG_ID[type(m)], m.SerializeToString()) for m in msgs]
-        self.transport.writelines(make_plain_text_packets(packets))
+        if self._encrypt is not None:
+            self.transport.writelines(make_noise_packets(packets, self._encrypt))
+        else:
+            self.transport.writelines(make_plain_text_packets(packets))
+
+    def _send_noise_frame(self, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(bytes((0x01, len(payload) >> 8, len(payload) & 0xFF)) + payload)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -236,7 +265,7 @@ class _ApiSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buf.extend(data)
         while True:
-            frame = self._next_frame()
+            frame = self._next_noise_message() if self._noise is not None else self._next_frame()
             if frame is None:
                 return
             msg_type, payload = frame
@@ -253,14 +282,62 @@ class _ApiSession(asyncio.Protocol):
                 return
             self._handle(msg)
 
+    def _next_noise_message(self) -> tuple[int, bytes] | None:
+        """One decrypted message, after running the Noise hello and handshake as they arrive."""
+        while True:
+            buf = self._buf
+            if len(buf) < 3:
+                return None
+            if buf[0] != 0x01:
+                # A plaintext client on an encrypted node: answer with the Noise preamble (the
+                # client then reports that the device requires encryption) and close.
+                log.warning("virtual proxy %s: plaintext client on an encrypted node; closing", self.proxy.name)
+                self._send_noise_frame(b"\x01Encryption required")
+                self.close()
+                buf.clear()
+                return None
+            length = (buf[1] << 8) | buf[2]
+            if len(buf) < 3 + length:
+                return None
+            frame = bytes(buf[3:3 + length])
+            del buf[:3 + length]
+            if self._noise_state == "hello":  # ClientHello (empty); answer ServerHello: proto, name, mac
+                self._send_noise_frame(b"\x01" + self.proxy.name.encode() + b"\0" + self.proxy.mac.encode() + b"\0")
+                self._noise_state = "handshake"
+            elif self._noise_state == "handshake":
+                try:
+                    self._noise.read_message(frame[1:])
+                except InvalidTag:
+                    self._send_noise_frame(b"\x01Handshake MAC failure")
+                    self.close()
+                    buf.clear()
+                    return None
+                self._send_noise_frame(b"\x00" + self._noise.write_message())
+                proto = self._noise.noise_protocol
+                self._encrypt = EncryptCipher(proto.cipher_state_encrypt)
+                self._decrypt = DecryptCipher(proto.cipher_state_decrypt)
+                self._noise_state = "ready"
+            else:
+                assert self._decrypt is not None
+                try:
+                    msg = self._decrypt.decrypt(frame)
+                except InvalidTag:
+                    log.warning("virtual proxy %s: undecryptable frame; closing", self.proxy.name)
+                    self.close()
+                    buf.clear()
+                    return None
+                return (msg[0] << 8) | msg[1], bytes(msg[4:])
+
     def _next_frame(self) -> tuple[int, bytes] | None:
         """One plaintext frame (0x00, varint length, varint type, payload) off the buffer."""
         buf = self._buf
         if not buf:
             return None
         if buf[0] != 0:
-            # 0x01 is a Noise client: this node only speaks plaintext (a real one would answer in kind).
+            # 0x01 is a Noise client on a plaintext node: the client reports the node is plaintext.
             log.warning("virtual proxy: not a plaintext frame (preamble %#x); closing", buf[0])
+            if self.transport is not None:
+                self.transport.write(b"\x00\x00\x00")
             self.close()
             self._buf.clear()
             return None
@@ -446,8 +523,11 @@ class VirtualEsphomeProxy:
         clock: Clock | None = None,
         advertise_interval_s: float = 0.2,
         connect_delay_s: float = 0.01,
+        noise_psk: str | None = None,
     ) -> None:
         self.name = name
+        #: base64 32-byte key (ESPHome's ``api: encryption: key:``); None: plaintext.
+        self.noise_psk = noise_psk
         self.mac = mac
         self.host = host
         self.port = port
