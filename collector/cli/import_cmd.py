@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from collector.cli.common import Column, console, err_console, fail, fitted_table, get_settings
 from collector.errors import MagsleepError
@@ -29,7 +30,9 @@ SHOWN_PROBLEMS = 10
 
 def import_(
     kind: Annotated[Kind, typer.Argument(help="rr, apple-health, gadgetbridge or garmin-grafana.")],
-    path: Annotated[str, typer.Argument(help="The export file (for garmin-grafana: http://host:8086/DATABASE).")],
+    paths: Annotated[list[str], typer.Argument(
+        help="The export file(s), e.g. one RR file per recording (for garmin-grafana: http://host:8086/DATABASE).",
+        metavar="PATH")],
     person: Annotated[str | None, typer.Option("--person", "-p", help="Whose data (default: the only person).")]
     = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and count only; store nothing.")] = False,
@@ -44,30 +47,52 @@ def import_(
     beats: Annotated[bool, typer.Option(
         "--beats", help="Apple Health: import the HRV beat lists as RR intervals (see docs/import.md).")] = False,
 ) -> None:
-    """Import history from another app: an RR recording, an Apple Health export, a Gadgetbridge
+    """Import history from another app: RR recordings, an Apple Health export, a Gadgetbridge
     database or a garmin-grafana InfluxDB. Importing again adds nothing."""
-    from collector.importers.run import run_import
+    from collector.importers.run import compute_nights, run_import
 
     settings = get_settings()
     start_dt: datetime | None = None
     if start is not None:
+        if len(paths) > 1:
+            fail("--start is the start of one recording: give one file with it")
         try:
             start_dt = datetime.fromisoformat(start.strip())
         except ValueError:
             fail(f"--start {start!r}: give 'YYYY-MM-DD HH:MM:SS' (e.g. '2024-01-02 23:10:00')")
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                        TimeRemainingColumn(), console=err_console, transient=True)
-    task = progress.add_task("reading" if dry_run else "importing", total=None)
+    summaries = []
+    for path in paths:
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                            TimeRemainingColumn(), console=err_console, transient=True)
+        task = progress.add_task(f"{'reading' if dry_run else 'importing'} {escape(path.rsplit('/', 1)[-1])}",
+                                 total=None)
+        try:
+            with progress:
+                summary = asyncio.run(run_import(
+                    settings, kind.value, path, person=person, dry_run=dry_run, start=start_dt, device=device,
+                    nights=False, confirm_doses=confirm_doses, beats=beats,
+                    advance=partial(progress.advance, task), on_total=partial(_set_total, progress, task)))
+        except MagsleepError as exc:
+            fail(str(exc))
+        _print(summary)
+        summaries.append(summary)
+    nights = sorted({d for s in summaries for d in s.nights})
+    if dry_run or not nights:
+        return
+    if no_nights:
+        console.print(f"nights not computed (--no-nights): run `magsleep nights compute --since {nights[0]}`",
+                      highlight=False)
+        return
     try:
-        with progress:
-            summary = asyncio.run(run_import(
-                settings, kind.value, path, person=person, dry_run=dry_run, start=start_dt, device=device,
-                nights=not no_nights, confirm_doses=confirm_doses, beats=beats,
-                advance=lambda n: progress.advance(task, n),
-                on_total=lambda n: progress.update(task, total=n or None)))
+        computed, unchanged, flagged = asyncio.run(compute_nights(settings, summaries[0].person, nights))
     except MagsleepError as exc:
-        fail(str(exc))
-    _print(summary)
+        fail(f"imported, but the nights could not be computed: {exc}; run `magsleep nights compute --since "
+             f"{nights[0]}` once that is fixed")
+    console.print(f"nights: {computed} computed ({flagged} flagged), {unchanged} unchanged", highlight=False)
+
+
+def _set_total(progress: Progress, task: TaskID, total: int) -> None:
+    progress.update(task, total=total or None)
 
 
 def _fmt(ns: int | None, tz: str) -> str:
@@ -113,12 +138,5 @@ def _print(s: object) -> None:
             err_console.print(f"  ... and {s.report.bad - SHOWN_PROBLEMS} more", highlight=False)
     if s.report.stopped:
         err_console.print(f"[yellow]stopped early:[/yellow] {escape(s.report.stopped)}", highlight=False)
-    if not s.dry_run and s.nights:
-        if s.nights_computed or s.nights_unchanged:
-            console.print(f"nights: {s.nights_computed} computed ({s.nights_flagged} flagged), "
-                          f"{s.nights_unchanged} unchanged", highlight=False)
-        else:
-            console.print("nights not computed (--no-nights): run `magsleep nights compute --since "
-                          f"{s.nights[0]}`", highlight=False)
     if not s.total and not s.doses:
         fail("nothing found to import (see the problems above)" if s.report.bad else "nothing found to import")

@@ -14,7 +14,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -152,17 +152,21 @@ async def run_import(
             await pipe.flush(timeout=max(600.0, settings.influx.timeout_s * 6))
     summary.nights = tally.nights(p)
     if nights and not dry_run and summary.nights:
-        from collector.nights.run import compute_all
-
-        now_ns = None if now is None else int(now().timestamp() * NS)
-        runs = await compute_all(settings, person=p.name, since=summary.nights[0], until=summary.nights[-1],
-                                 now_ns=now_ns, workers=1)
-        for r in runs:
-            summary.nights_computed += r.computed
-            summary.nights_unchanged += r.unchanged
-            summary.nights_flagged += r.flagged
+        summary.nights_computed, summary.nights_unchanged, summary.nights_flagged = await compute_nights(
+            settings, p.name, summary.nights, now=now)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+async def compute_nights(settings: Settings, person: str, nights: Sequence[date],
+                         now: Callable[[], datetime] | None = None) -> tuple[int, int, int]:
+    """Compute the nights from the first to the last of ``nights``: (computed, unchanged, flagged)."""
+    from collector.nights.run import compute_all
+
+    now_ns = None if now is None else int(now().timestamp() * NS)
+    runs = await compute_all(settings, person=person, since=min(nights), until=max(nights), now_ns=now_ns,
+                             workers=1)
+    return (sum(r.computed for r in runs), sum(r.unchanged for r in runs), sum(r.flagged for r in runs))
 
 
 def _shown(source: str) -> str:

@@ -28,11 +28,17 @@ def test_dry_run_lists_then_import_stores_and_reports_bad_input(tmp_path, influx
     assert "2 bad input item(s) skipped" in err and "Record #6" in err and "'abc'" in err
     assert count(influx_server, influx_db, "SELECT count(bpm) FROM heart_rate") == 0
 
-    done = c.run("import", "rr", str(FIXTURES / "polar_sensor_logger_RR.txt"), "--no-nights")
+    done = c.run("import", "rr", str(FIXTURES / "polar_sensor_logger_RR.txt"), str(FIXTURES / "hrv_logger_RR.csv"),
+                 "--no-nights")
     assert done.returncode == 0, done.stderr
-    assert "5 point(s) stored for alice" in flat(done.stdout)
+    out = flat(done.stdout)
+    assert "polar_sensor_logger_RR.txt: 5 point(s) stored for alice" in out
+    assert "hrv_logger_RR.csv: 4 point(s) stored for alice" in out
+    assert "nights not computed (--no-nights): run `magsleep nights compute --since 2024-03-30`" in out
     assert "polar_sensor_logger_RR.txt:5: 'abc' is not a number" in flat(done.stderr)
+    assert "hrv_logger_RR.csv:5: 'not-a-date' is not a date and time" in flat(done.stderr)
     assert count(influx_server, influx_db, "SELECT count(rr_ms) FROM rr WHERE device = 'polar-sensor-logger'") == 5
+    assert count(influx_server, influx_db, "SELECT count(rr_ms) FROM rr WHERE device = 'hrv-logger'") == 4
 
 
 def test_wrong_kind_and_missing_start_say_what_to_do(tmp_path, influx_server, influx_db) -> None:
