@@ -177,6 +177,14 @@ async def test_discovery_payloads_and_states_after_a_night(settings, broker, pip
                 await late.wait_for("magsleep/device/h10-alice/last_seen")
                 await asyncio.sleep(0.2)
                 assert set(late.last) == set(ha.last) and all(late.retained.values())
+                # HA announcing itself after a restart gets every config again
+                n = len([t for t, _ in ha.log if t.endswith("/config")])
+                await late.press("homeassistant/status", "online")
+                for _ in range(100):
+                    if len([t for t, _ in ha.log if t.endswith("/config")]) >= n + len(configs):
+                        break
+                    await asyncio.sleep(0.05)
+                assert len([t for t, _ in ha.log if t.endswith("/config")]) == n + len(configs)
 
             # a new night computed later shows up on the next refresh
             await pipe.put([night("alice", "2026-11-20", tst_min=388, sol_min=30, waso_min=50, se_pct=80,
