@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import tomli_w
 from aiohttp import web
 
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
@@ -351,3 +354,40 @@ async def test_password_from_a_file_and_a_wrong_one_never_logged(settings, tmp_p
             assert not any(word in r.getMessage() for r in caplog.records)
     finally:
         secured.stop()
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from collector.mqtt.bridge import running_bridge
+from collector.settings import load_settings
+
+async def main() -> None:
+    async with running_bridge(load_settings(Path(sys.argv[1])), sink=None):
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_home_assistant_sees_magsleep_offline_when_it_dies(settings, broker, tmp_path):
+    """The will: a magsleep killed without a goodbye is shown offline by the broker itself."""
+    cfg = tmp_path / "magsleep.toml"
+    cfg.write_text(tomli_w.dumps({
+        "influx": {"embedded": False, "url": settings.influx.url, "database": settings.influx.database},
+        "storage": {"state_dir": str(settings.storage.state_dir)},
+        "persons": [{"name": "alice", "timezone": "Europe/Berlin"}],
+        "mqtt": {"host": "127.0.0.1", "port": broker.port},
+    }))
+    async with home_assistant(broker.port) as ha:
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(cfg))
+        try:
+            await ha.wait_for("magsleep/status", "online", timeout=20)
+            await ha.wait_for("magsleep/person/alice/tonight_plan")
+            child.send_signal(signal.SIGKILL)
+            await child.wait()
+            await ha.wait_for("magsleep/status", "offline")
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
