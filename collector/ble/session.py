@@ -94,6 +94,11 @@ class PointBuffer:
             batch, self._buf = self._buf, []
             try:
                 await self._sink.put(batch)
+            except asyncio.CancelledError:
+                # Stopping mid-put: keep the batch for drain(). Should the put have committed it
+                # already, it is sent twice: the same points (series and time), stored once.
+                self._buf[:0] = batch
+                raise
             except Exception as exc:  # noqa: BLE001 - keep the points, retry; never lose the forwarder
                 log.warning("storage refused %d points (%s); retrying in %.0f s", len(batch), exc, self._retry_s,
                             extra={"event": "storage_refused"})

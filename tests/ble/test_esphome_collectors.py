@@ -4,8 +4,10 @@ person's night into one InfluxDB; the night is then computed once, as from one c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
+from collector.ble.session import PointBuffer
 from collector.nights.run import compute_all
 from collector.settings import InfluxSettings, NightsSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.backfill import night_points
@@ -75,3 +77,35 @@ async def test_two_collectors_one_person_one_store_one_night(influx_server, infl
     assert len(got) == 1 and len(want) == 1
     assert got[0]["tst_min"] > 0 and got[0]["coverage_pct"] >= 80
     assert got == want  # merged from two collectors: the same night as from one
+
+
+class _SlowSink:
+    """A sink whose first put is still committing when the daemon stops the forwarder."""
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+        self.entered = asyncio.Event()
+        self.calls = 0
+
+    async def put(self, points) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            await asyncio.sleep(3600)  # cancelled here
+        self.points.extend(points)
+
+
+async def test_points_in_flight_when_stopping_are_drained_not_lost():
+    # Found by bench/bench_esphome.py (3 collectors): a batch being handed to storage when the
+    # daemon stopped was dropped. Now drain() sends it.
+    sink = _SlowSink()
+    buffer = PointBuffer(sink, batch_s=0.0)
+    forwarder = asyncio.create_task(buffer.run())
+    points = [Point("heart_rate", {"person": "sam", "device": "h10"}, {"bpm": 60 + i}, i) for i in range(9)]
+    buffer.add(points)
+    await asyncio.wait_for(sink.entered.wait(), 5)
+    forwarder.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await forwarder
+    await buffer.drain()
+    assert sink.points == points and buffer.forwarded == 9
