@@ -47,6 +47,8 @@ EPOCH_NS = EPOCH_S * NS
 #: Nights with less time in bed than this are not nights (flagged).
 MIN_TIB_MIN = 60.0
 STAGING_PREFIX = "magsleep-"
+#: A night without any sleep found closes after its signal ended only if there was this much of it.
+MIN_SIGNAL_TO_CLOSE_NS = 30 * 60 * NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class NightResult:
     beats: Beats | None = None
     #: End of the last sleep epoch (None without sleep): when the person got up, for closing open nights.
     sleep_end_ns: int | None = None
+    #: First and end of the last epoch with any signal (heart or device stages), None without.
+    signal_span_ns: tuple[int, int] | None = None
 
 
 def _grid(window: NightWindow) -> int:
@@ -248,6 +252,10 @@ def compute_night(
         present_for_lights = present
         hr_for_lights = hr
 
+    sig = present | (dev.codes != UNKNOWN) if dev is not None else present
+    sig_idx = np.flatnonzero(sig)
+    signal_span = ((w.start_ns + int(sig_idx[0]) * EPOCH_NS, w.start_ns + (int(sig_idx[-1]) + 1) * EPOCH_NS)
+                   if sig_idx.size else None)
     lo = hi = None
     if full is not None:
         span = night_span(full.codes)
@@ -319,18 +327,25 @@ def compute_night(
         flagged=flagged,
         beats=beats,
         sleep_end_ns=sleep_end_ns,
+        signal_span_ns=signal_span,
     )
 
 
 def closes_at(res: NightResult, inp: NightInputs, close_after_ns: int) -> int | None:
-    """When a night still inside its window counts as over (None: no sleep in it yet).
+    """When a night still inside its window counts as over (None: not yet knowable).
 
     The earlier of a lights-on tag and ``close_after_ns`` after the last sleep epoch: by then the
-    person has been awake, or the wearable quiet, for that long after sleeping. More data after that
-    moment (sleep again) makes the night open again; it is recomputed then, so an early close is a
-    provisional answer, never a lost night.
+    person has been awake, or the wearable quiet, for that long after sleeping. When the staging
+    found no sleep at all in at least :data:`MIN_SIGNAL_TO_CLOSE_NS` of signal (it misses some real
+    nights whole), ``close_after_ns`` after the signal ended (the wearable was taken off). More data
+    (sleep again, the strap back in range) is taken in when it arrives: the night is recomputed, so
+    an early close is a provisional answer, never a lost night.
     """
-    out = res.sleep_end_ns + close_after_ns if res.sleep_end_ns is not None else None
+    out: int | None = None
+    if res.sleep_end_ns is not None:
+        out = res.sleep_end_ns + close_after_ns
+    elif res.signal_span_ns is not None and res.signal_span_ns[1] - res.signal_span_ns[0] >= MIN_SIGNAL_TO_CLOSE_NS:
+        out = res.signal_span_ns[1] + close_after_ns
     if inp.lights_on_tag_ns is not None:
         out = inp.lights_on_tag_ns if out is None else min(out, inp.lights_on_tag_ns)
     return out

@@ -158,3 +158,26 @@ async def test_quiet_wearable_closes_without_new_data(influx_server, influx_db, 
     s = (await compute_all(settings, now_ns=end + 60 * NS))[0]
     assert (s.computed, s.provisional) == (1, 0)
     assert _rows(influx_server, influx_db)[0]["provisional"] is False
+
+
+def test_closes_at_rules() -> None:
+    """Lights on, sleep end + close_after, or (no sleep found in 30+ min of signal) signal end + close_after."""
+    from collector.nights.compute import NightInputs, NightResult, closes_at
+    from collector.nights.segment import NightWindow
+
+    win = NightWindow(date(2026, 11, 20), 0, 20 * HOUR)
+    after = 30 * 60 * NS
+
+    def res(sleep_end: int | None, span: tuple[int, int] | None) -> NightResult:
+        return NightResult("2026-11-20", 0, 0, "estimate", "computed", None, {}, False, None, sleep_end, span)
+
+    plain = NightInputs(window=win)
+    tagged = NightInputs(window=win, lights_on_tag_ns=7 * HOUR)
+    assert closes_at(res(None, None), plain, after) is None  # nothing yet
+    assert closes_at(res(6 * HOUR, (0, 8 * HOUR)), plain, after) == 6 * HOUR + after
+    assert closes_at(res(6 * HOUR, (0, 8 * HOUR)), tagged, after) == 6 * HOUR + after  # the earlier one
+    assert closes_at(res(None, None), tagged, after) == 7 * HOUR
+    # staging found no sleep: an hour of signal then the strap came off -> closes after it ended
+    assert closes_at(res(None, (HOUR, 2 * HOUR)), plain, after) == 2 * HOUR + after
+    # but not for a few minutes of signal (a strap tried on in the evening)
+    assert closes_at(res(None, (HOUR, HOUR + 10 * 60 * NS)), plain, after) is None
