@@ -39,11 +39,3 @@ def test_dry_run_lists_then_import_stores_and_reports_bad_input(tmp_path, influx
     assert "hrv_logger_RR.csv:5: 'not-a-date' is not a date and time" in flat(done.stderr)
     assert count(influx_server, influx_db, "SELECT count(rr_ms) FROM rr WHERE device = 'polar-sensor-logger'") == 5
     assert count(influx_server, influx_db, "SELECT count(rr_ms) FROM rr WHERE device = 'hrv-logger'") == 4
-
-
-def test_wrong_kind_and_missing_start_say_what_to_do(tmp_path, influx_server, influx_db) -> None:
-    c = _console(tmp_path, influx_server, influx_db)
-    wrong = c.run("import", "apple-health", str(FIXTURES / "hrv_logger_RR.csv"))
-    assert wrong.returncode == 2 and "does not look like a apple-health export" in flat(wrong.stderr)
-    plain = c.run("import", "rr", str(FIXTURES / "kubios_rr_seconds.txt"), "--dry-run")
-    assert plain.returncode == 2 and "give it with --start" in flat(plain.stderr)
