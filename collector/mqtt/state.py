@@ -25,6 +25,10 @@ def _num(v: object) -> str:
     return NONE
 
 
+def _float(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= HA_STATE_MAX else text[:HA_STATE_MAX - 1] + "…"
 
@@ -78,12 +82,12 @@ def effect_verdict(rows: Sequence[Row], min_nights: int) -> Verdict:
     better: list[str] = []
     worse: list[str] = []
     for m, r in sorted(reported.items()):
-        lo, hi, est = r.get("ci_low"), r.get("ci_high"), r.get("estimate")
         spec = METRICS.get(m)
-        if spec is None or not all(isinstance(x, int | float) for x in (lo, hi, est)):
+        lo, hi, est = (_float(r.get(k)) for k in ("ci_low", "ci_high", "estimate"))
+        if spec is None or lo is None or hi is None or est is None:
             continue
-        if lo > 0 or hi < 0:  # type: ignore[operator]
-            (better if spec.beneficial(float(est)) else worse).append(spec.label)  # type: ignore[arg-type]
+        if lo > 0 or hi < 0:  # the 95% CI excludes no difference
+            (better if spec.beneficial(est) else worse).append(spec.label)
     if not better and not worse:
         text = f"No clear difference with magnesium so far ({arms})."
     else:

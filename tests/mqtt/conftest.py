@@ -34,12 +34,15 @@ class Broker:
     root: Path
     port: int
     passwords: Path | None = None
+    tls: tuple[Path, Path] | None = None  # certificate and key of a TLS listener
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         conf = self.root / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "user root",
                  f"log_dest file {self.root / 'mosquitto.log'}", "log_type all"]
+        if self.tls is not None:
+            lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
         if self.passwords is not None:
             lines += ["allow_anonymous false", f"password_file {self.passwords}"]
         else:

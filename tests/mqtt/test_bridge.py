@@ -391,3 +391,41 @@ async def test_home_assistant_sees_magsleep_offline_when_it_dies(settings, broke
             if child.returncode is None:
                 child.kill()
                 await child.wait()
+
+
+def make_certificates(d: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 (openssl, EC keys: fast)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=magsleep test CA")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+async def test_tls_with_a_private_ca(settings, tmp_path, pipe, clock, caplog):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = make_certificates(certs)
+    secured = Broker(tmp_path, free_port(), tls=(cert, key))
+    secured.start()
+    try:
+        for ca_file, ok in ((None, False), (ca, True)):  # the system's CAs do not know this broker
+            s = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={
+                "port": secured.port, "tls": True, "ca_file": ca_file})})
+            caplog.clear()
+            async with running_bridge(s, sink=pipe, now=clock, reconnect_max_s=0.1) as bridge:
+                assert bridge is not None
+                for _ in range(100):
+                    if bridge.connects or any("no connection" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.05)
+            assert bool(bridge.connects) == ok
+            if not ok:
+                assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
+    finally:
+        secured.stop()
