@@ -80,11 +80,12 @@ async def until(cond: Callable[[], bool], real_s: float = 15.0) -> None:
 class Sessions:
     """DeviceSessions on a hub, run as tasks (what the daemon does, with the sessions in reach)."""
 
-    def __init__(self, hub: ProxyHub, settings: BleSettings, clock: CompressedClock, *addresses: str) -> None:
+    def __init__(self, hub: ProxyHub, settings: BleSettings, clock: CompressedClock, *addresses: str,
+                 props: BlueZProps | None = None) -> None:
         self.sink = MemorySink()
         self.buffer = PointBuffer(self.sink, batch_s=0.02)
         self.sessions = {a: DeviceSession(RegisteredDevice(a, f"strap-{a[-2:]}", "alice", paired=True),
-                                          buffer=self.buffer, clock=clock, ble=settings, props=_NoProps(),
+                                          buffer=self.buffer, clock=clock, ble=settings, props=props or _NoProps(),
                                           proxies=hub, status_interval_s=30.0) for a in addresses}
         self.tasks = [asyncio.create_task(s.run()) for s in self.sessions.values()]
         self.forwarder = asyncio.create_task(self.buffer.run())
@@ -251,3 +252,26 @@ async def test_noise_encrypted_proxy_streams_and_a_wrong_key_is_named(clock, cap
                 assert "unreachable" in caplog.text and what in caplog.text, caplog.text
             finally:
                 await hub.stop()
+
+
+async def test_a_wearable_moves_from_a_proxy_to_the_local_adapter(fast_bluez, compressed_clock):
+    clock = compressed_clock
+    local = fast_bluez.add_device(strap(A1), paired=True)  # BlueZ hears it at -58 dBm
+    async with VirtualEsphomeProxy.start(name="bedroom-proxy", clock=clock) as px:
+        px.add_device(strap(A1), rssi=-45)  # the proxy by the bed hears it louder
+        settings = ble(px)
+        props = BlueZProps()
+        async with ProxyHub(settings.proxies) as hub:
+            await until(lambda: bool(hub.candidates(A1)))
+            run = Sessions(hub, settings, clock, A1, props=props)
+            try:
+                await until(lambda: len(run.sink.hr("strap-01")) >= 20)
+                session = run.sessions[A1]
+                assert session.via == "bedroom-proxy" and local.stats.connects == 0
+                await px.stop_serving()  # the proxy loses power: the local adapter still hears the strap
+                before = len(run.sink.hr("strap-01"))
+                await until(lambda: len(run.sink.hr("strap-01")) >= before + 20, real_s=30)
+                assert session.via == LOCAL and local.stats.connects == 1 and session.stats.reconnects == 1
+            finally:
+                await run.stop()
+                props.close()
