@@ -120,7 +120,11 @@ def _render_table(run: EffectsRun) -> None:
     if run.source.describe():
         console.print(f"[dim]{escape(run.source.describe())}[/dim]", highlight=False)
     by_comp: dict[str, list[EffectResult]] = {}
-    for r in sorted(run.results, key=lambda r: rank(r.metric)):  # by what matters, not alphabetically
+    def order(r: EffectResult) -> tuple[bool, int]:  # measurable first, then by what matters; not alphabetical
+        a = run.assessments.get(r.metric)
+        return (a is not None and not a.measurable, rank(r.metric))
+
+    for r in sorted(run.results, key=order):
         by_comp.setdefault(r.comparison, []).append(r)
     for comp, rows in by_comp.items():
         if comp != "mg_vs_control" and not any(r.reported for r in rows):

@@ -233,6 +233,22 @@ def build_verdict(
         next_step = (f"Next: about {more} more nights {plan_words} to tell a {TARGET_MIN:.0f}-minute change in "
                      f"{it.name} ({POWER:.0%} power).")
         break
-    if not next_step and estimated and all(i.state == "clear" for i in estimated if i.metric in MINUTE_METRICS):
+    open_minutes = [i for i in estimated if i.metric in MINUTE_METRICS]
+    if not next_step and open_minutes:  # every minute metric that can be measured is clear
         next_step = "Next: the answer is clear for what can be measured; keep the plan to confirm it holds."
+    elif not next_step:
+        # no sleep-minute metric can be measured (or none has a count): say what would measure them,
+        # and how far the first measurable one still is
+        first_cannot = next((i for i in items if i.state == "cannot_measure" and i.metric in MINUTE_METRICS), None)
+        parts = []
+        if first_cannot is not None:
+            how = assessments[first_cannot.metric].measured_by
+            parts.append(f"to measure {first_cannot.name}: {how}")
+        other = next((i for i in estimated if i.state != "clear"), None)
+        if other is not None:
+            step = str(getattr(by_metric.get(other.metric), "next_step", "") or "")
+            if step:
+                parts.append(f"{other.name}: {step}")
+        if parts:
+            next_step = "Next: " + "; ".join(parts) + "."
     return Verdict(person, comparison, head, next_step, tuple(items), source)

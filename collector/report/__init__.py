@@ -44,6 +44,7 @@ class ReportData:
     nights: list[Row] = field(default_factory=list)
     effects: list[Row] = field(default_factory=list)
     before_after: list[Row] = field(default_factory=list)
+    verdict: Row | None = None  # the latest effect_verdict (one answer first)
     stages: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     hr: list[tuple[int, float]] = field(default_factory=list)
     generated: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -77,6 +78,8 @@ async def load(reader: InfluxReader, person: str, tz: tzinfo) -> ReportData:
     data.before_after = await reader.query(
         f"""SELECT * FROM "effect" WHERE "person" = {p} AND "comparison" = 'before_after' {latest_effects}"""
     )
+    verdicts = await reader.query(f'SELECT * FROM "effect_verdict" WHERE "person" = {p} ORDER BY time DESC LIMIT 1')
+    data.verdict = verdicts[0] if verdicts else None
     last = data.latest
     if last is not None and last.get("lights_out") and last.get("lights_on"):
         window = f'"person" = {p} AND time >= {int(last["lights_out"])} AND time <= {int(last["lights_on"])}'
@@ -105,13 +108,34 @@ def _int(v: Any) -> str:
     return "–" if x is None else f"{x:.0f}"
 
 
+#: What matters first when the rows carry no rank (effect points written before ranks existed).
+_IMPORTANCE = ("sol_min", "tst_min", "waso_min", "se_pct", "awakenings", "rem_min", "deep_min", "hr_mean_bpm",
+               "hr_min5_bpm", "ln_rmssd")
+
+
+def _rank(r: Row) -> tuple[int, int, str]:
+    """Order of the rows: by what matters, metrics that cannot be measured last (never alphabetical)."""
+    metric = str(r.get("metric"))
+    rk = _num(r.get("rank"))
+    base = int(rk) if rk is not None else (_IMPORTANCE.index(metric) if metric in _IMPORTANCE else 99)
+    return (1 if r.get("measurable") is False else 0, base, metric)
+
+
+def ranked(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=_rank)
+
+
+def _label(r: Row) -> str:
+    return str(r.get("label") or r.get("metric"))
+
+
 def _effect_rows(rows: list[Row]) -> str:
     out = []
-    for r in sorted(rows, key=lambda r: str(r.get("metric"))):
+    for r in ranked(rows):
         pb = _num(r.get("prob_benefit"))
         out.append(
-            "<tr>"
-            f"<td>{html.escape(str(r.get('metric')))}</td>"
+            f'<tr data-metric="{html.escape(str(r.get("metric")))}">'
+            f"<td>{html.escape(_label(r))}</td>"
             f"<td class=num>{_fmt(r.get('estimate'), 2)}</td>"
             f"<td class=num>{_fmt(r.get('ci_low'), 2)} … {_fmt(r.get('ci_high'), 2)}</td>"
             f"<td>{html.escape(str(r.get('unit') or ''))}</td>"
@@ -126,12 +150,12 @@ def _effect_rows(rows: list[Row]) -> str:
 
 def _forest(rows: list[Row]) -> str:
     items = []
-    for r in sorted(rows, key=lambda r: str(r.get("metric"))):
+    for r in ranked(rows):
         est, lo, hi = _num(r.get("estimate")), _num(r.get("ci_low")), _num(r.get("ci_high"))
         if est is None or lo is None or hi is None:
             continue
         metric = str(r.get("metric"))
-        items.append((metric, str(r.get("unit") or ""), est, lo, hi, metric in LOWER_IS_BETTER))
+        items.append((_label(r), str(r.get("unit") or ""), est, lo, hi, metric in LOWER_IS_BETTER))
     return plots.effects_forest(items) if items else ""
 
 
@@ -144,7 +168,45 @@ table{border-collapse:collapse;width:100%;font-size:.9rem} th,td{border-bottom:1
 text-align:left;vertical-align:top} td.num{text-align:right;white-space:nowrap} th{background:#f4f0f7}
 .plot svg{width:100%;height:auto} .summary li{margin:.3rem 0} .empty{color:#a00}
 .legend span{display:inline-block;width:.8rem;height:.8rem;border-radius:50%;margin:0 .3rem 0 1rem}
+#verdict{background:#f3ecf8;border-left:.5rem solid #8f3bb8;padding:.8rem 1.2rem;margin-top:1rem}
+#verdict .headline{font-size:1.3rem;font-weight:600;margin:.2rem 0 .5rem}
+#verdict ol{margin:.4rem 0;padding-left:1.4rem} #verdict li{margin:.25rem 0}
+#verdict .mark{display:inline-block;width:.9rem;height:.9rem;border-radius:.2rem;margin-right:.5rem;
+vertical-align:-.1rem}
+.state-clear .mark{background:#37872d} .state-likely .mark{background:#8ab84a}
+.state-no_clear_change .mark{background:#8e8e8e} .state-too_few_nights .mark{background:#cfcfcf}
+.state-cannot_measure .mark{background:#e0a030} .state-cannot_measure{color:#6b4a00}
 """
+
+
+_STATE_WORDS = {"clear": "clear", "likely": "likely", "no_clear_change": "no clear change",
+                "too_few_nights": "not enough nights yet", "cannot_measure": "cannot be measured"}
+
+
+def _verdict(data: ReportData) -> str:
+    """The answer first: the verdict's sentence, the next step, and every metric in the verdict's order."""
+    e = html.escape
+    v = data.verdict
+    if v is None and not data.effects:
+        return ""
+    rows = data.effects
+    if v is not None and v.get("comparison") == "before_after":
+        rows = data.before_after
+    order = [m for m in str(v.get("order") or "").split(",") if m] if v is not None else []
+    by_metric = {str(r.get("metric")): r for r in rows}
+    listed = [by_metric[m] for m in order if m in by_metric] or ranked(rows)
+    items = []
+    for i, r in enumerate(listed):
+        state = str(r.get("state") or "")
+        mark = _STATE_WORDS.get(state, "")
+        items.append(f'<li class="state-{e(state or "none")}" data-rank="{i}" data-metric="{e(str(r.get("metric")))}">'
+                     f'<span class="mark"></span><b>{e(_label(r))}</b>{f" ({e(mark)})" if mark else ""}: '
+                     f"{e(str(r.get('summary') or ''))}</li>")
+    head = str(v.get("headline")) if v is not None else "Effects in order of what matters:"
+    step = str(v.get("next_step") or "") if v is not None else ""
+    return ('<section id="verdict"><h2 style="border:0;margin-top:0">The answer</h2>'
+            f'<p class="headline">{e(head)}</p>' + (f'<p class="next">{e(step)}</p>' if step else "")
+            + "<ol>" + "".join(items) + "</ol></section>")
 
 
 def render(data: ReportData) -> str:
@@ -160,13 +222,10 @@ def render(data: ReportData) -> str:
         f"<h1>magsleep: does magnesium change {e(data.person)}'s sleep?</h1>",
         f'<p class="meta">{len(data.nights)} nights ({n_mg} magnesium, {n_ctl} control) · generated '
         f"{data.generated.astimezone(data.tz):%Y-%m-%d %H:%M %Z} · magsleep {e(__version__)}</p>",
-        "<h2>In plain words</h2>",
     ]
-    by_metric = sorted(data.effects, key=lambda r: str(r.get("metric")))
-    summaries = [str(r["summary"]) for r in by_metric if r.get("summary")]
-    if summaries:
-        parts.append('<ul class="summary">' + "".join(f"<li>{e(s)}</li>" for s in summaries) + "</ul>")
-    else:
+    parts.append(_verdict(data))  # every metric's sentence, in the verdict's order
+    if not any(r.get("summary") for r in data.effects):
+        parts.append("<h2>In plain words</h2>")
         parts.append('<p class="empty">No effect estimates yet. Log doses and nights, then run '
                      "<code>magsleep effects</code>.</p>")
 

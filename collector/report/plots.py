@@ -103,14 +103,24 @@ def nights_over_time(
     return to_svg(fig)
 
 
+def shared_spans(effects: Sequence[tuple[str, str, float, float, float, bool]]) -> dict[str, float]:
+    """Half-width of the x axis per unit: the widest interval of that unit, plus a margin."""
+    out: dict[str, float] = {}
+    for _label, unit, _est, lo, hi, _lower in effects:
+        out[unit] = max(out.get(unit, 1e-9), abs(lo) * 1.3, abs(hi) * 1.3)
+    return out
+
+
 def effects_forest(effects: Sequence[tuple[str, str, float, float, float, bool]]) -> str:
     """One row per metric: estimate (magnesium − control) with its 95% CI; green when it helps.
 
-    ``effects`` items: (label, unit, estimate, ci_low, ci_high, beneficial direction is lower).
+    ``effects`` items: (label, unit, estimate, ci_low, ci_high, beneficial direction is lower), in the
+    order shown. Rows of the same unit share one x scale (:func:`shared_spans`).
     """
     n = max(1, len(effects))
     fig = Figure(figsize=(11, 0.75 * n + 0.6), layout="constrained")
     axes = fig.subplots(n, 1, squeeze=False)
+    spans = shared_spans(effects)
     for i, (label, unit, est, lo, hi, lower_better) in enumerate(effects):
         ax = axes[i][0]
         helps = (hi < 0) if lower_better else (lo > 0)
@@ -118,8 +128,7 @@ def effects_forest(effects: Sequence[tuple[str, str, float, float, float, bool]]
         color = "#37872d" if helps else "#c4162a" if harms else "#5a5a5a"
         ax.axvline(0, color="#999999", lw=1)
         ax.errorbar([est], [0], xerr=[[est - lo], [hi - est]], fmt="o", color=color, capsize=4, lw=2)
-        span = max(abs(lo), abs(hi), 1e-9) * 1.3
-        ax.set_xlim(-span, span)
+        ax.set_xlim(-spans[unit], spans[unit])  # one scale per unit: rows of the same unit compare by eye
         ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)

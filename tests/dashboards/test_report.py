@@ -46,11 +46,14 @@ def test_report_content_matches_the_data(report: Path, seeded: Seeded) -> None:
     text = report.read_text()
     assert f"{N_NIGHTS} nights (7 magnesium, 7 control)" in text
     for metric, (est, lo, hi, pb) in EFFECTS.items():
-        row = re.search(rf"<tr><td>{metric}</td>(.*?)</tr>", text)
+        row = re.search(rf'<tr data-metric="{metric}"><td>{metric}</td>(.*?)</tr>', text)
         assert row, metric
         assert f"{est:.2f}" in row.group(1) and f"{lo:.2f} … {hi:.2f}" in row.group(1)
         assert f"{100 * pb:.0f}%" in row.group(1)
-        assert f"<li>{metric} summary</li>" in text
+        assert f"{metric} summary</li>" in text
+    # rows without ranks (older effect points) are ordered by what matters, not alphabetically
+    order = re.findall(r'<tr data-metric="(\w+)">', text)[: len(EFFECTS)]
+    assert order == ["sol_min", "tst_min", "waso_min", "deep_pct"]
     assert "99.00" not in text  # bob's effect
     last = seeded.seed.last_night.isoformat()
     assert f"Night of <b>{last}</b> (control)" in text
