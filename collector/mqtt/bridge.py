@@ -222,8 +222,10 @@ class Bridge:
                 devices = []
         if self.mqtt.discovery:
             for p in persons:
-                out.update({t: json.dumps(c) for t, c in
-                            d.person_configs(self.topics, p, commands=self.mqtt.commands).items()})
+                offered = d.person_configs(self.topics, p, commands=self.mqtt.commands)
+                # buttons turned off: an empty retained config removes them from HA
+                out.update({t: "" for t in d.person_configs(self.topics, p, commands=True) if t not in offered})
+                out.update({t: json.dumps(c) for t, c in offered.items()})
             for dev in devices:
                 out.update({t: json.dumps(c) for t, c in d.device_configs(self.topics, dev).items()})
         views = {p: await self.person_view(svc, p) for p in persons}

@@ -429,3 +429,22 @@ async def test_tls_with_a_private_ca(settings, tmp_path, pipe, clock, caplog):
                 assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
     finally:
         secured.stop()
+
+
+async def test_buttons_turned_off_are_removed_and_ignored(settings, broker, pipe, clock, caplog):
+    button = "homeassistant/button/magsleep/alice_took_magnesium/config"
+    async with home_assistant(broker.port) as ha:
+        async with running_bridge(settings, sink=pipe, now=clock):
+            await ha.wait_for(button)
+        off = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"commands": False})})
+        async with running_bridge(off, sink=pipe, now=clock):
+            await ha.wait_for(button, "")  # an empty retained config: HA removes the entity
+            await ha.press("magsleep/person/alice/cmd/lights_out")
+            for _ in range(100):
+                if any("commands are off" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
+            assert any("commands are off" in r.getMessage() for r in caplog.records)
+        assert "homeassistant/sensor/magsleep/alice_tst_min/config" in ha.configs()
+    async with DoseService(settings, now=clock) as svc:
+        assert await svc.list_lights(person="alice") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -9,9 +10,11 @@ import pytest
 
 from collector.doses.forms import Form
 from collector.doses.model import Assignment, PlannedNight, PlanToday, UsualDose
+from collector.errors import ConfigError
 from collector.mqtt.discovery import Topics
 from collector.mqtt.reminders import due
 from collector.mqtt.state import effect_verdict
+from collector.settings import MqttSettings, load_settings
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NIGHT = date(2026, 3, 28)
@@ -73,3 +76,24 @@ def test_command_topics() -> None:
     assert t.parse_command("home/magsleep/person//cmd/x") is None
     assert t.parse_command("other/person/alice/cmd/x") is None
     assert t.config("sensor", "alice_tst_min") == "homeassistant/sensor/home_magsleep/alice_tst_min/config"
+
+
+def test_mqtt_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    for k in [k for k in os.environ if k.startswith("MAGSLEEP_")]:
+        monkeypatch.delenv(k)
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[mqtt]\nhost = "broker.lan"\npassword = "pw-secret"\nntfy_url = "https://ntfy.example/"\n'
+                   'ntfy_topic = "t-1"\nntfy_token = "tk-secret"\nreminder_time = 21:30:00\n')
+    monkeypatch.setenv("MAGSLEEP_MQTT__TLS", "1")
+    s = load_settings(cfg)
+    assert s.mqtt.configured and s.mqtt.tls is True and s.mqtt.reminder_time == time(21, 30)
+    assert s.mqtt.ntfy_url == "https://ntfy.example"
+    masked = s.masked()["mqtt"]
+    assert (masked["password"], masked["ntfy_token"]) == ("***", "***")
+    assert "secret" not in repr(s.mqtt)
+    assert not MqttSettings().configured
+    for bad, says in (('topic_prefix = "home/#"', "mqtt.topic_prefix"), ('ntfy_topic = "x"', "or neither"),
+                      ('discovery = "yes"', "mqtt.discovery")):
+        cfg.write_text(f'[mqtt]\nhost = "h"\n{bad}\n')
+        with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
+            load_settings(cfg)
