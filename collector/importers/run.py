@@ -31,7 +31,9 @@ NIGHT_INPUTS = frozenset({"rr", "heart_rate", "motion", "sleep_stage"})
 IMPORT_BATCH_SIZE = 20_000
 #: Pause parsing while this many lines wait for InfluxDB (keeps memory flat).
 MAX_PENDING_LINES = 400_000
-_MIN_NS = 60 * NS
+#: Nights touched are found per 5-minute slot (three years of minute data: ~300,000 slots, not 1.5M);
+#: a slot counts for the night its middle falls in
+_SLOT_NS = 300 * NS
 
 
 @dataclass
@@ -72,16 +74,16 @@ def resolve_person(settings: Settings, name: str | None) -> PersonSettings:
 
 
 class _Tally:
-    """Counts points per measurement, the time range and the minutes nights are computed from."""
+    """Counts points per measurement, the time range and the time slots nights are computed from."""
 
     def __init__(self, summary: ImportSummary) -> None:
         self.s = summary
-        self.minutes: set[int] = set()
+        self.slots: set[int] = set()
 
     def add(self, batch: list[Point]) -> None:
         s = self.s
         lo = hi = batch[0].time_ns
-        minutes = self.minutes
+        slots = self.slots
         counts: Counter[str] = Counter()
         for p in batch:
             t = p.time_ns
@@ -89,7 +91,7 @@ class _Tally:
             hi = t if t > hi else hi
             counts[p.measurement] += 1
             if p.measurement in NIGHT_INPUTS:
-                minutes.add(t // _MIN_NS)
+                slots.add(t // _SLOT_NS)
         s.points.update(counts)
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
@@ -97,7 +99,7 @@ class _Tally:
     def nights(self, person: PersonSettings) -> list[date]:
         from collector.nights.segment import night_of
 
-        out = {night_of(m * _MIN_NS, person) for m in self.minutes}
+        out = {night_of(m * _SLOT_NS + _SLOT_NS // 2, person) for m in self.slots}
         return sorted(d for d in out if d is not None)
 
 
