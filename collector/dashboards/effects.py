@@ -1,5 +1,6 @@
-"""Effects: magnesium vs control per metric (difference, CI, probability of benefit, n, nights
-needed), before/after, a table of all metrics, and adherence to the trial plan."""
+"""Effects: the answer first (the verdict and the next step), magnesium vs control per metric
+(difference, CI, probability of benefit, n, nights needed), before/after, a table of all metrics in
+the verdict's order with plain names, and adherence to the trial plan."""
 
 from __future__ import annotations
 
@@ -104,15 +105,40 @@ def estimate_over_time() -> timeseries.Panel:
     )
 
 
+def verdict_panel() -> table.Panel:
+    """The verdict (`magsleep effects` writes it as ``effect_verdict``): one answer first, then the next step."""
+    q = (f'SELECT last("headline") AS "answer", last("next_step") AS "next step" FROM "effect_verdict" '
+         f"WHERE {where(PERSON, eq('comparison', 'mg_vs_control'))}")
+    return (
+        table.Panel()
+        .title("The answer")
+        .description("The verdict of the latest `magsleep effects` run: what changed on magnesium nights, "
+                     "ranked by what matters; metrics the night's staging cannot measure are named as such "
+                     "(docs/effects.md, measurement validity).")
+        .with_target(InfluxQL(q).table())
+        .with_transformation(dm.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}}))
+        .override_by_name("answer", [prop("custom.cellOptions", {"type": "auto", "wrapText": True}),
+                                     prop("custom.width", 900)])
+        .override_by_name("next step", [prop("custom.cellOptions", {"type": "auto", "wrapText": True})])
+        .height(5)
+        .span(24)
+    )
+
+
 def effects_table(comparison: str, title: str) -> table.Panel:
-    cols = (*EFFECT_COLUMNS, ("p_adj", "p (BH)"), ("unit", "unit"), ("summary", "summary"))
+    cols = (("label", "name"), ("state", "verdict"), *EFFECT_COLUMNS, ("p_adj", "p (BH)"), ("unit", "unit"),
+            ("summary", "summary"), ("rank", "rank"))
     q = f'SELECT {latest(cols)} FROM "effect" WHERE {where(PERSON, eq("comparison", comparison))} GROUP BY "metric"'
     return (
         table.Panel()
         .title(title)
+        .description("In the verdict's order (what matters first; not alphabetical), with plain names; "
+                     "'cannot_measure': the night's staging cannot measure this metric, so no effect is shown.")
         .with_target(InfluxQL(q).table())
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(dm.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}}))
+        .with_transformation(dm.DataTransformerConfig(id_val="sortBy", options={"sort": [{"field": "rank"}]}))
+        .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+            "excludeByName": {"Time": True, "rank": True}}))
         .override_by_name("P(benefit)", [prop("unit", "percentunit"), prop("decimals", 0)])
         .override_by_regexp("^(difference|CI)", [prop("decimals", 2)])
         .height(9)
@@ -164,6 +190,7 @@ def build() -> dash.Dashboard:
         base_dashboard(UID, "magsleep · Effects", "Does magnesium change my sleep? Differences with honest CIs.")
         .time("now-1y", "now")
         .with_variable(metric_variable())
+        .with_panel(verdict_panel())
         .with_row(dash.Row("Magnesium vs control"))
         .with_panel(effect_stat())
         .with_panel(estimate_over_time())

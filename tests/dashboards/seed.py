@@ -29,6 +29,8 @@ EFFECTS = {  # metric -> (estimate, ci_low, ci_high, prob_benefit)
     "deep_pct": (1.5, -0.5, 3.5, 0.91),
 }
 BEFORE_AFTER = {"sol_min": (-4.0, -9.0, 1.0, 0.9)}
+VERDICT = "For you, magnesium nights: fell asleep 6.5 min faster (clear), total sleep no clear change."
+NEXT_STEP = "Next: about 40 more nights of the current plan to tell a 10-minute change in total sleep."
 
 
 def ns(dt: datetime) -> int:
@@ -115,6 +117,8 @@ def build_seed() -> Seed:
             "estimate": est, "ci_low": lo, "ci_high": hi, "prob_benefit": pb, "n_mg": 7, "n_control": 7,
             "nights_needed": 20, "reported": True, "unit": "min", "summary": f"{metric} summary", "p_adj": 0.04,
         }, now_ns))
+    add(Point("effect_verdict", {"person": "alice", "comparison": "mg_vs_control"}, {
+        "headline": VERDICT, "next_step": NEXT_STEP, "source": "computed", "order": ",".join(EFFECTS)}, now_ns))
     for metric, (est, lo, hi, pb) in BEFORE_AFTER.items():
         add(Point("effect", {"person": "alice", "metric": metric, "comparison": "before_after"}, {
             "estimate": est, "ci_low": lo, "ci_high": hi, "prob_benefit": pb, "n_mg": 7, "n_control": 7}, now_ns))

@@ -15,7 +15,8 @@ from PIL import Image
 from collector.cli import main
 from collector.report import ReportError, write_report
 from tests.dashboards.conftest import Seeded
-from tests.dashboards.seed import EFFECTS, N_NIGHTS
+from tests.dashboards.seed import EFFECTS, N_NIGHTS, NEXT_STEP, VERDICT
+from tests.dashboards.test_queries import rows, run
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -60,6 +61,23 @@ def test_report_content_matches_the_data(report: Path, seeded: Seeded) -> None:
     assert f"total sleep {seeded.seed.tst[seeded.seed.last_night]:.0f} min" in text
     assert "Sleep stages (computed)" in text and "Sleep stages (device)" in text
     assert "After starting magnesium vs before" in text
+    # the stored verdict first, before any plot, and its items in its order
+    assert f'<p class="headline">{VERDICT}</p>' in text and f'<p class="next">{NEXT_STEP}</p>' in text
+    assert text.index('id="verdict"') < text.index('id="plot-nights"')
+    assert re.findall(r'<li class="state-none" data-rank="\d" data-metric="(\w+)"', text) == list(EFFECTS)
+
+
+def test_effects_dashboard_shows_the_verdict_first(seeded: Seeded) -> None:
+    (s,) = run(seeded, "effects.json", "The answer")
+    (r,) = rows(s)
+    assert (r["answer"], r["next step"]) == (VERDICT, NEXT_STEP)
+    import json
+
+    from collector.dashboards import effects
+
+    panels = json.loads((Path(__file__).resolve().parents[2] / "dashboards" / "effects.json").read_text())["panels"]
+    assert panels[0]["title"] == "The answer"  # at the top, above the per-metric panels
+    assert effects.UID == "magsleep-effects"
 
 
 def test_report_for_unknown_person_says_so(seeded: Seeded, tmp_path: Path) -> None:
