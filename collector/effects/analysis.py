@@ -368,7 +368,8 @@ def compare(
     if opts.sequential:
         target, tell = tell_target(spec, typical if spec.scale == "log1p" else None)
         step = next_step(clear=clear, estimate=fit.estimate, se=fit.se, df=fit.df, n=n, horizon=horizon,
-                         alpha=alpha, target=target, tell=tell, has_plan=plan is not None)
+                         alpha=alpha, target=target, tell=tell,
+                         nights_left=None if plan is None else (plan.spec.dates()[-1] - rows[-1].night).days)
     else:
         step = Step("single_look", None, "decide only at the look you planned (e.g. the plan's end); "
                     "to stop early, use the default anytime-valid interval")

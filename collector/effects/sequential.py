@@ -201,17 +201,20 @@ def conditional_power(z_now: float, t: float, alpha: float) -> float:
 
 def next_step(
     *, clear: bool, estimate: float, se: float, df: float, n: int, horizon: int, alpha: float,
-    target: float, tell: str, has_plan: bool,
+    target: float, tell: str, nights_left: int | None,
 ) -> Step:
-    """Stop (clear), keep going (about N more nights to tell ``tell``), or stop for futility."""
+    """Stop (clear), keep going (about N more nights to tell ``tell``), or stop for futility.
+
+    ``nights_left``: the trial plan's evenings after the last night analysed (None: no plan).
+    """
     if clear:
         return Step("stop_clear", 0, "stop: the answer is clear")
     t = n / horizon
     more = nights_to_tell(se, n, df, horizon, alpha, target)
     more_words = (f"about {more} more nights" if more is not None
                   else f"more than {_MAX_NIGHTS_MORE} more nights")
-    if has_plan:
-        left = max(0, horizon - n)
+    if nights_left is not None:
+        left = max(0, nights_left)
         if left == 0:
             return Step("stop_futile", more,
                         f"stop: the plan has ended without a clear answer ({more_words} would be "

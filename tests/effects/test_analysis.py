@@ -257,3 +257,15 @@ def test_past_the_plan_the_interval_never_widens_beyond_its_end() -> None:
     assert at_end.ci_low is not None and at_end.ci_high is not None
     assert after.ci_low is not None and after.ci_high is not None
     assert after.ci_high - after.ci_low <= at_end.ci_high - at_end.ci_low + 1e-9
+
+
+def test_at_the_plans_end_with_missing_nights_the_plan_has_ended() -> None:
+    # a fifth of the nights missing: fewer nights than planned, but the plan's calendar is over
+    p = simulate(np.random.default_rng(30), "randomised", weeks=8, missing=0.2)
+    r = _by(analyse_person("a", p.nights, OPTS, metrics=["tst_min"], plan=p.plan))["tst_min"]
+    assert r.n_mg + r.n_control < 56 and r.reported
+    last = max(n.night for n in p.nights)
+    assert p.plan is not None and last == p.plan.spec.dates()[-1]
+    assert r.decision in ("stop_clear", "stop_futile") and r.nights_more is not None
+    if not r.clear:
+        assert "the plan has ended" in r.next_step

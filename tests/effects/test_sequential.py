@@ -101,8 +101,8 @@ def test_nights_to_tell_lands_on_the_first_night_narrow_enough() -> None:
 
 
 def _step(*, clear: bool, estimate: float, n: int, has_plan: bool) -> Step:
-    return next_step(clear=clear, estimate=estimate, n=n, has_plan=has_plan, se=10.0, df=40.0,
-                     horizon=56, alpha=0.05, target=10.0, tell="a 10-minute change")
+    return next_step(clear=clear, estimate=estimate, n=n, nights_left=56 - n if has_plan else None, se=10.0,
+                     df=40.0, horizon=56, alpha=0.05, target=10.0, tell="a 10-minute change")
 
 
 def test_stopping_rule_states() -> None:
