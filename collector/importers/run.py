@@ -34,6 +34,8 @@ MAX_PENDING_LINES = 400_000
 #: Nights touched are found per 5-minute slot (three years of minute data: ~300,000 slots, not 1.5M);
 #: a slot counts for the night its middle falls in
 _SLOT_NS = 300 * NS
+_DAY_NS = 86400 * NS
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @dataclass
@@ -97,10 +99,22 @@ class _Tally:
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
 
     def nights(self, person: PersonSettings) -> list[date]:
-        from collector.nights.segment import night_of
+        """The evenings whose night window holds a slot (windows computed once per day, not per slot)."""
+        from collector.nights.segment import NightWindow, night_window
 
-        out = {night_of(m * _SLOT_NS + _SLOT_NS // 2, person) for m in self.slots}
-        return sorted(d for d in out if d is not None)
+        windows: dict[int, NightWindow] = {}
+        out: set[date] = set()
+        for m in self.slots:
+            t = m * _SLOT_NS + _SLOT_NS // 2
+            utc_day = _EPOCH_ORDINAL + t // _DAY_NS
+            for day in (utc_day - 1, utc_day, utc_day + 1):  # the local evening is one of these
+                w = windows.get(day)
+                if w is None:
+                    w = windows[day] = night_window(date.fromordinal(day), person)
+                if w.start_ns <= t < w.end_ns:
+                    out.add(w.night)
+                    break
+        return sorted(out)
 
 
 async def run_import(
