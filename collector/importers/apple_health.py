@@ -67,6 +67,8 @@ _READ = frozenset({HR, SLEEP_ANALYSIS, MAGNESIUM, HRV, HEARTBEAT_SERIES, *NOTED}
 _TOP = frozenset({"Workout", "ActivitySummary", "Correlation", "Me", "ExportDate", "ClinicalRecord"})
 _UNIT_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "µg": 0.001, "ug": 0.001}
 _CHUNK = 1 << 20
+#: The DOCTYPE is looked for in this much of the file's start (Apple's is about 10 kB).
+_HEAD_MAX = 4 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +145,32 @@ class _Counting:
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n if n and n > 0 else _CHUNK)
         self._advance(len(data))
+        return data
+
+
+class _SkipDoctype:
+    """The stream without its ``<!DOCTYPE HealthData [...]>``: the export's internal DTD only
+    declares elements (nothing the parser needs), some iOS versions wrote it malformed (the whole
+    file then fails to parse), and without it no entity can be declared at all. Its lines are kept
+    as empty lines, so parse errors still name the right line."""
+
+    def __init__(self, raw: _Readable) -> None:
+        self._raw = raw
+        self._head = True
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(n)
+        self._head = False
+        data = b""
+        while b"<HealthData" not in data and len(data) < _HEAD_MAX:
+            chunk = self._raw.read(_CHUNK)
+            if not chunk:
+                break
+            data += chunk
+        i, j = data.find(b"<!DOCTYPE"), data.find(b"<HealthData")
+        if 0 <= i < j:
+            data = data[:i] + b"\n" * data.count(b"\n", i, j) + data[j:]
         return data
 
 
@@ -310,9 +338,9 @@ class AppleHealthImporter:
         report = ctx.report
         root: ET.Element | None = None
         n_record = 0
-        # expat >= 2.4 refuses entity-expansion bombs and ElementTree never fetches external
-        # entities; the file is the user's own export
-        it = ET.iterparse(stream, events=("start", "end"))  # noqa: S314
+        # without the DOCTYPE no entity can be declared (no expansion bombs), and ElementTree never
+        # fetches external ones; the file is the user's own export
+        it = ET.iterparse(_SkipDoctype(stream), events=("start", "end"))  # noqa: S314
         devices: dict[str, str] = {}  # sourceName -> device tag
 
         def device(a: dict[str, str]) -> str:

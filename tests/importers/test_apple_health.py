@@ -129,3 +129,12 @@ async def test_imported_nights_computed_doses_confirmed_and_a_second_import_adds
     assert count(influx_server, influx_db, "SELECT count(stage_code) FROM sleep_stage WHERE source = 'import'") \
         == stage_n
     assert len(influx_server.rows("SELECT * FROM supplement_dose", influx_db)) == 2
+
+
+def test_a_malformed_dtd_does_not_stop_the_import(tmp_path: Path) -> None:
+    text = XML.read_text()
+    broken = text.replace("<!ELEMENT ExportDate EMPTY>", "<!ELEMENT ExportDate EMPTY", 1)  # as some iOS versions wrote
+    p = tmp_path / "export.xml"
+    p.write_text(broken)
+    pts, c = _parse(p)
+    assert len(pts) == len(_parse(XML)[0]) and c.report.stopped == ""
