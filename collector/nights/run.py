@@ -235,11 +235,12 @@ async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: 
     # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
     hr_t, hr_v, hr_src = (np.zeros(0, np.int64), np.zeros(0), set()) if rr_t.size else await _series_columns(
         r, f"SELECT bpm FROM heart_rate WHERE {w} GROUP BY device, source", "bpm")
-    mo = _main_device(await r.query(f"SELECT activity, epoch_s, device FROM motion WHERE {w}"))
+    # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
+    mo = _main_device(await r.query(f"SELECT counts, epoch_s, device FROM motion WHERE {w}"))
     st = _main_device(await r.query(
         f"SELECT stage_code, epoch_s, device, source FROM sleep_stage WHERE {w} AND {_NOT_OURS}"))
     lo_tag, hi_tag = lights_from_tags([dict(x) for x in tag_rows])
-    mo = [x for x in mo if x.get("activity") is not None]
+    mo = [x for x in mo if x.get("counts") is not None]
     st = [x for x in st if x.get("stage_code") is not None]
     sources = rr_src if rr_t.size else hr_src
     return NightInputs(
@@ -249,7 +250,7 @@ async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: 
         hr_time_ns=hr_t,
         hr_bpm=hr_v,
         motion_time_ns=np.array([int(x["time"]) for x in mo], dtype=np.int64),
-        motion_activity=_arr(mo, "activity", np.float64),
+        motion_activity=_arr(mo, "counts", np.float64),
         motion_epoch_s=np.array([int(x.get("epoch_s") or EPOCH_S) for x in mo], dtype=np.int64),
         stage_time_ns=np.array([int(x["time"]) for x in st], dtype=np.int64),
         stage_code=np.array([int(x["stage_code"]) for x in st], dtype=np.int64),
@@ -317,7 +318,7 @@ def _options(settings: Settings) -> NightOptions:
     n = settings.nights
     return NightOptions(classifier=n.classifier,
                         wake_classifier=None if n.wake_classifier == "none" else n.wake_classifier,
-                        motion_staging=n.motion_staging, motion_scale=n.motion_scale,
+                        motion_staging=n.motion_staging,
                         min_coverage_pct=n.min_coverage_pct)
 
 

@@ -93,7 +93,7 @@ def _small_points(night: Night, study: Study, dev: SimDevices, doses: bool = Tru
         t0 = night.lights_out_ns
         step = EPOCH_S * NS
         out.extend(
-            Point("motion", tags, {"activity": float(a), "epoch_s": EPOCH_S}, t0 + i * step)
+            Point("motion", tags, {"counts": float(a), "epoch_s": EPOCH_S}, t0 + i * step)  # ActiGraph-like counts
             for i, a in enumerate(night.motion.tolist())
         )
     if night.device_stages is not None:

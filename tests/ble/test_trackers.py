@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -257,30 +258,33 @@ async def test_bangle_without_sleeplog_app_keeps_streaming_hr(tmp_path, private_
 
 
 async def test_polar_pmd_start_stream_stop(tmp_path, private_dbus, influx_server, influx_db):
-    clock = CompressedClock(start_ns=time.time_ns(), speed=60.0)
+    clock = CompressedClock(start_ns=time.time_ns(), speed=30.0)  # the strap's 25 Hz stream keeps up
     t0 = clock.time_ns() / 1e9
-    wearable, pmd_dev = polar_h10_pmd(H10, clock=clock, movement=[(t0 + 120, t0 + 180)])
+    wearable, pmd_dev = polar_h10_pmd(H10, clock=clock, movement=[(t0 + 120, t0 + 300)])
     settings = make_settings(tmp_path, influx_server, influx_db)
     device = RegisteredDevice(H10, "h10-alice", "alice", profiles=("heart_rate", "polar_pmd"), paired=True)
     async with VirtualBlueZ.start(bus_address=private_dbus.address, clock=clock) as bz:
         bz.add_device(wearable, paired=True)
         async with Pipeline.from_settings(settings, name="ble") as pipe:
             run = Session(settings, device, clock, pipe)
-            await until(lambda: clock.time_ns() / 1e9 > t0 + 300)
+            await until(lambda: clock.time_ns() / 1e9 > t0 + 420, limit_s=40)
             ctx = run.ctx("polar_pmd")
             session = await run.stop()
             await pipe.flush(timeout=30)
     assert pmd_dev.commands == [pmd.START_ACC, pmd.STOP_ACC]
     assert pmd.START_ACC.hex() == "0202000119000101100002010800"  # 25 Hz, 16 bit, 8 g
     assert not pmd_dev.streaming and ctx.errors == 0 and session.stats.parse_errors == 0
-    assert abs(ctx.memory["skew_ms"] + 3_600_000) < 2000  # the strap's clock is an hour behind
-    rows = influx_server.rows("SELECT activity, magnitude_g, epoch_s FROM motion", influx_db)
-    assert len(rows) >= 7
-    assert all(int(r["time"]) % 30_000_000_000 == 0 and r["epoch_s"] == 30 for r in rows)
-    moving = [r["activity"] for r in rows if t0 + 120 <= int(r["time"]) / 1e9 < t0 + 150]
-    still = [r["activity"] for r in rows if int(r["time"]) / 1e9 >= t0 + 210 or int(r["time"]) / 1e9 < t0 + 90]
-    assert moving and still and min(moving) > 20 * max(still)
-    assert all(abs(r["magnitude_g"]) < 0.05 for r in rows if r["activity"] in still)
+    assert abs(ctx.memory["skew_ms"] + 3_600_000) < 10_000  # the strap's clock is an hour behind (+ latency at 60x)
+    rows = influx_server.rows("SELECT counts, counts_x, counts_y, counts_z, epoch_s FROM motion", influx_db)
+    # whole minutes of ActiGraph counts (a minute with under 80% of its samples is dropped: on a loaded
+    # machine the virtual strap falls behind the compressed clock and loses some)
+    assert len(rows) >= 3
+    assert all(int(r["time"]) % 60_000_000_000 == 0 and r["epoch_s"] == 60 for r in rows)
+    moving = [r["counts"] for r in rows if t0 + 120 <= int(r["time"]) / 1e9 <= t0 + 240]  # minutes inside
+    still = [r["counts"] for r in rows if int(r["time"]) / 1e9 >= t0 + 310 or int(r["time"]) / 1e9 < t0 + 60]
+    assert moving and still and min(moving) > 1000 and max(still) < 10  # 4 mG of noise: below the dead band
+    assert all(r["counts"] == pytest.approx(math.hypot(r["counts_x"], r["counts_y"], r["counts_z"]), abs=0.01)
+               for r in rows)
     assert influx_server.rows("SELECT count(bpm) FROM heart_rate", influx_db)[0]["count"] >= 250
 
 
@@ -325,7 +329,7 @@ async def test_polar_pmd_restarted_after_link_loss(tmp_path, private_dbus):
 
 async def test_infinitime_motion_epochs_and_steps(tmp_path, private_dbus, influx_server, influx_db):
     clock = CompressedClock(start_ns=time.time_ns(), speed=60.0)
-    feed = infinitime_feed(400, movement=[(150, 240)])
+    feed = infinitime_feed(420, movement=[(120, 250)])
     settings = make_settings(tmp_path, influx_server, influx_db)
     device = RegisteredDevice(PINE, "pinetime-bob", "bob", profiles=("heart_rate", "infinitime"), paired=True)
     async with VirtualBlueZ.start(bus_address=private_dbus.address, clock=clock) as bz:
@@ -333,15 +337,15 @@ async def test_infinitime_motion_epochs_and_steps(tmp_path, private_dbus, influx
         bz.add_device(infinitime_watch(PINE, feed=feed), paired=True)
         async with Pipeline.from_settings(settings, name="ble") as pipe:
             run = Session(settings, device, clock, pipe)
-            await until(lambda: clock.time_ns() / 1e9 > t0 + 390, limit_s=30)
+            await until(lambda: clock.time_ns() / 1e9 > t0 + 410, limit_s=30)
             await run.stop()
             await pipe.flush(timeout=30)
-    rows = influx_server.rows("SELECT activity, magnitude_g, epoch_s FROM motion WHERE activity >= 0", influx_db)
-    assert len(rows) >= 10
-    assert all(int(r["time"]) % 30_000_000_000 == 0 and r["epoch_s"] == 30 for r in rows)
-    moving = [r["activity"] for r in rows if t0 + 152 <= int(r["time"]) / 1e9 <= t0 + 208]
-    still = [r["activity"] for r in rows if int(r["time"]) / 1e9 >= t0 + 245]
-    assert moving and still and min(moving) > 50 and max(still) < 2
+    rows = influx_server.rows("SELECT counts, epoch_s FROM motion WHERE counts >= 0", influx_db)
+    assert len(rows) >= 5  # whole minutes, the still ones closed by the pull
+    assert all(int(r["time"]) % 60_000_000_000 == 0 and r["epoch_s"] == 60 for r in rows)
+    moving = [r["counts"] for r in rows if t0 + 122 <= int(r["time"]) / 1e9 <= t0 + 188]
+    still = [r["counts"] for r in rows if int(r["time"]) / 1e9 >= t0 + 262]
+    assert moving and still and min(moving) > 1000 and max(still) < 10  # a 1/1024 g flicker: below the dead band
     steps = influx_server.rows("SELECT steps FROM motion WHERE steps > 0", influx_db)
     assert steps and steps[-1]["steps"] > 1200 and [s["steps"] for s in steps] == sorted(s["steps"] for s in steps)
 
@@ -370,7 +374,7 @@ name = "bedside-accel"
 service = "0000aa00-0000-1000-8000-00805f9b34fb"
 characteristic = "0000aa01-0000-1000-8000-00805f9b34fb"
 format = "<hHi"
-fields = ["", "activity", "steps"]
+fields = ["", "counts", "steps"]
 scale = [1.0, 0.5, 1.0]
 measurement = "motion"
 """
@@ -406,9 +410,9 @@ async def test_generic_profile_from_config_end_to_end(tmp_path, private_dbus, in
         result = await asyncio.wait_for(task, 15)
     async with Pipeline.from_settings(settings, name="ble") as pipe:
         await pipe.flush(timeout=30)
-    rows = influx_server.rows("SELECT activity, steps FROM motion GROUP BY *", influx_db)
+    rows = influx_server.rows("SELECT counts, steps FROM motion GROUP BY *", influx_db)
     assert len(rows) == result.sessions["thermo-alice"].notifications >= 30
-    assert all(r["steps"] - 100 == r["activity"] for r in rows)  # 2k x 0.5 and 100 + k
+    assert all(r["steps"] - 100 == r["counts"] for r in rows)  # 2k x 0.5 and 100 + k
     assert {tuple(sorted(r["_tags"].items())) for r in rows} == {
         (("device", "thermo-alice"), ("person", "alice"), ("source", "device"))}
 

@@ -7,16 +7,20 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.ble.profiles import PROFILES, bangle, infinitime, matching_profiles, profiles_for
 from collector.ble.profiles import polar_pmd as pmd
-from collector.ble.profiles.activity import EpochActivity
+from collector.ble.profiles.activity import EpochCounts
 from collector.ble.profiles.generic import GenericProfile
+from collector.ble.profiles.hooks import ProfileContext
 from collector.ble.profiles.uart import NUS_SERVICE, NUS_TX, LineAssembler, json_payload
+from collector.clock import SystemClock
 from collector.errors import ConfigError, DeviceError, ParseError
+from collector.nights.activity import counts_per_second
 from collector.settings import BleSettings, GenericProfileSettings, load_settings
 from collector.storage.lineprotocol import Tags, encode_points
 from collector.storage.schema import validate_point
@@ -162,22 +166,34 @@ def test_pmd_encode_decode_roundtrip(samples, ts, compressed, block):
     assert list(frame.samples) == samples and frame.timestamp_ns == ts
 
 
-def test_epoch_activity_still_vs_moving():
-    tags = Tags(BANGLE["tags"])
-    acc = EpochActivity(tags, epoch_s=30, min_samples=10)
+def test_pmd_frames_to_counts_golden():
+    """Raw ACC frames (compressed, mG, 25 Hz) -> ActiGraph counts per minute (golden), checked against the
+    same movement sampled natively at 30 Hz in g (no frames, no resampling): units and rate are right."""
+    c = POLAR["counts"]
+    ctx = ProfileContext("AA:BB", "h10-alice", Tags(c["tags"]), SystemClock(), emit=lambda _p: None)
+    stream = pmd.AccStream(ctx)
     points = []
-    t0 = 1_732_400_010 * 10**9  # on a 30-s boundary
-    for k in range(25 * 90):  # 90 s at 25 Hz: still, moving, still
-        t = t0 + k * 40_000_000
-        moving = 30 <= k / 25 < 60
-        x = 400 * ((k % 5) - 2) if moving else (k % 3) - 1
-        points += acc.add(t, x, 0, 1000)
-    assert [p.time_ns for p in points] == [t0, t0 + 30 * 10**9]  # the third epoch is still open
-    still_act, moving_act = (float(p.fields["activity"]) for p in points)
-    assert still_act < 1
-    assert moving_act > 100
-    acc.reset()
-    assert acc.dropped_epochs == 1
+    for k, h in enumerate(c["frames"]):
+        points += stream.feed(pmd.decode_acc_frame(bytes.fromhex(h)), c["first_received_ns"] + k * 10**9)
+    for p in points:
+        validate_point(p)
+    assert encode_points(points) == c["lines"]
+    assert ctx.memory["skew_ms"] == c["skew_ms"] == -3_600_000  # stamped in host time
+    t = np.arange(120 * 30) / 30
+    xyz = np.zeros((t.size, 3))
+    xyz[:, 2] = 1.0
+    moving = t >= 60
+    xyz[moving, 0] += 0.3 * np.sin(2 * np.pi * 0.8 * t[moving])
+    xyz[moving, 1] += 0.15 * np.sin(2 * np.pi * 1.3 * t[moving])
+    native = counts_per_second(xyz)[60:].sum(axis=0)
+    assert points[1].fields["counts_x"] == pytest.approx(native[0], rel=0.03)
+    assert points[1].fields["counts_y"] == pytest.approx(native[1], rel=0.03)
+    assert points[0].fields["counts"] == 0  # +-2 mG of noise is below the dead band
+
+
+def test_epoch_counts_needs_a_rate_or_hold():
+    with pytest.raises(ValueError, match="rate_hz"):
+        EpochCounts(Tags(BANGLE["tags"]))
 
 
 # ---- InfiniTime ---------------------------------------------------------------------------------
@@ -195,15 +211,20 @@ def test_infinitime_golden(case):
     assert encode_points(points) == case["lines"]
 
 
-def test_infinitime_held_activity_golden():
-    held = infinitime.HeldActivity(Tags(PINE["tags"]))
-    lines = []
+def test_infinitime_held_counts_golden():
+    held = EpochCounts(Tags(PINE["tags"]), hold=True)
+    start = PINE["held"]["start_ns"]
+    points = []
     for t, x, y, z in PINE["held"]["samples"]:
-        lines += encode_points(held.add(PINE["held"]["start_ns"] + int(t * 1e9), infinitime.magnitude_mg(x, y, z)))
-    assert lines == PINE["held"]["lines"]
+        points += held.add(start + int(t * 1e9), *infinitime.motion_g(x, y, z))
+    assert [p.time_ns for p in points] == [start]  # closed by the first notification of the next minute
     # Nothing moves and nothing is notified: the scheduled pull closes the still epochs.
-    closed = held.advance(PINE["held"]["start_ns"] + 200 * 10**9)
-    assert [p.fields["activity"] for p in closed] == [0.0] * 4
+    points += held.advance(start + PINE["held"]["advance_s"] * 10**9)
+    for p in points:
+        validate_point(p)
+    assert encode_points(points) == PINE["held"]["lines"]
+    assert [p.fields["counts"] for p in points[2:]] == [0.0, 0.0]
+    assert infinitime.motion_g(0, -512, 1024) == (0.0, -0.5, 1.0)  # 1/1024 g
 
 
 # ---- generic ------------------------------------------------------------------------------------
@@ -226,8 +247,8 @@ def test_generic_golden(entry):
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"format": "<hs"}, "struct format"),
-    ({"fields": ["", "activity", "nope"]}, "no numeric field 'nope'"),
-    ({"fields": ["activity"]}, "unpacks 3 value"),
+    ({"fields": ["", "counts", "nope"]}, "no numeric field 'nope'"),
+    ({"fields": ["counts"]}, "unpacks 3 value"),
     ({"measurement": "night"}, "cannot be fed by a sensor"),
     ({"measurement": "device_status"}, "cannot be fed by a sensor"),
     ({"name": "heart_rate"}, "built-in profile"),

@@ -29,7 +29,7 @@ def _settings(server: InfluxServer, db: str, tmp_path: Path) -> Settings:
 
 def _counts(server: InfluxServer, db: str, where: str) -> dict[str, int]:
     q = ";".join(f"SELECT count({f}) FROM {m} WHERE {where}" for m, f in (
-        ("heart_rate", "bpm"), ("rr", "rr_ms"), ("motion", "activity"), ("sleep_stage", "stage_code"),
+        ("heart_rate", "bpm"), ("rr", "rr_ms"), ("motion", "counts"), ("sleep_stage", "stage_code"),
         ("supplement_dose", "amount_mg")))
     out: dict[str, int] = {}
     for row in server.rows(q, db):

@@ -1,18 +1,25 @@
-"""Per-epoch activity from raw acceleration, for actigraphy (``motion`` points).
+"""Per-epoch ActiGraph activity counts from a tracker's raw acceleration (``motion`` points).
 
-Each epoch of ``epoch_s`` seconds (aligned to the wall clock: 00:00:00, 00:00:30, ...) gets
+Samples (time, x, y, z in g) go in; one point per complete epoch of ``epoch_s`` seconds (60: the
+epoch Cole-Kripke was published for), aligned to the wall clock (00:00:00, 00:01:00, ...), comes
+out with
 
-- ``activity``: the mean amplitude deviation (MAD) of the acceleration magnitude in milli-g,
-  ``mean(| |a_i| - mean|a| |)``. MAD tracks movement intensity, ignores the sensor's orientation
-  and its calibration offset (a cheap sensor reading 1.03 g at rest still gives ~0), and does not
-  depend on the sample rate, so 25 Hz straps and irregularly notifying watches compare; a still
-  sleeper gives a few mg, turning over tens to hundreds. ``nights.motion_scale`` maps it to the
-  counts Cole-Kripke was fitted on.
-- ``magnitude_g``: mean magnitude minus 1 g (the schema's field).
+- ``counts``: vector magnitude of the three axis counts (ActiGraph counts per epoch);
+- ``counts_x``, ``counts_y``, ``counts_z``: the axis counts;
 - ``epoch_s``.
 
-An epoch is emitted when the first sample of a later epoch arrives and it holds at least
-``min_samples`` samples; the epoch in progress at a disconnect is dropped (it would understate).
+The counts come from :mod:`collector.nights.activity` (agcounts, ActiGraph's published algorithm)
+on a 30 Hz grid, with the 10 s before the epoch as the filter's run-in, so a stream cut into
+epochs gives the counts of the unbroken signal. Two kinds of stream:
+
+- steady rate (``rate_hz``, the Polar strap): an epoch is emitted once a sample at or after its end
+  arrives and it holds at least ``min_coverage`` of its samples (a lost radio frame is
+  interpolated over);
+- change-only (``hold=True``, InfiniTime: silence means "unchanged"): each value stands until the
+  next; :meth:`EpochCounts.advance` closes epochs in which nothing moved; an epoch is complete only
+  when the value was known from its start (the epoch in progress at connect is dropped).
+
+The epoch in progress when the link goes down is dropped (it would understate).
 """
 
 from __future__ import annotations
@@ -20,49 +27,113 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
+from collector.nights.activity import epoch_counts, vector_magnitude
 from collector.storage.lineprotocol import Point
 
 NS = 1_000_000_000
+#: Epoch of the stored counts (Cole-Kripke's 1-minute epoch).
+EPOCH_S = 60
+#: Seconds before an epoch that the count filter runs over first.
+WARMUP_S = 10
 
 
-class EpochActivity:
-    """Collects (time, x, y, z in milli-g) samples and yields one ``motion`` point per complete epoch."""
+class EpochCounts:
+    """Collects (time, x, y, z in g) samples and yields one ``motion`` point per complete epoch."""
 
-    def __init__(self, tags: Mapping[str, str], *, epoch_s: int = 30, min_samples: int = 5) -> None:
+    def __init__(self, tags: Mapping[str, str], *, epoch_s: int = EPOCH_S, rate_hz: float | None = None,
+                 hold: bool = False, min_coverage: float = 0.8) -> None:
+        if not hold and rate_hz is None:
+            raise ValueError("a steady stream needs its rate_hz")
         self._tags = tags
         self.epoch_s = epoch_s
         self._epoch_ns = epoch_s * NS
-        self._min = min_samples
-        self._start: int | None = None
-        self._mags: list[float] = []
+        self._rate = rate_hz
+        self._hold = hold
+        self._min_coverage = min_coverage
+        self._t: list[int] = []
+        self._xyz: list[tuple[float, float, float]] = []
+        self._start: int | None = None  # epoch in progress
+        self._known_ns: int | None = None  # hold: time from which the value is known
         self.dropped_epochs = 0
+        self.emitted_epochs = 0
 
-    def add(self, time_ns: int, x_mg: float, y_mg: float, z_mg: float) -> list[Point]:
-        start = time_ns - time_ns % self._epoch_ns
+    def add(self, time_ns: int, x_g: float, y_g: float, z_g: float) -> list[Point]:
+        if self._t and time_ns < self._t[-1]:
+            return []  # out of order: ignored
+        if not all(math.isfinite(v) for v in (x_g, y_g, z_g)):
+            return []
         out: list[Point] = []
-        if self._start is not None and start != self._start:
-            if start < self._start:
-                return out  # a late sample of a closed epoch: ignored
-            out = self._close()
         if self._start is None:
-            self._start = start
-        self._mags.append(math.sqrt(x_mg * x_mg + y_mg * y_mg + z_mg * z_mg))
+            self._start = time_ns - time_ns % self._epoch_ns
+            self._known_ns = time_ns
+        elif self._hold:
+            out = self._close_until(time_ns)
+        self._t.append(time_ns)
+        self._xyz.append((x_g, y_g, z_g))
+        if not self._hold:
+            out = self._close_until(time_ns)
         return out
 
-    def _close(self) -> list[Point]:
-        mags, start = self._mags, self._start
-        self._mags, self._start = [], None
-        if start is None or len(mags) < self._min:
-            if mags:
-                self.dropped_epochs += 1
+    def advance(self, now_ns: int) -> list[Point]:
+        """Change-only streams: the value held until ``now_ns``; points of the epochs that ended."""
+        if not self._hold or self._start is None or (self._t and now_ns < self._t[-1]):
             return []
-        mean = sum(mags) / len(mags)
-        mad = sum(abs(m - mean) for m in mags) / len(mags)
-        fields = {"activity": round(mad, 3), "magnitude_g": round(mean / 1000.0 - 1.0, 5), "epoch_s": self.epoch_s}
-        return [Point("motion", self._tags, fields, start)]
+        return self._close_until(now_ns)
+
+    def _close_until(self, now_ns: int) -> list[Point]:
+        out: list[Point] = []
+        if self._start is None or now_ns < self._start + self._epoch_ns:
+            return out
+        while self._start is not None and now_ns >= self._start + self._epoch_ns:
+            p = self._close(self._start)
+            if p is not None:
+                out.append(p)
+            self._start += self._epoch_ns
+            if not self._hold and self._t[-1] >= self._start + self._epoch_ns:
+                # a gap of whole epochs: jump to the epoch of the newest sample
+                self._start = self._t[-1] - self._t[-1] % self._epoch_ns
+        self._prune()
+        return out
+
+    def _close(self, start: int) -> Point | None:
+        end = start + self._epoch_ns
+        t = np.asarray(self._t, dtype=np.int64)
+        if self._hold:
+            complete = self._known_ns is not None and self._known_ns <= start
+        else:
+            assert self._rate is not None
+            inside = int(np.count_nonzero((t >= start) & (t < end)))
+            complete = inside >= self._min_coverage * self._rate * self.epoch_s
+        if not complete:
+            if t.size:
+                self.dropped_epochs += 1
+            return None
+        rel_s = (t - start) / NS
+        axes = epoch_counts(rel_s, np.asarray(self._xyz, dtype=np.float64), 0.0, self.epoch_s, warmup_s=WARMUP_S,
+                            hold=self._hold)
+        cx, cy, cz = (int(v) for v in axes)
+        self.emitted_epochs += 1
+        fields = {"counts": round(float(vector_magnitude(axes)), 2), "counts_x": cx, "counts_y": cy, "counts_z": cz,
+                  "epoch_s": self.epoch_s}
+        return Point("motion", self._tags, fields, start)
+
+    def _prune(self) -> None:
+        """Keep the run-in of the epoch in progress (and, for a held value, the value standing then)."""
+        if self._start is None or not self._t:
+            return
+        keep_from = self._start - WARMUP_S * NS
+        i = int(np.searchsorted(np.asarray(self._t, dtype=np.int64), keep_from, side="left"))
+        if self._hold:
+            i = max(0, i - 1)
+        if i > 0:
+            del self._t[:i]
+            del self._xyz[:i]
 
     def reset(self) -> None:
         """Forget the epoch in progress (link lost: it would understate the epoch)."""
-        if self._mags:
+        if self._start is not None and self._t and self._t[-1] >= self._start:
             self.dropped_epochs += 1
-        self._mags, self._start = [], None
+        self._t, self._xyz = [], []
+        self._start = self._known_ns = None

@@ -20,9 +20,20 @@ with a reference sample (3 x int16) followed by blocks ``<delta bits> <sample co
 previous one plus its deltas. Samples are in mG unless the start response carries a factor
 setting (id 5, float32 g per count; compressed streams do), then mG = count x factor x 1000.
 
+Units: the samples, in g (mG / 1000), become ActiGraph activity counts per 60-s epoch
+(:class:`collector.ble.profiles.activity.EpochCounts`, agcounts after linear interpolation from 25 Hz
+onto its 30 Hz grid): ``motion`` points with ``counts`` (vector magnitude), ``counts_x/y/z`` and
+``epoch_s``. No free scale: the rate is the one the start command asked for and the strap confirmed,
+the unit the one PMD defines (or the factor the strap reports).
+
 Clock skew: the first frame after a (re)connect anchors device time to host time (receipt time of
 its last sample); later samples are stamped device time + that offset, so epochs do not jitter
-with radio latency. An offset that drifts more than :data:`REANCHOR_NS` is measured again.
+with radio latency. A frame that arrives more than :data:`EARLIER_NS` sooner than the offset predicts
+lowers it (the least-delayed frame is the best anchor; smaller differences are latency noise, and
+moving the stamps by them would squeeze the samples); frames that keep arriving more than :data:`REANCHOR_NS`
+late (:data:`REANCHOR_FRAMES` in a row: a device clock that jumped) anchor it again. Delayed frames
+(a busy radio or host catching up) therefore never move the stamps: the device's own sample times
+set the spacing.
 """
 
 from __future__ import annotations
@@ -35,10 +46,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from collector.ble.profiles.activity import EpochActivity
+from collector.ble.profiles.activity import EPOCH_S, EpochCounts
 from collector.ble.profiles.base import Subscription
 from collector.ble.profiles.hooks import ProfileContext
 from collector.errors import DeviceError, ParseError
+from collector.nights.activity import load_counts
 from collector.storage.lineprotocol import Point
 
 if TYPE_CHECKING:
@@ -90,13 +102,19 @@ STATUS: dict[int, str] = {
 #: Setting ids in control point messages and their value sizes (Polar BLE SDK, PmdSetting).
 SETTING_SIZES = {0: 2, 1: 2, 2: 2, 3: 4, 4: 1, 5: 4, 6: 16}
 SETTING_FACTOR = 5
+SETTING_SAMPLE_RATE = 0
 
 #: Unix time of Polar's epoch 2000-01-01T00:00:00Z, in ns.
 POLAR_EPOCH_NS = 946_684_800 * 1_000_000_000
 #: Real seconds to wait for a control point response.
 RESPONSE_TIMEOUT_S = 3.0
-#: Device-to-host offset drift that triggers a new anchor.
-REANCHOR_NS = 2_000_000_000
+#: Lateness (beyond the anchor) that, held for REANCHOR_FRAMES frames, triggers a new anchor: far more
+#: than a busy radio or host delays frames (tested at 60x time compression), far less than a clock set.
+REANCHOR_NS = 600_000_000_000
+#: A frame this much earlier than the anchor predicts lowers the offset.
+EARLIER_NS = 1_000_000_000
+#: Consecutive late frames that re-anchor the offset.
+REANCHOR_FRAMES = 10
 
 
 class PmdControlError(DeviceError):
@@ -247,14 +265,15 @@ def encode_acc_frame(timestamp_ns: int, samples: Sequence[tuple[int, int, int]],
 
 
 class AccStream:
-    """One connection's ACC stream: control point responses, frames -> samples -> epoch activity."""
+    """One connection's ACC stream: control point responses, frames -> samples -> epoch counts."""
 
-    def __init__(self, ctx: ProfileContext, *, rate_hz: int = ACC_RATE_HZ, epoch_s: int = 30) -> None:
+    def __init__(self, ctx: ProfileContext, *, rate_hz: int = ACC_RATE_HZ, epoch_s: int = EPOCH_S) -> None:
         self._ctx = ctx
         self.rate_hz = rate_hz
-        self.activity = EpochActivity(ctx.tags, epoch_s=epoch_s, min_samples=rate_hz * epoch_s // 2)
+        self.counts = EpochCounts(ctx.tags, epoch_s=epoch_s, rate_hz=rate_hz)
         self.responses: asyncio.Queue[ControlResponse] = asyncio.Queue()
         self.offset_ns: int | None = None
+        self._late = 0
         self.mg_per_count = 1.0
         self.frames = 0
         self.bad_frames = 0
@@ -279,17 +298,25 @@ class AccStream:
         """Points completed by one frame received at host time ``received_ns``."""
         self.frames += 1
         device_ns = POLAR_EPOCH_NS + frame.timestamp_ns
-        if self.offset_ns is None or abs(received_ns - (device_ns + self.offset_ns)) > REANCHOR_NS:
-            self.offset_ns = received_ns - device_ns
+        lat = received_ns - device_ns
+        self._late = self._late + 1 if self.offset_ns is not None and lat - self.offset_ns > REANCHOR_NS else 0
+        if self.offset_ns is None or lat < self.offset_ns - EARLIER_NS or self._late >= REANCHOR_FRAMES:
+            self.offset_ns, self._late = lat, 0
             self._ctx.memory["skew_ms"] = -self.offset_ns / 1e6
         period = 1_000_000_000 // self.rate_hz
         last = device_ns + self.offset_ns
         n = len(frame.samples)
-        c = self.mg_per_count
+        g = self.mg_per_count / 1000.0
         out: list[Point] = []
         for k, (x, y, z) in enumerate(frame.samples):
-            out += self.activity.add(last - (n - 1 - k) * period, x * c, y * c, z * c)
+            out += self.counts.add(last - (n - 1 - k) * period, x * g, y * g, z * g)
         return out
+
+    def set_rate(self, rate_hz: int) -> None:
+        """The rate the strap confirmed in its start response (samples are spaced by it)."""
+        if rate_hz != self.rate_hz:
+            self.rate_hz = rate_hz
+            self.counts = EpochCounts(self._ctx.tags, epoch_s=self.counts.epoch_s, rate_hz=rate_hz)
 
     async def command(self, client: BleakClient, data: bytes) -> ControlResponse:
         """Write a command and wait for its response indication; :class:`PmdControlError` unless it succeeded."""
@@ -307,7 +334,7 @@ class AccStream:
 
 
 class PolarPmdProfile:
-    """Polar H10/Verity accelerometer through PMD: per-epoch activity as ``motion`` points."""
+    """Polar H10/Verity accelerometer through PMD: ActiGraph counts per epoch as ``motion`` points."""
 
     name: str = "polar_pmd"
     service_uuids: frozenset[str] = frozenset({PMD_SERVICE})
@@ -324,6 +351,7 @@ class PolarPmdProfile:
         if client.services.get_characteristic(PMD_CONTROL) is None or client.services.get_characteristic(
                 PMD_DATA) is None:
             raise DeviceError("the device serves no PMD control point/data characteristics")
+        await asyncio.to_thread(load_counts)  # SciPy's import would stall the event loop at the first epoch
         stream = AccStream(ctx)
         ctx.memory["stream"] = stream
         ctx.memory["started"] = False
@@ -333,8 +361,11 @@ class PolarPmdProfile:
             raise DeviceError(f"this Polar device has no accelerometer stream (features {features.hex()})")
         await client.start_notify(PMD_DATA, stream.on_data)
         resp = await stream.command(client, START_ACC)
-        factor = decode_settings(resp.params).get(SETTING_FACTOR, [1.0])[0]
-        stream.mg_per_count = mg_per_count(factor)
+        confirmed = decode_settings(resp.params)
+        stream.mg_per_count = mg_per_count(confirmed.get(SETTING_FACTOR, [1.0])[0])
+        rate = int(confirmed.get(SETTING_SAMPLE_RATE, [ACC_RATE_HZ])[0])
+        if rate > 0:
+            stream.set_rate(rate)
         ctx.memory["started"] = True
         ctx.memory["starts"] = int(ctx.memory.get("starts", 0)) + 1
         log.debug("%s: PMD accelerometer started at %d Hz", ctx.alias, ACC_RATE_HZ)

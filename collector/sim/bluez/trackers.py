@@ -290,18 +290,29 @@ class PmdBehaviour:
     async def _stream(self, device: Any, link: int) -> None:
         """Stream until stopped or until the link it was started on goes (``link``: connect count then)."""
         rate = pmd.ACC_RATE_HZ
+        period = 1_000_000_000 // rate
+        sent_ns = self.clock.time_ns()  # samples up to here are out
         while self.streaming and device.connected and device.stats.connects == link:
             await self.clock.sleep(1.0)
             now_ns = self.clock.time_ns()
-            samples = [self.sample((now_ns - (rate - 1 - k) * 1_000_000_000 // rate) / 1e9) for k in range(rate)]
-            if self.compressed:
-                c = self.factor * 1000.0
-                samples = [(round(x / c), round(y / c), round(z / c)) for x, y, z in samples]
-            device_ts = now_ns + self.offset_ns - pmd.POLAR_EPOCH_NS
-            frame = pmd.encode_acc_frame(device_ts, samples, compressed=self.compressed)
-            if device.stats.connects != link or not await device.notify(pmd.PMD_DATA, frame):
+            # one frame per second of clock time; a loop that ran late catches up (a strap never skips time),
+            # up to 5 s at once (beyond that the seconds are lost, as a radio drops frames)
+            sent_ns = max(sent_ns, now_ns - 5_000_000_000)
+            while now_ns - sent_ns >= 1_000_000_000 and self.streaming:
+                end = sent_ns + 1_000_000_000
+                samples = [self.sample((end - (rate - 1 - k) * period) / 1e9) for k in range(rate)]
+                if self.compressed:
+                    c = self.factor * 1000.0
+                    samples = [(round(x / c), round(y / c), round(z / c)) for x, y, z in samples]
+                device_ts = end + self.offset_ns - pmd.POLAR_EPOCH_NS
+                frame = pmd.encode_acc_frame(device_ts, samples, compressed=self.compressed)
+                if device.stats.connects != link or not await device.notify(pmd.PMD_DATA, frame):
+                    sent_ns = -1
+                    break
+                sent_ns = end
+                self.frames_sent += 1
+            if sent_ns < 0:
                 break
-            self.frames_sent += 1
         if self._link == link and (device.stats.connects != link or not device.connected):
             self.streaming = False  # the H10 stops measuring when the link goes
 
