@@ -98,17 +98,7 @@ def _print_summary(out: Console, res: Any, opts: Any) -> None:
     if res.effects_error:
         out.print(f"  {res.effects_error}", highlight=False)
     for person, results in res.effects.items():
-        shown = [r for r in results if r.comparison == "mg_vs_control" and r.metric in SUMMARY_METRICS
-                 and r.n_mg + r.n_control > 0]
-        shown.sort(key=lambda r: SUMMARY_METRICS.index(r.metric))
-        truth = [f"{label} {v:+.1f} min" for m, label in (("sol_min", "sleep onset"), ("tst_min", "total sleep"))
-                 if (v := res.truth_difference(person, m)) is not None]
-        out.print(f"[bold]{person}[/bold]" + (f" (the generator's truth for these nights, magnesium minus "
-                                              f"control: {', '.join(truth)})" if truth else ""))
-        if not shown:
-            out.print("  no effects computed", highlight=False)
-        for r in shown:
-            out.print(f"  {r.summary}", highlight=False)
+        _print_person_effects(out, res, person, results)
 
     out.print("\n[bold]Where everything is[/bold]")
     state = "running" if res.influx_running else "stopped"
@@ -139,6 +129,44 @@ def _print_summary(out: Console, res: Any, opts: Any) -> None:
         look.append(f"  {prog} --config {cfg} influx stop     # stop the demo's InfluxDB")
     look.append(f"  {prog} demo --clean{_dir_arg(opts)}    # remove everything the demo made")
     out.print("\n".join(look), highlight=False, soft_wrap=True)
+
+
+def _print_person_effects(out: Console, res: Any, person: str, results: list[Any]) -> None:
+    """The verdict first, then each summary metric: the generator's truth beside what magsleep says."""
+    from collector.effects.validity import assess, dominant_source, load_table
+    from collector.effects.verdict import PLAIN, build_verdict, change_phrase, rank
+
+    main = [r for r in results if r.comparison == "mg_vs_control"]
+    stagings = [str(r.get("staging") or "computed") for r in res.night_rows if r.get("person") == person
+                and r.get("flagged") is not True and r.get("dose") in ("magnesium", "control")]
+    source = dominant_source(stagings) or "computed"
+    table = load_table()
+    assessments = {r.metric: assess(table, source, r.metric) for r in main}
+    verdict = build_verdict(person, main, assessments, source=source)
+    out.print(f"[bold]{person}[/bold] (nights staged by: {source})")
+    out.print(f"  [bold]{verdict.headline}[/bold]", highlight=False)
+    if verdict.next_step:
+        out.print(f"  {verdict.next_step}", highlight=False)
+    shown = sorted((r for r in main if r.metric in SUMMARY_METRICS),
+                   key=lambda r: (not assessments[r.metric].measurable, rank(r.metric)))
+    if not shown:
+        out.print("  no effects computed", highlight=False)
+    for r in shown:
+        truth = res.truth_difference(person, r.metric)
+        t = "—" if truth is None else change_phrase(r.metric, truth)
+        a = assessments[r.metric]
+        if not a.measurable:
+            says = f"cannot be measured with this staging (to measure it: {a.measured_by})"
+        elif not r.reported or r.ci_low is None or r.ci_high is None or r.estimate is None:
+            says = "not enough nights yet"
+        else:
+            inside = ""
+            if truth is not None:
+                inside = "; truth inside the interval" if r.ci_low <= truth <= r.ci_high else "; truth OUTSIDE"
+            d = 2 if r.metric == "ln_rmssd" else 1
+            says = (f"{change_phrase(r.metric, r.estimate)} (95% CI {r.ci_low:+.{d}f} to {r.ci_high:+.{d}f} "
+                    f"{r.unit}{inside})")
+        out.print(f"  {PLAIN.get(r.metric, r.metric)}: truth {t}; magsleep: {says}", highlight=False)
 
 
 def _shown(path: Path) -> str:
