@@ -138,20 +138,20 @@ class GadgetbridgeImporter:
                         if done >= 65536:
                             ctx.advance(int(done))
                             done -= int(done)
-                        where = f"{path.name} table {fam.table} row TIMESTAMP={ts} DEVICE_ID={dev_id}"
                         if not isinstance(ts, int) or ts <= 0:
-                            ctx.report.bad_input(where, f"TIMESTAMP {ts!r} is not Unix seconds")
+                            ctx.report.bad_input(_where(path, fam, ts, dev_id), f"TIMESTAMP {ts!r} is not Unix seconds")
                             continue
                         t = ts * NS
                         if isinstance(hr, int) and 0 < hr < 255:
                             batch.append(Point("heart_rate", tags, {"bpm": hr}, t))
                         elif hr is not None and not isinstance(hr, int):
-                            ctx.report.bad_input(where, f"HEART_RATE {hr!r} is not a number")
+                            ctx.report.bad_input(_where(path, fam, ts, dev_id), f"HEART_RATE {hr!r} is not a number")
                         if isinstance(intensity, int) and intensity > 0:
                             intensities += 1
                         if staged:
                             if not isinstance(raw_kind, int):
-                                ctx.report.bad_input(where, f"RAW_KIND {raw_kind!r} is not a number")
+                                ctx.report.bad_input(_where(path, fam, ts, dev_id),
+                                                     f"RAW_KIND {raw_kind!r} is not a number")
                                 continue
                             code = _stage(fam, codes, raw_kind, prev_code)
                             prev_code = code
@@ -189,6 +189,10 @@ class GadgetbridgeImporter:
         q = (f'SELECT 1 FROM "{fam.table}" WHERE DEVICE_ID = ? AND {expr} IN '
              f"({', '.join('?' * len(sleep_raw))}) LIMIT 1")
         return db.execute(q, (dev_id, *sleep_raw)).fetchone() is not None
+
+
+def _where(path: Path, fam: Family, ts: object, dev_id: int) -> str:
+    return f"{path.name} table {fam.table} row TIMESTAMP={ts} DEVICE_ID={dev_id}"
 
 
 def _codes(fam: Family, dev_type: str) -> dict[int, int]:
