@@ -12,6 +12,7 @@ names the environment variable that set the bad value, else the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -335,6 +336,16 @@ class AnalysisSettings(_Section):
 class NightsSettings(_Section):
     """Nightly staging and metrics (collector/nights, docs/nights.md)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "motion_scale" in data:
+            logging.getLogger(__name__).warning(
+                "nights.motion_scale is no longer used and is ignored: trackers store ActiGraph activity counts, "
+                "which Cole-Kripke reads as published (docs/nights.md, motion); delete the line from the settings")
+            data = {k: v for k, v in data.items() if k != "motion_scale"}
+        return data
+
     classifier: Literal["wrn-gru-mesa", "ws-gru-mesa", "wrn-gru-mesa-weighted"] = "wrn-gru-mesa"
     #: A separate wake/sleep model overriding the 3-stage model's wake ("none": the rule below decides).
     wake_classifier: Literal["ws-gru-mesa", "none"] = "none"
@@ -346,7 +357,6 @@ class NightsSettings(_Section):
     wake_threshold: float = Field(default=0.3, gt=0, lt=1)
     rem_threshold: float = Field(default=0.3, gt=0, lt=1)
     motion_staging: StrictBool = False
-    motion_scale: float = Field(default=1.0, gt=0)
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)
     #: ``magsleep run`` computes new nights this often (minutes; 0: only ``magsleep nights compute``).
     compute_every_min: float = Field(default=60.0, ge=0)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cache
+from importlib import import_module
 
 import numpy as np
 from numpy.typing import NDArray
@@ -84,7 +85,7 @@ logging.getLogger("agcounts").setLevel(logging.WARNING)
 def load_counts() -> None:
     """Import agcounts (and SciPy's signal package under it: 1-5 s) once; profiles run it in a thread
     when a tracker connects, so the first epoch never blocks the event loop."""
-    import agcounts.extract  # type: ignore[import-untyped]  # noqa: F401
+    import_module("agcounts.extract")
 
 
 def counts_per_second(xyz_g: F64, rate_hz: int = COUNTS_RATE_HZ) -> I64:
@@ -93,7 +94,7 @@ def counts_per_second(xyz_g: F64, rate_hz: int = COUNTS_RATE_HZ) -> I64:
     The filter starts in its steady state for the first sample; whole seconds only (a partial last
     second is dropped).
     """
-    from agcounts.extract import get_counts  # type: ignore[import-untyped]  # 0.1 s: only where counted
+    from agcounts.extract import get_counts  # type: ignore[import-untyped]  # SciPy: only where counted
 
     if rate_hz not in AGCOUNTS_RATES:
         raise AnalysisError(f"activity counts need 30-100 Hz (or 32/64/128/256 Hz), got {rate_hz} Hz: resample first")

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from collector.nights.activity import motion_score
 from collector.nights.artefacts import Beats, clean_rr
 from collector.nights.metrics import MIN_COVERAGE_PCT, HeartMetrics, heart_metrics, hr_from_samples, sleep_metrics
 from collector.nights.model import load_classifier
@@ -61,6 +62,7 @@ class NightInputs:
     hr_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     hr_bpm: F64 = field(default_factory=lambda: np.zeros(0))
     motion_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: ActiGraph counts (vector magnitude) per stored epoch (``motion.counts``, collector/nights/activity.py)
     motion_activity: F64 = field(default_factory=lambda: np.zeros(0))
     motion_epoch_s: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     stage_time_ns: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -78,7 +80,6 @@ class NightOptions:
     #: A separate wake/sleep model overriding the 3-stage model's wake (None: ``rule`` decides; the default).
     wake_classifier: str | None = None
     motion_staging: bool = False
-    motion_scale: float = 1.0
     min_coverage_pct: float = MIN_COVERAGE_PCT
     #: How stages follow from the 3-stage model's probabilities (collector/nights/wake.py).
     rule: WakeRule = field(default_factory=WakeRule)
@@ -127,22 +128,6 @@ def device_hypnogram(inp: NightInputs) -> Hypnogram | None:
     if not np.any(codes >= 0):  # only "unknown" / "not worn" (a watch on its charger): no device staging
         return None
     return Hypnogram(w.start_ns, EPOCH_S, codes, np.full(n, np.nan), "device", inp.stage_device or "device")
-
-
-def motion_per_minute(inp: NightInputs, start_ns: int, n_epochs: int) -> F64 | None:
-    """Activity counts per minute from ``start_ns`` (NaN where the tracker sent nothing)."""
-    if inp.motion_time_ns.size == 0:
-        return None
-    n_min = -(-n_epochs // 2)
-    out = np.full(n_min, np.nan)
-    idx = (inp.motion_time_ns - start_ns) // (60 * NS)
-    ok = (idx >= 0) & (idx < n_min) & np.isfinite(inp.motion_activity)
-    if not np.any(ok):
-        return None
-    sums = np.bincount(idx[ok], weights=inp.motion_activity[ok], minlength=n_min)
-    have = np.bincount(idx[ok], minlength=n_min) > 0
-    out[have] = sums[have]
-    return out
 
 
 def _local_time(t_ns: int, tz: ZoneInfo) -> dtime:
@@ -221,9 +206,9 @@ def compute_night(
             if use_wake and opts.wake_classifier:
                 wsf = staging_features(beats, a_ns, b_ns, subject, classifier=opts.wake_classifier)
         start_ns = w.start_ns + lo * EPOCH_NS
-        act = motion_per_minute(inp, start_ns, hi - lo) if opts.motion_staging else None
-        return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz), wake_sf=wsf,
-                        activity_per_min=act, motion_scale=opts.motion_scale, rule=opts.rule)
+        mo = motion_score(inp.motion_time_ns, inp.motion_activity, start_ns, hi - lo) if opts.motion_staging else None
+        return classify(sf, lo - sf_lo, hi - sf_lo, _local_time(start_ns, tz), wake_sf=wsf, motion=mo,
+                        rule=opts.rule)
 
     tag_lo = tag_hi = None
     if inp.lights_out_tag_ns is not None:

@@ -17,14 +17,8 @@ Each 30-s epoch gets a quality flag (clean beats covering at least :data:`MIN_EP
 Unusable epochs enter the classifier fully masked, as sleepecg masks unscored epochs in training,
 and come out as ``unknown``: no stage is invented where there is no signal.
 
-Optional motion: Cole-Kripke (1992) sleep/wake from per-minute activity. Combination rule (HR first):
-
-1. an epoch staged from HR keeps its stage, except that sleep becomes wake when Cole-Kripke scores
-   its minute *and* a neighbouring minute as wake (sustained movement; HR-only staging misses it);
-2. an epoch with no usable HR but motion gets Cole-Kripke's ``wake``, and its ``sleep`` only between the
-   first and the last HR sleep epoch (no probability): actigraphy calls quiet wakefulness sleep, so
-   motion alone never sets sleep onset or the final awakening;
-3. motion never turns HR wake into sleep (actigraphy overcalls sleep in quiet wakefulness).
+Optional motion: Cole-Kripke (1992) on ActiGraph counts, fused with the heart's stages and its
+sleep probability by the rule in :mod:`collector.nights.activity` (:func:`fuse_motion`).
 """
 
 from __future__ import annotations
@@ -40,9 +34,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from collector.errors import AnalysisError
+from collector.nights.activity import MotionScore, fuse_motion
 from collector.nights.artefacts import Beats
 from collector.nights.model import GruClassifier, load_classifier, predict_many
-from collector.nights.stages import EPOCH_S, NREM, REM, SLEEP, SLEEP_CODES, UNKNOWN, WAKE
+from collector.nights.stages import EPOCH_S, NREM, REM, SLEEP, UNKNOWN, WAKE
 from collector.nights.wake import WakeRule, decide, p_wake_classifier, p_wake_night_relative, wake_inputs
 
 F64 = NDArray[np.float64]
@@ -58,9 +53,6 @@ _CLASS_MAP = {
     "wake-sleep": np.array([UNKNOWN, SLEEP, WAKE]),
 }
 
-#: Cole et al. 1992 (Sleep 15:461), 1-min epochs: D = P * sum(W_i * A_i), i = -4..+2; D >= 1 is wake.
-COLE_KRIPKE_WEIGHTS = (106.0, 54.0, 58.0, 76.0, 230.0, 74.0, 67.0)
-COLE_KRIPKE_P = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,21 +374,6 @@ def epoch_coverage(beat_t: F64, nn_ms: F64, n_epochs: int, epoch_s: int = EPOCH_
     return r
 
 
-def cole_kripke(activity_per_min: F64, scale: float = 1.0) -> NDArray[np.bool_]:
-    """Wake (True) per minute from activity counts per minute (NaN counts as no movement).
-
-    ``scale`` converts a device's counts to the AMI counts the coefficients were fitted on.
-    """
-    a = np.nan_to_num(np.asarray(activity_per_min, dtype=np.float64) * scale)
-    n = a.size
-    pad = np.pad(a, (4, 2))
-    d = np.zeros(n)
-    for k, w in enumerate(COLE_KRIPKE_WEIGHTS):  # k = 0 is A(-4)
-        d += w * pad[k : k + n]
-    wake: NDArray[np.bool_] = COLE_KRIPKE_P * d >= 1.0
-    return wake
-
-
 @dataclass(frozen=True, slots=True)
 class StagingFeatures:
     """sleepecg features of every epoch of a span, computed once and classified per sub-span.
@@ -482,8 +459,7 @@ def classify(
     start_time: dtime,
     *,
     wake_sf: StagingFeatures | None = None,
-    activity_per_min: F64 | None = None,
-    motion_scale: float = 1.0,
+    motion: MotionScore | None = None,
     rule: WakeRule | None = None,
 ) -> Hypnogram:
     """Hypnogram of epochs [lo, hi) of ``sf``; ``start_time`` is the local clock time of epoch ``lo``.
@@ -495,12 +471,13 @@ def classify(
     With ``wake_sf`` (features for the wake/sleep model over the same epochs) wake vs sleep comes
     from that model and NREM vs REM from ``sf``'s 3-stage model: an epoch is wake when the
     wake/sleep model says so, else REM or NREM, whichever the 3-stage model finds likelier; its
-    probability is P(sleep) x P(stage) / (P(NREM) + P(REM)). ``activity_per_min`` (optional):
-    activity counts per minute from epoch ``lo`` (Cole-Kripke rule, module docstring).
+    probability is P(sleep) x P(stage) / (P(NREM) + P(REM)). ``motion`` (optional): Cole-Kripke
+    per epoch [lo, hi), fused by :func:`collector.nights.activity.fuse_motion`.
     """
     n = max(0, hi - lo)
     codes = np.full(n, UNKNOWN, dtype=np.int64)
     prob = np.full(n, np.nan)
+    p_sleep = np.full(n, np.nan)  # the heart's probability of sleep (motion fusion)
     clf = load_classifier(sf.classifier)
     method = sf.classifier
     with_wake = wake_sf is not None and clf.stages_mode == "wake-rem-nrem"
@@ -512,10 +489,13 @@ def classify(
         mapped = _CLASS_MAP[clf.stages_mode][cls]
         codes[usable] = mapped[usable]
         prob[usable] = p[usable, cls[usable]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p_sleep[usable] = (1.0 - p[:, -1] / p[:, 1:].sum(axis=1))[usable]  # last class is wake
         if rule is not None and not with_wake and clf.stages_mode == "wake-rem-nrem":
             method += "+" + rule.label if rule.label else ""
             pw_rule = _p_wake(sf, lo, hi, p, usable, rule)
             codes, prob = decide(p, pw_rule, usable, rule)
+            p_sleep = np.where(usable, 1.0 - pw_rule, np.nan)
         if wake_sf is not None and clf.stages_mode == "wake-rem-nrem":
             method += "+" + wake_sf.classifier
             wpred = preds[1]
@@ -532,11 +512,13 @@ def classify(
                 sel = both & (is_wake | is_sleep)
                 codes[sel] = c[sel]
                 prob[sel] = pr[sel]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    p_sleep[both] = (pw[:, 1] / (pw[:, 1] + pw[:, 2]))[both]
                 codes[both & ~(is_wake | is_sleep)] = UNKNOWN
                 prob[both & ~(is_wake | is_sleep)] = np.nan
-    if activity_per_min is not None and n > 0:
+    if motion is not None and n > 0:
         method += "+cole-kripke"
-        combined = combine_motion(codes, np.asarray(activity_per_min, dtype=np.float64), motion_scale)
+        combined = fuse_motion(codes, p_sleep, motion)
         prob[combined != codes] = np.nan  # the HR probability no longer describes the stage
         codes = combined
     step = EPOCH_S * 1_000_000_000
@@ -552,50 +534,16 @@ def stage_beats(
     *,
     classifier: str = "wrn-gru-mesa",
     wake_classifier: str | None = "ws-gru-mesa",
-    activity_per_min: F64 | None = None,
-    motion_scale: float = 1.0,
+    motion: MotionScore | None = None,
     rule: WakeRule | None = None,
 ) -> tuple[Hypnogram, F64]:
     """Computed hypnogram for [start_ns, end_ns) and the per-epoch coverage (0-1).
 
     ``start_time`` is the local clock time of ``start_ns`` (a sleepecg feature);
-    ``activity_per_min`` (optional) holds activity counts per minute from ``start_ns``.
+    ``motion`` (optional): Cole-Kripke per epoch from ``start_ns``.
     """
     sf = staging_features(beats, start_ns, end_ns, subject, classifier=classifier)
     wsf = (staging_features(beats, start_ns, end_ns, subject, classifier=wake_classifier)
            if wake_classifier and load_classifier(classifier).stages_mode == "wake-rem-nrem" else None)
-    h = classify(sf, 0, sf.n, start_time, wake_sf=wsf, activity_per_min=activity_per_min,
-                 motion_scale=motion_scale, rule=rule)
+    h = classify(sf, 0, sf.n, start_time, wake_sf=wsf, motion=motion, rule=rule)
     return h, sf.coverage
-
-
-def combine_motion(codes: I64, activity_per_min: F64, scale: float = 1.0) -> I64:
-    """Apply the documented HR + Cole-Kripke rule to 30-s stage codes (see the module docstring)."""
-    out = codes.copy()
-    n = out.size
-    n_min = -(-n // 2)
-    act = np.full(n_min, np.nan)
-    m = min(n_min, activity_per_min.size)
-    act[:m] = activity_per_min[:m]
-    have = np.isfinite(act)
-    wake = cole_kripke(act, scale)
-    sustained = wake & (np.roll(wake, 1) | np.roll(wake, -1))
-    if n_min > 0:
-        sustained[0] = wake[0] and n_min > 1 and bool(wake[1])
-        sustained[-1] = wake[-1] and n_min > 1 and bool(wake[-2])
-    per_epoch = np.repeat(np.arange(n_min), 2)[:n]
-    w_e = wake[per_epoch]
-    s_e = sustained[per_epoch]
-    h_e = have[per_epoch]
-    is_sleep = np.isin(out, SLEEP_CODES)
-    out[is_sleep & s_e & h_e] = WAKE
-    no_hr = out == UNKNOWN
-    out[no_hr & h_e & w_e] = WAKE
-    # Cole-Kripke's "sleep" only inside the HR-staged sleep: a still epoch before HR's first or after
-    # its last sleep epoch is quiet wakefulness as often as sleep, and would set SOL by itself.
-    hr_sleep = np.flatnonzero(is_sleep)
-    inside = np.zeros(n, dtype=bool)
-    if hr_sleep.size:
-        inside[hr_sleep[0] : hr_sleep[-1] + 1] = True
-    out[no_hr & h_e & ~w_e & inside] = SLEEP
-    return out

@@ -55,7 +55,7 @@ def night_options(nights: NightsSettings) -> NightOptions:
     """NightOptions exactly as production builds them from the settings (collector.nights.run)."""
     return NightOptions(classifier=nights.classifier,
                         wake_classifier=None if nights.wake_classifier == "none" else nights.wake_classifier,
-                        motion_staging=nights.motion_staging, motion_scale=nights.motion_scale,
+                        motion_staging=nights.motion_staging,
                         min_coverage_pct=nights.min_coverage_pct,
                         rule=rule_from_settings(nights))
 

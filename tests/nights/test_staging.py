@@ -1,4 +1,4 @@
-"""Staging: the sleepecg crash case, unusable epochs, Cole-Kripke and its combination rule."""
+"""Staging: the sleepecg crash case, unusable epochs (Cole-Kripke and the motion fusion: test_activity.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from collector.nights.artefacts import clean_rr
 from collector.nights.stages import NREM, REM, SLEEP, UNKNOWN, WAKE
-from collector.nights.staging import Hypnogram, Subject, cole_kripke, combine_motion, stage_beats
+from collector.nights.staging import Hypnogram, Subject, stage_beats
 from tests.nights.synth import sleep_rr
 
 T0 = 1_795_000_000 * 1_000_000_000
@@ -62,38 +62,6 @@ def test_wake_sleep_only_classifier():
     h, _ = stage_beats(b, T0, T0 + 40 * 60 * 10**9, dtime(23), Subject(30, "male"), classifier="ws-gru-mesa")
     assert set(np.unique(h.codes)) <= {WAKE, SLEEP, UNKNOWN}
     assert h.method == "ws-gru-mesa"
-
-
-def test_cole_kripke_published_weights():
-    a = np.zeros(20)
-    assert not cole_kripke(a).any()
-    a[10] = 1000 / 230 * 1.01  # alone just enough at its own minute: D = 0.001 * 230 * A
-    w = cole_kripke(a)
-    assert w[10]
-    assert not w[9]  # the neighbour sees 74 * A only
-    a2 = np.zeros(20)
-    a2[10] = 1000 / 74 * 1.01  # A(+1) weight 74: the minute before is wake as well
-    assert cole_kripke(a2)[9]
-    assert cole_kripke(a2 * 0.001, scale=1000)[9]  # scale converts counts
-
-
-def test_motion_combination_rule():
-    codes = np.array([NREM, NREM, NREM, NREM, NREM, NREM, WAKE, WAKE, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN])
-    act = np.array([0.0, 5.0, 5.0, 0.0, 0.0, 0.0])  # minutes 1 and 2 active (sustained)
-    out = combine_motion(codes, act)
-    assert list(out[:2]) == [NREM, NREM]  # minute 0 quiet
-    assert list(out[2:6]) == [WAKE] * 4  # sustained movement turns sleep into wake
-    assert list(out[6:8]) == [WAKE, WAKE]  # motion never turns HR wake into sleep
-    assert list(out[8:12]) == [UNKNOWN] * 4  # no HR after the last HR sleep: stillness is not sleep
-    between = codes.copy()
-    between[10:12] = NREM
-    out3 = combine_motion(between, act)
-    assert list(out3[8:10]) == [SLEEP, SLEEP]  # no HR inside the sleep: Cole-Kripke alone (quiet minute 4)
-    moving = combine_motion(codes, np.array([0.0, 0.0, 0.0, 0.0, 9.0, 9.0]))
-    assert list(moving[8:12]) == [WAKE] * 4  # ... but its wake counts anywhere
-    single = np.array([0.0, 0.0, 5.0, 0.0, 0.0, 0.0])  # one active minute: not sustained
-    out2 = combine_motion(codes, single)
-    assert out2[4] == NREM
 
 
 def test_hypnogram_resample_and_slice():
