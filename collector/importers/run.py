@@ -143,16 +143,23 @@ async def run_import(
     imp = get_importer(kind)
     p = resolve_person(settings, person)
     path = Path(source)
-    if not imp.detect(path):
-        raise ValidationError(f"{source}: does not look like a {kind} export ({imp.summary}); check the kind "
-                              "and the file (docs/import.md says what each app exports)")
+
+    def check() -> int:  # file system or network: off the event loop
+        if "://" not in source and not path.exists():
+            raise ValidationError(f"{source}: no such file")
+        if not imp.detect(path):
+            raise ValidationError(f"{source}: does not look like a {kind} export ({imp.summary}); check the "
+                                  "kind and the file (docs/import.md says what each app exports)")
+        return imp.size(path)
+
+    size = await asyncio.to_thread(check)
     summary = ImportSummary(kind, _shown(source), p.name, dry_run)
     ctx = ImportContext(person=p.name, tz=p.tz, start=start, device=device, beats=beats, report=summary.report,
                         doses=summary.doses)
     if advance is not None:
         ctx.advance = advance
     if on_total is not None:
-        on_total(imp.size(path))
+        on_total(size)
     tally = _Tally(summary)
     batches = imp.parse(path, ctx)
     if dry_run:

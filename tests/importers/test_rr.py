@@ -142,5 +142,7 @@ async def test_wrong_kind_and_missing_start_say_what_to_do(influx_server, influx
         await do_import(s, "apple-health", FIXTURES / "hrv_logger_RR.csv")
     with pytest.raises(ValidationError, match="give it with --start"):
         await do_import(s, "rr", FIXTURES / "kubios_rr_seconds.txt", dry_run=True)
+    with pytest.raises(ValidationError, match="no such file"):
+        await do_import(s, "rr", tmp_path / "missing.txt")
     with pytest.raises(ValidationError, match="unknown import kind 'fitbit'"):
         await do_import(s, "fitbit", FIXTURES / "kubios_rr_seconds.txt")
