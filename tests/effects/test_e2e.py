@@ -37,7 +37,9 @@ def _config(tmp_path: Path, url: str, db: str) -> Path:
 def _night(person: str, d: date, values: dict[str, float], lights_out: int) -> Point:
     fields: dict[str, float | int | str | bool] = {
         "night": d.isoformat(), "lights_out": lights_out, "lights_on": lights_out + 8 * H, **values}
-    return Point("night", {"person": person, "dose": "unknown", "staging": "computed",
+    # staged by a device: its effects pass through unchanged (no validity correction or gating, which
+    # tests/effects/test_validity.py and test_verdict_cli.py check), so the numbers here are the analysis's own
+    return Point("night", {"person": person, "dose": "unknown", "staging": "device",
                            "source": "computed"}, fields, night_time_ns(d))
 
 
@@ -112,7 +114,7 @@ def test_effects_end_to_end(influx_server: InfluxServer, influx_db: str, tmp_pat
     assert tst["perm_method"].startswith("trial plan")
     assert tst["p_perm"] < 0.05
     assert tst["p_adj"] >= tst["p"]
-    assert tst["summary"].startswith("Total sleep was ") and "28 vs 28 nights." in tst["summary"]
+    assert tst["summary"].startswith("Total sleep was ") and "28 vs 28 nights" in tst["summary"]
     sol = alice[("mg_vs_control", "sol_min")]
     assert sol["n_mg"] + sol["n_control"] == 55
     assert not alice[("mg_vs_control", "rem_min")]["reported"]
