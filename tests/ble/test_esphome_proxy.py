@@ -194,6 +194,24 @@ async def test_link_loss_reconnects_through_the_proxy(bedroom, clock):
             await run.stop()
 
 
+async def test_the_watchdog_reconnects_a_silent_strap_through_the_proxy(bedroom, clock):
+    dev = bedroom.add_device(strap(A1))
+    settings = ble(bedroom)  # silence_timeout_s = 60 clock seconds
+    async with ProxyHub(settings.proxies) as hub:
+        run = Sessions(hub, settings, clock, A1)
+        try:
+            await until(lambda: len(run.sink.hr("strap-01")) >= 20)
+            dev.set_silent()
+            session = run.sessions[A1]
+            await until(lambda: session.stats.watchdog_drops >= 1)
+            dev.set_silent(False)
+            before = len(run.sink.hr("strap-01"))
+            await until(lambda: len(run.sink.hr("strap-01")) >= before + 20)
+            assert session.stats.reconnects >= 1 and bedroom.stats.ble_connects >= 2
+        finally:
+            await run.stop()
+
+
 async def test_a_wearable_moves_to_the_proxy_that_still_hears_it(clock):
     async with (VirtualEsphomeProxy.start(name="bedroom-proxy", mac="AC:0B:FB:00:00:01", clock=clock) as bedroom,
                 VirtualEsphomeProxy.start(name="hallway-proxy", mac="AC:0B:FB:00:00:02", clock=clock) as hallway):

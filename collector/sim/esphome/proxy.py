@@ -126,6 +126,7 @@ class ProxiedDevice:
         self.rssi = rssi
         self.in_range = True
         self.paired = False
+        self.silent = False
         self.session: _ApiSession | None = None  # the API connection holding the BLE link
         self.notifying: set[int] = set()
         self.values: dict[int, bytes] = {}
@@ -174,10 +175,14 @@ class ProxiedDevice:
         if not in_range:
             await self.drop_link()
 
+    def set_silent(self, silent: bool = True) -> None:
+        """Stay connected but send nothing (a hung sensor): the collector's watchdog must notice."""
+        self.silent = silent
+
     def notify(self, uuid: str, value: bytes) -> bool:
         """Send a notification now (when connected and subscribed); True when sent."""
         session = self.session
-        if session is None or not self.proxy.serving:
+        if session is None or not self.proxy.serving or self.silent:
             self.proxy.stats.notifications_dropped += 1
             return False
         for char in self.by_uuid.get(normalize_uuid(uuid), []):
