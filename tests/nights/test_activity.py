@@ -25,6 +25,7 @@ from collector.nights.activity import (
     counts_per_second,
     epoch_counts,
     fuse_motion,
+    minute_counts,
     motion_score,
     to_counts_grid,
     vector_magnitude,
@@ -45,7 +46,7 @@ def sine(rate_hz: float, seconds: float, freq_hz: float, amp_g: float, axis: int
     return t, x
 
 
-def minute_counts(freq_hz: float, amp_g: float, rate_hz: int = 30) -> np.ndarray:
+def sine_counts(freq_hz: float, amp_g: float, rate_hz: int = 30) -> np.ndarray:
     """Axis counts of the second minute of a two-minute sine (the first is the filter's run-in)."""
     _, x = sine(rate_hz, 120, freq_hz, amp_g)
     c: np.ndarray = counts_per_second(x, rate_hz)[60:].sum(axis=0)
@@ -65,24 +66,25 @@ def test_gravity_and_stillness_give_zero_counts():
 
 
 def test_counts_expect_g_not_milli_g():
-    assert minute_counts(1.0, 0.001).sum() == 0  # 1 mg: a reading in mG taken as g would be 1 g
-    c = minute_counts(1.0, 0.5)
+    assert sine_counts(1.0, 0.001).sum() == 0  # 1 mg: a reading in mG taken as g would be 1 g
+    c = sine_counts(1.0, 0.5)
     assert 5_000 < c[0] < 20_000 and c[1] == 0 and c[2] == 0  # only the moving axis counts
 
 
 def test_passband_is_the_published_one():
-    """Brønd et al. 2017 (Med Sci Sports Exerc 49:2351): ActiGraph's band-pass is 0.29-1.63 Hz."""
-    peak = max(minute_counts(f, 0.5)[0] for f in (0.6, 0.75, 0.9, 1.0))
-    assert minute_counts(0.29, 0.5)[0] / peak == pytest.approx(1 / math.sqrt(2), abs=0.05)
-    assert minute_counts(1.63, 0.5)[0] / peak == pytest.approx(1 / math.sqrt(2), abs=0.05)
-    assert minute_counts(0.05, 0.5)[0] < 0.01 * peak  # a slow tilt is not activity
-    assert minute_counts(10.0, 0.5)[0] < 0.01 * peak  # nor is vibration
+    """ActiGraph's band-pass has its half-power points at 0.29 and 1.63 Hz (Brønd et al. 2017, Med Sci Sports
+    Exerc 49:2351; Fridolfsson et al. 2019, Sensors 19:2186)."""
+    peak = max(sine_counts(f, 0.5)[0] for f in (0.6, 0.75, 0.9, 1.0))
+    assert sine_counts(0.29, 0.5)[0] / peak == pytest.approx(1 / math.sqrt(2), abs=0.05)
+    assert sine_counts(1.63, 0.5)[0] / peak == pytest.approx(1 / math.sqrt(2), abs=0.05)
+    assert sine_counts(0.05, 0.5)[0] < 0.01 * peak  # a slow tilt is not activity
+    assert sine_counts(10.0, 0.5)[0] < 0.01 * peak  # nor is vibration
 
 
 def test_counts_grow_linearly_and_saturate():
-    c1, c2, c4 = (minute_counts(1.0, a)[0] for a in (0.25, 0.5, 1.0))
+    c1, c2, c4 = (sine_counts(1.0, a)[0] for a in (0.25, 0.5, 1.0))
     assert c2 / c1 == pytest.approx(2.0, rel=0.06) and c4 / c2 == pytest.approx(2.0, rel=0.03)
-    assert minute_counts(1.0, 16.0)[0] <= 128 * 10 * 60  # at most 128 per 1/10 s
+    assert sine_counts(1.0, 16.0)[0] <= 128 * 10 * 60  # at most 128 per 1/10 s
 
 
 def test_resampled_strap_rate_matches_a_native_rate():
@@ -119,6 +121,23 @@ def test_streamed_epochs_equal_the_unbroken_signal():
     assert points[0].fields["counts"] == 0 and float(points[1].fields["counts"]) > 1000
     # per-epoch helper with its run-in gives the same numbers
     assert epoch_counts(t, x, 120.0, 60).tolist() == whole[120:180].sum(axis=0).tolist()
+
+
+def test_minute_counts_of_a_recording_equal_the_stream():
+    t, x = sine(25, 300, 0.8, 0.0)
+    m = (t >= 100) & (t < 200)
+    x[m, 1] += 0.25 * np.sin(2 * np.pi * 0.8 * t[m])
+    start_s = T0 // NS + 20  # a recording that starts 20 s into a minute
+    starts, counts = minute_counts(start_s + t, x)
+    assert starts.tolist() == [T0 // NS + 60 * k for k in range(1, 5)]  # whole minutes only
+    stream = EpochCounts({"person": "p"}, rate_hz=25)
+    points = []
+    for ti, (a, b, c) in zip(t, x, strict=True):
+        points += stream.add(T0 + 20 * NS + round(ti * NS), a, b, c)
+    streamed = {p.time_ns // NS: [p.fields["counts_x"], p.fields["counts_y"], p.fields["counts_z"]] for p in points}
+    for s0, c in zip(starts.tolist(), counts.tolist(), strict=True):
+        assert c == streamed[s0]
+    assert counts[:, 1].max() > 1000 and counts[:, 0].sum() == 0
 
 
 def test_stream_coverage_and_gaps():
