@@ -45,6 +45,7 @@ from collector.validation.records import find_sources, load  # noqa: E402
 
 WAKE_GRID = tuple(round(x, 2) for x in np.arange(0.20, 0.651, 0.05))
 REM_GRID = (0.2, 0.3, 0.4, 0.5)
+KAPPA_SLACK = 0.02
 
 
 @dataclass
@@ -126,6 +127,9 @@ class Config:
     smoothing: Literal["none", "hmm"] = "none"
     tune_wake: bool = True
     tune_rem: bool = False
+    #: "kappa3": the thresholds with the best pooled kappa3; "kappa3+tst": of those within
+    #: KAPPA_SLACK of the best kappa3, the one with the smallest TST MAE (the goals weigh both).
+    criterion: Literal["kappa3", "kappa3+tst"] = "kappa3"
 
 
 def stage(n: Night, cfg: Config, rule: WakeRule) -> np.ndarray:
@@ -149,14 +153,19 @@ def fit(nights: list[Night], cfg: Config) -> WakeRule:
                     stay=fit_stay(nights))
     if cfg.wake_model == "argmax":
         return rule
-    best: tuple[float, float, float] | None = None
+    scored: list[tuple[float, float, float, float]] = []  # kappa3, TST MAE, wake and REM threshold
     for wt in WAKE_GRID if cfg.tune_wake else (0.5,):
         for rt in REM_GRID if cfg.tune_rem else (0.5,):
-            k = agreement(nights, cfg, replace(rule, wake_threshold=wt, rem_threshold=rt)).kappa3 or -1.0
-            if best is None or k > best[0] + 1e-12:
-                best = (k, wt, rt)
-    assert best is not None
-    return replace(rule, wake_threshold=best[1], rem_threshold=best[2])
+            r = replace(rule, wake_threshold=wt, rem_threshold=rt)
+            k = agreement(nights, cfg, r).kappa3 or -1.0
+            mae = float(np.mean([abs(tst_min(stage(n, cfg, r)) - tst_min(n.truth)) for n in nights]))
+            scored.append((k, mae, wt, rt))
+    top = max(x[0] for x in scored)
+    if cfg.criterion == "kappa3":
+        best = next(x for x in scored if x[0] == top)  # the first on the grid with the best kappa3
+    else:
+        best = min((x for x in scored if x[0] >= top - KAPPA_SLACK), key=lambda x: x[1])
+    return replace(rule, wake_threshold=best[2], rem_threshold=best[3])
 
 
 def tst_min(codes: np.ndarray) -> float:
@@ -175,6 +184,10 @@ def main() -> None:
         Config("night-relative, threshold, hmm", "night-relative", "hmm"),
         Config("night-relative, threshold, hmm, REM threshold", "night-relative", "hmm", tune_rem=True),
         Config("night-relative, threshold, REM threshold", "night-relative", tune_rem=True),
+        Config("night-relative, threshold, hmm, REM threshold; thresholds by kappa3 and TST", "night-relative",
+               "hmm", tune_rem=True, criterion="kappa3+tst"),
+        Config("night-relative, threshold, REM threshold; thresholds by kappa3 and TST", "night-relative",
+               tune_rem=True, criterion="kappa3+tst"),
     ]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=False).stdout.strip()
@@ -209,7 +222,7 @@ def main() -> None:
                      f"{np.mean(errs):+.0f} | {np.mean(np.abs(errs)):.0f} | "
                      f"{picks if cfg.wake_model != 'argmax' else '-'} |")
         print(lines[-1], flush=True)
-    final = fit(nights, configs[5])
+    final = fit(nights, configs[8])
     lines += ["", "Fitted on all records (the defaults): "
               f"WAKE_COEF = ({', '.join(f'{c:.4g}' for c in final.coef)}), "
               f"STAY = ({final.stay[0]:.4f}, {final.stay[1]:.4f}), wake_threshold = {final.wake_threshold:g}, "

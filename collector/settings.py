@@ -353,8 +353,8 @@ class NightsSettings(_Section):
     #: PSG nights (docs/validation.md): P(wake) from the classifier alone or with the night's own HR
     #: and RMSSD; two-state transition smoothing; thresholds on P(wake) and P(REM | sleep).
     wake_model: Literal["classifier", "night-relative"] = "night-relative"
-    smoothing: Literal["none", "hmm"] = "hmm"
-    wake_threshold: float = Field(default=0.3, gt=0, lt=1)
+    smoothing: Literal["none", "hmm"] = "none"
+    wake_threshold: float = Field(default=0.4, gt=0, lt=1)
     rem_threshold: float = Field(default=0.3, gt=0, lt=1)
     motion_staging: StrictBool = False
     min_coverage_pct: float = Field(default=80.0, ge=0, le=100)

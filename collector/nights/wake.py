@@ -1,7 +1,7 @@
 """Wake vs sleep and NREM vs REM from the 3-stage classifier's probabilities, chosen on real nights.
 
 sleepecg's ``wrn-gru-mesa`` gives per 30-s epoch P(NREM), P(REM), P(wake). On PSG-scored real
-nights (slpdb, docs/validation.md) three additions beat taking its most likely class, each chosen by
+nights (slpdb, docs/validation.md) these additions beat taking its most likely class, each tested by
 leave-one-subject-out agreement (bench/bench_wake.py refits them per fold):
 
 1. **Night-relative wake model** (``wake_model = "night-relative"``): P(wake) from a logistic
@@ -11,12 +11,15 @@ leave-one-subject-out agreement (bench/bench_wake.py refits them per fold):
    median. Awakenings raise heart rate and lower RMSSD against the person's own night; absolute
    levels differ far more between people than between stages. Coefficients: :data:`WAKE_COEF`,
    fitted on the 12 slpdb records.
-2. **Transition smoothing** (``smoothing = "hmm"``): a two-state (sleep, wake) hidden Markov model
-   decoded with Viterbi over the epochs with signal; the probability of staying in a state per
-   epoch (:data:`STAY`) is the expert hypnograms' (slpdb), emissions are P(wake) divided by the
-   decision threshold (so without smoothing the rule is simply P(wake) >= ``wake_threshold``).
+2. **Wake threshold**: wake when P(wake) >= ``wake_threshold`` (0.4).
 3. **REM threshold**: a sleep epoch is REM when P(REM) / (P(NREM) + P(REM)) >= ``rem_threshold``
-   (the published classifier calls 64% of true REM NREM; a lower threshold than the argmax's 0.5).
+   (0.3; the published classifier calls 64% of true REM NREM, the argmax amounts to 0.5).
+4. **Transition smoothing** (``smoothing = "hmm"``, an option, not the default): a two-state (sleep,
+   wake) hidden Markov model decoded with Viterbi over the epochs with signal; the probability of
+   staying in a state per epoch (:data:`STAY`) is the expert hypnograms' (slpdb), emissions are
+   P(wake) divided by the decision threshold (without smoothing the rule is P(wake) >= threshold).
+   It raised wake/sleep kappa with the threshold chosen for kappa alone, but made TST worse and
+   the result far more sensitive to the threshold; chosen for kappa and TST together it lost.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ class WakeRule:
     """How an epoch's stage follows from the classifiers' probabilities (NightsSettings)."""
 
     wake_model: Literal["classifier", "night-relative"] = "night-relative"
-    smoothing: Literal["none", "hmm"] = "hmm"
-    wake_threshold: float = 0.3
+    smoothing: Literal["none", "hmm"] = "none"
+    wake_threshold: float = 0.4
     rem_threshold: float = 0.3
     coef: tuple[float, float, float, float] = WAKE_COEF
     stay: tuple[float, float] = STAY

@@ -102,8 +102,8 @@ def test_settings_defaults_are_the_production_defaults() -> None:
     assert rule_from_settings(NightsSettings()) == WakeRule() == NightOptions().rule
     assert NightOptions().wake_classifier is None
     assert NightsSettings().wake_classifier == "none"
-    r = rule_from_settings(NightsSettings(smoothing="none", wake_model="classifier", wake_threshold=0.5))
-    assert (r.smoothing, r.wake_model, r.wake_threshold, r.label) == ("none", "classifier", 0.5, "")
+    r = rule_from_settings(NightsSettings(smoothing="hmm", wake_model="classifier", wake_threshold=0.5))
+    assert (r.smoothing, r.wake_model, r.wake_threshold, r.label) == ("hmm", "classifier", 0.5, "hmm")
 
 
 def test_a_night_with_an_awakening_by_heart_rate() -> None:
@@ -114,15 +114,17 @@ def test_a_night_with_an_awakening_by_heart_rate() -> None:
     t = np.cumsum(rr) / 1000.0
     b = clean_rr((T0 + t * 1e9).astype(np.int64), rr)
     end = T0 + int(t[-1] * 1e9)
-    h, _ = stage_beats(b, T0, end, dtime(23, 0), Subject(45, "male"), wake_classifier=None, rule=WakeRule())
-    assert h.method == "wrn-gru-mesa+nightrel+hmm"
     start, stop = int(t[3599] // 30) + 1, int(t[3599 + 1100] // 30)
-    inside = h.codes[start:stop]
-    outside = np.concatenate((h.codes[5:start - 5], h.codes[stop + 5:-5]))
-    assert np.mean(inside == WAKE) >= 0.8
-    assert np.mean(outside == WAKE) <= 0.2
-    staged = h.codes != UNKNOWN
-    assert np.all((h.prob[staged] > 0) & (h.prob[staged] <= 1))
+    for rule, method in ((WakeRule(), "wrn-gru-mesa+nightrel"),
+                         (WakeRule(smoothing="hmm"), "wrn-gru-mesa+nightrel+hmm")):
+        h, _ = stage_beats(b, T0, end, dtime(23, 0), Subject(45, "male"), wake_classifier=None, rule=rule)
+        assert h.method == method
+        inside = h.codes[start:stop]
+        outside = np.concatenate((h.codes[5:start - 5], h.codes[stop + 5:-5]))
+        assert np.mean(inside == WAKE) >= 0.8
+        assert np.mean(outside == WAKE) <= 0.2
+        staged = h.codes != UNKNOWN
+        assert np.all((h.prob[staged] > 0) & (h.prob[staged] <= 1))
     # the published argmax (no rule) on the same night
     h0, _ = stage_beats(b, T0, end, dtime(23, 0), Subject(45, "male"), wake_classifier=None)
     assert h0.method == "wrn-gru-mesa"
