@@ -234,6 +234,13 @@ class ProxyHub:
                                  alloc.free if alloc else None, alloc.slots if alloc else None))
         return sorted(out, key=lambda c: -c.rssi)
 
+    def holder(self, address: str) -> str | None:
+        """The proxy whose connection slots list ``address`` as connected (None: none does)."""
+        for alloc in self.manager.async_current_allocations() or []:
+            if address.upper() in (a.upper() for a in alloc.allocated):
+                return self.label(alloc.source)
+        return None
+
     def ble_device(self, address: str) -> BLEDevice | None:
         return self.manager.async_ble_device_from_address(address.upper(), True)
 

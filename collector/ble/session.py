@@ -273,6 +273,8 @@ class DeviceSession:
                 max_attempts=CONNECT_ATTEMPTS,
                 timeout=self._ble.connect_timeout_s,
             )
+        if via != LOCAL and self._proxies is not None:
+            via = self._proxies.holder(self.device.address) or via  # the proxy habluetooth picked
         if via != self.via:
             if self.via:
                 log.info("%s: now connected through %s (was %s)", self.device.alias, via, self.via,
