@@ -335,10 +335,15 @@ def withheld(r: EffectResult, a: Assessment, source_words: str) -> EffectResult:
     spec = METRICS[r.metric]
     text = (f"{spec.label}: not reported as an effect: it cannot be measured with {source_words} "
             f"({a.reason}); to measure it: {a.measured_by}.")
-    return replace(r, reported=False, estimate=None, ci_low=None, ci_high=None, ratio=None, ratio_low=None,
-                   ratio_high=None, model_estimate=None, model_se=None, p=None, p_adj=None, p_perm=None,
-                   prob_benefit=None, prob_meaningful=None, effect_size=None, nights_needed=None,
-                   note="not measurable: " + a.reason, summary=text)
+    out = replace(r, reported=False, estimate=None, ci_low=None, ci_high=None, ratio=None, ratio_low=None,
+                  ratio_high=None, model_estimate=None, model_se=None, p=None, p_adj=None, p_perm=None,
+                  prob_benefit=None, prob_meaningful=None, effect_size=None, nights_needed=None,
+                  note="not measurable: " + a.reason, summary=text)
+    # issue 21's intervals and decision say nothing either when the metric is not measured
+    blank: dict[str, Any] = {k: v for k, v in (("clear", False), ("anytime_low", None), ("anytime_high", None),
+                                               ("fixed_low", None), ("fixed_high", None), ("decision", ""),
+                                               ("nights_more", None), ("next_step", "")) if hasattr(r, k)}
+    return replace(out, **blank)
 
 
 def calibrate(r: EffectResult, a: Assessment, *, source_words: str = "") -> EffectResult:

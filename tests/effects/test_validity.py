@@ -78,6 +78,7 @@ def test_slope_zero_is_never_reported() -> None:
         out = calibrate(r, a)
         assert not out.reported
         assert out.estimate is None and out.ci_low is None and out.p is None and out.prob_benefit is None
+        assert out.fixed_low is None and out.anytime_high is None and not out.clear and out.next_step == ""
         assert "cannot be measured with a chest strap alone" in out.summary
         assert "to measure it:" in out.summary
     # a slope interval reaching below the floor is withheld too, even with a good point estimate
