@@ -124,3 +124,16 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     assert purple_rows[purple_rows < 300].sum() > 300
     colours = {tuple(c) for c in px[400:2600:4, ::4].reshape(-1, 3)}
     assert len(colours) > 200  # plots with colours and anti-aliasing, not only black text
+
+
+def test_forest_plot_shares_one_scale_per_unit() -> None:
+    from collector.report.plots import effects_forest, shared_spans
+
+    items = [("time to fall asleep", "min", -6.5, -11.0, -2.0, True), ("total sleep", "min", 12.0, -3.0, 27.0, False),
+             ("sleeping heart rate", "bpm", -0.3, -1.7, 1.0, True)]
+    spans = shared_spans(items)
+    assert spans == {"min": pytest.approx(27.0 * 1.3), "bpm": pytest.approx(1.7 * 1.3)}
+    svg = effects_forest(items)
+    # the first two rows (minutes) have the same tick labels; the heart-rate row its own
+    rows = re.findall(r"<g id=\"axes_(\d+)\">", svg)
+    assert len(rows) == 3
