@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
 
 from collector.ble import pairing
-from collector.ble.registry import DeviceRegistry
+from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.errors import ConfigError
 from collector.settings import BleSettings, InfluxSettings, PersonSettings, ProxySettings, Settings, StorageSettings
-from collector.sim.bluez import VirtualBlueZ, heart_rate_strap
+from collector.sim.bluez import VirtualBlueZ, heart_rate_feed, heart_rate_strap
 from collector.sim.esphome import VirtualEsphomeProxy
 from tests.cli.console import Console
 
@@ -97,3 +102,46 @@ async def test_a_missing_noise_key_file_is_named(tmp_path):
     cfg = ProxySettings(host="127.0.0.1", port=1, noise_psk_file=tmp_path / "proxy.key")
     with pytest.raises(ConfigError, match=r"ble\.proxies\.noise_psk_file.*does not exist; fix the path"):
         await pairing.scan(0.1, proxies=[cfg])
+
+
+async def test_magsleep_run_process_streams_through_a_proxy_and_stops_cleanly(tmp_path, influx_server, influx_db):
+    async with VirtualEsphomeProxy.start(name="bedroom-proxy") as px:
+        dev = px.add_device(heart_rate_strap(A1, feed=heart_rate_feed(600, interval_s=0.05)))
+        cfg = tmp_path / "magsleep.toml"
+        cfg.write_text(f"""
+log_level = "INFO"
+[influx]
+embedded = false
+url = "{influx_server.url}"
+database = "{influx_db}"
+[storage]
+state_dir = "{tmp_path}"
+[[persons]]
+name = "alice"
+[nights]
+compute_every_min = 0
+[[ble.proxies]]
+name = "bedroom-proxy"
+host = "{px.host}"
+port = {px.port}
+""")
+        DeviceRegistry(tmp_path / "devices.json", [RegisteredDevice(A1, "h10-alice", "alice", paired=True)]).save()
+        env = {**os.environ, "MAGSLEEP_CONFIG": str(cfg)}
+        proc = subprocess.Popen([sys.executable, "-m", "collector", "run"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while px.stats.notifications_sent < 20 and proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert proc.poll() is None and px.stats.notifications_sent >= 20
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        assert code == 0, out
+        assert not dev.connected and px.used_slots() == 0
+        sent = px.stats.notifications_sent
+    rows = influx_server.rows("SELECT count(bpm) FROM heart_rate", influx_db)
+    assert rows[0]["count"] == sent, out  # every notification the proxy delivered, stored once
