@@ -196,7 +196,10 @@ class ProxyHub:
         for link in self.links:
             await link.start()
         if wait_s > 0 and self.links:
-            await asyncio.wait([asyncio.ensure_future(link.connected.wait()) for link in self.links], timeout=wait_s)
+            waiters = [asyncio.ensure_future(link.connected.wait()) for link in self.links]
+            _, pending = await asyncio.wait(waiters, timeout=wait_s)
+            for w in pending:
+                w.cancel()
             for link in self.links:
                 if not link.connected.is_set():
                     log.warning("ESPHome proxy %s not connected yet; retrying in the background", link.label)
