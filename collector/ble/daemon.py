@@ -141,10 +141,15 @@ async def _run(
         from collector.ble.esphome import ProxyHub
 
         hub = ProxyHub(settings.ble.proxies)
-        await hub.start()
     sessions = [DeviceSession(d, buffer=buffer, clock=clock, ble=settings.ble, props=props, on_status=on_status,
                               status_interval_s=status_interval_s or STATUS_INTERVAL_S,
                               state_dir=settings.storage.state_dir.expanduser(), proxies=hub) for d in devices]
+    if hub is not None:
+        try:
+            await hub.start()
+        except BaseException:
+            await hub.stop()
+            raise
     await _warm_up_bleak()
     forwarder = asyncio.create_task(buffer.run(), name="ble-forwarder")
     writer = asyncio.create_task(_write_status(status_file, statuses, dirty), name="ble-status-file")
