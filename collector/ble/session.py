@@ -279,6 +279,9 @@ class DeviceSession:
             if self.via:
                 log.info("%s: now connected through %s (was %s)", self.device.alias, via, self.via,
                          extra={**self._log, "event": "source_changed", "via": via})
+            elif self._proxies is not None:
+                log.info("%s: connected through %s", self.device.alias, via,
+                         extra={**self._log, "event": "source_changed", "via": via})
             self.via = via
         return client, ble_device
 
