@@ -345,6 +345,10 @@ def main() -> None:
         f"| magsleep import with nights ({impn['computed']} computed) | {impn['seconds']:.1f} | "
         f"{size_mb / impn['seconds']:.1f} | {impn['points']:,} | {impn['rss_mb']:.0f} |",
         "",
+        "- Seconds per round (bare / parse / import): " + "; ".join(
+            f"{r_b['seconds']:.1f} / {r_p['seconds']:.1f} / {r_i['seconds']:.1f}"
+            for r_b, r_p, r_i in zip(runs["bare"], runs["parse"], runs["import"], strict=True))
+        + " (the machine's load moves these more than the code does).",
         f"- Parse throughput vs bare iterparse: **{ratio:.2f}** (goal at least 0.7).",
         f"- End-to-end import (no nights) vs bare iterparse: "
         f"**{bare['seconds'] / imp['seconds']:.2f}** of its throughput.",

@@ -11,6 +11,7 @@ rule (collector/nights/run.py: the device with the most points; docs/import.md).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections import Counter
@@ -187,8 +188,9 @@ async def compute_nights(settings: Settings, person: str, nights: Sequence[date]
     from collector.nights.run import compute_all
 
     now_ns = None if now is None else int(now().timestamp() * NS)
+    # as `magsleep nights compute`: worker processes when there are enough nights to pay for them
     runs = await compute_all(settings, person=person, since=min(nights), until=max(nights), now_ns=now_ns,
-                             workers=1)
+                             workers=min(4, os.cpu_count() or 1))
     return (sum(r.computed for r in runs), sum(r.unchanged for r in runs), sum(r.flagged for r in runs))
 
 
