@@ -140,6 +140,21 @@ def test_minute_counts_of_a_recording_equal_the_stream():
     assert counts[:, 1].max() > 1000 and counts[:, 0].sum() == 0
 
 
+def test_frames_give_the_same_points_as_single_samples():
+    rng = np.random.default_rng(3)
+    one, framed = EpochCounts({"person": "p"}, rate_hz=25), EpochCounts({"person": "p"}, rate_hz=25)
+    a, b = [], []
+    last = T0 + 7 * NS
+    for _ in range(400):
+        last += NS + int(rng.choice([0, -1_500_000_000, 30_000_000_000], p=[0.96, 0.02, 0.02]))  # overlaps, gaps
+        xyz = [(float(v[0]), float(v[1]), float(v[2])) for v in rng.normal([0, 0, 1], 0.2, (25, 3))]
+        for k, (x, y, z) in enumerate(xyz):
+            a += one.add(last - (24 - k) * 40_000_000, x, y, z)
+        b += framed.add_frame(last, 40_000_000, xyz)
+    assert len(a) > 3 and [(p.time_ns, p.fields) for p in a] == [(p.time_ns, p.fields) for p in b]
+    assert one.dropped_epochs == framed.dropped_epochs > 0
+
+
 def test_stream_coverage_and_gaps():
     stream = EpochCounts({"person": "p"}, rate_hz=25)
     t, x = sine(25, 200, 1.0, 0.2)

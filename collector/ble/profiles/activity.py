@@ -25,7 +25,7 @@ The epoch in progress when the link goes down is dropped (it would understate).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -75,6 +75,28 @@ class EpochCounts:
         if not self._hold:
             out = self._close_until(time_ns)
         return out
+
+    def add_frame(self, last_ns: int, period_ns: int, xyz_g: Sequence[tuple[float, float, float]]) -> list[Point]:
+        """A steady stream's frame: samples ``period_ns`` apart, the last at ``last_ns`` (same points as
+        adding them one by one, at a fraction of the cost)."""
+        n = len(xyz_g)
+        if self._hold or n == 0:
+            out: list[Point] = []
+            for k, (x, y, z) in enumerate(xyz_g):
+                out += self.add(last_ns - (n - 1 - k) * period_ns, x, y, z)
+            return out
+        first = 0
+        if self._t and last_ns - (n - 1) * period_ns < self._t[-1]:  # overlaps what came before: drop that part
+            first = -(-(self._t[-1] - (last_ns - (n - 1) * period_ns)) // period_ns)
+            if first >= n:
+                return []
+        t0 = last_ns - (n - 1 - first) * period_ns
+        if self._start is None:
+            self._start = t0 - t0 % self._epoch_ns
+            self._known_ns = t0
+        self._t.extend(range(t0, last_ns + 1, period_ns))
+        self._xyz.extend(xyz_g[first:])
+        return self._close_until(last_ns)
 
     def advance(self, now_ns: int) -> list[Point]:
         """Change-only streams: the value held until ``now_ns``; points of the epochs that ended."""

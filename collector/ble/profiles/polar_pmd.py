@@ -305,12 +305,8 @@ class AccStream:
             self._ctx.memory["skew_ms"] = -self.offset_ns / 1e6
         period = 1_000_000_000 // self.rate_hz
         last = device_ns + self.offset_ns
-        n = len(frame.samples)
         g = self.mg_per_count / 1000.0
-        out: list[Point] = []
-        for k, (x, y, z) in enumerate(frame.samples):
-            out += self.counts.add(last - (n - 1 - k) * period, x * g, y * g, z * g)
-        return out
+        return self.counts.add_frame(last, period, [(x * g, y * g, z * g) for x, y, z in frame.samples])
 
     def set_rate(self, rate_hz: int) -> None:
         """The rate the strap confirmed in its start response (samples are spaced by it)."""
