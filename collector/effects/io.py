@@ -215,7 +215,8 @@ def effect_points(results: Iterable[EffectResult], time_ns: int,
             if v is not None and math.isfinite(v):
                 fields[name] = float(v)
         if r.interval:
-            fields.update(interval=r.interval, clear=r.clear, decision=r.decision, next_step=r.next_step)
+            fields.update(interval=r.interval, clear=r.clear and r.reported, decision=r.decision,
+                          next_step=r.next_step)
         if r.nights_more is not None:
             fields["nights_more"] = int(r.nights_more)
         pts.append(Point("effect", {"person": r.person, "metric": r.metric,
