@@ -187,6 +187,10 @@ _UUID_RE = re.compile(r"^(0x)?([0-9a-f]{4}|[0-9a-f]{8}|[0-9a-f]{8}-[0-9a-f]{4}-[
 _STRUCT_RE = re.compile(r"^[<>!=]?(\d*[xbBhHiIlLqQefd])+$")
 
 
+#: Pseudo-fields of a ``[[ble.generic]]`` acceleration sensor (see ``acceleration_hz``).
+ACCELERATION_FIELDS = ("x_g", "y_g", "z_g")
+
+
 class GenericProfileSettings(_Section):
     """A sensor profile defined in config (``[[ble.generic]]``): one characteristic, one struct, one point.
 
@@ -194,7 +198,9 @@ class GenericProfileSettings(_Section):
     struct syntax, little-endian unless it starts with '>' or '!'); value ``i`` times ``scale[i]``
     plus ``offset[i]`` becomes field ``fields[i]`` of ``measurement`` ("" skips a value).
     ``devices`` lists registered aliases or addresses the profile applies to (besides devices whose
-    registry entry names the profile).
+    registry entry names the profile). ``acceleration_hz``: the sensor notifies one raw acceleration
+    sample at this steady rate; the values named ``x_g``, ``y_g``, ``z_g`` (in g after scale and
+    offset) become ActiGraph counts per minute (docs/trackers.md).
     """
 
     name: str
@@ -206,6 +212,7 @@ class GenericProfileSettings(_Section):
     scale: float | list[float] = 1.0
     offset: float | list[float] = 0.0
     devices: list[str] = Field(default_factory=list)
+    acceleration_hz: float | None = Field(default=None, gt=0, le=1000)
 
     @field_validator("name")
     @classmethod
@@ -257,8 +264,16 @@ class GenericProfileSettings(_Section):
             raise ValueError(f"measurement {self.measurement!r} cannot be fed by a sensor; use one of "
                              "heart_rate, rr, motion, sleep_stage")
         numeric = {f.name: f.type for f in m.fields if f.type in ("int", "float")}
+        axes = [f for f in self.fields if f in ACCELERATION_FIELDS]
+        if self.acceleration_hz is not None:
+            if self.measurement != "motion" or sorted(axes) != sorted(ACCELERATION_FIELDS):
+                raise ValueError("acceleration_hz needs measurement = \"motion\" and the fields x_g, y_g, z_g "
+                                 "once each (the sample in g after scale and offset)")
+        elif axes:
+            raise ValueError(f"{axes[0]!r} is raw acceleration: set acceleration_hz (the sensor's sample rate) so "
+                             "magsleep can turn it into ActiGraph counts")
         for f in self.fields:
-            if f and f not in numeric:
+            if f and f not in numeric and f not in axes:
                 raise ValueError(f"{self.measurement} has no numeric field {f!r}; its numeric fields: "
                                  f"{', '.join(numeric)}")
         if not any(self.fields):

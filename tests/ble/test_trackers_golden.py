@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -245,7 +246,35 @@ def test_generic_golden(entry):
         assert encode_points(points) == case["lines"]
 
 
+def test_generic_acceleration_becomes_counts():
+    """A sensor notifying one raw sample (mG, int16) 25 times a second: ActiGraph counts per minute."""
+    cfg = GenericProfileSettings(name="wrist-accel", service="aa10", characteristic="aa11", format="<hhh",
+                                 fields=["x_g", "y_g", "z_g"], scale=0.001, acceleration_hz=25)
+    profile = GenericProfile(cfg)
+    tags = Tags(GENERIC["tags"])
+    t0 = 1_732_399_980 * 10**9  # a whole minute
+    t = np.arange(25 * 150) / 25
+    points = []
+    for ti in t:
+        x = 300 * math.sin(2 * math.pi * 0.8 * ti) if 60 <= ti < 120 else 0.0
+        data = struct.pack("<hhh", round(x), 0, 1000)
+        points += profile.parse(profile.characteristic, data, t0 + round(ti * 1e9), tags)
+    assert [p.time_ns for p in points] == [t0, t0 + 60 * 10**9]
+    for p in points:
+        validate_point(p)
+        assert p.tags == tags and p.fields["epoch_s"] == 60
+    xyz = np.zeros((120 * 30, 3))
+    xyz[:, 2] = 1.0
+    tt = np.arange(120 * 30) / 30
+    xyz[tt >= 60, 0] = 0.3 * np.sin(2 * np.pi * 0.8 * tt[tt >= 60])
+    native = counts_per_second(xyz)[60:].sum(axis=0)
+    assert points[0].fields["counts"] == 0
+    assert points[1].fields["counts_x"] == pytest.approx(native[0], rel=0.03)
+
+
 @pytest.mark.parametrize(("change", "message"), [
+    ({"fields": ["x_g", "y_g", "z_g"]}, "set acceleration_hz"),
+    ({"acceleration_hz": 25.0}, "fields x_g, y_g, z_g"),
     ({"format": "<hs"}, "struct format"),
     ({"fields": ["", "counts", "nope"]}, "no numeric field 'nope'"),
     ({"fields": ["counts"]}, "unpacks 3 value"),
