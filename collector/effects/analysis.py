@@ -194,7 +194,7 @@ def summarise(spec: MetricSpec, r: EffectResult, context: str, arms: str) -> str
     est, lo, hi = r.estimate, r.ci_low, r.ci_high
     unit = spec.unit
     if spec.name == "ln_rmssd":  # report HRV changes in percent
-        est, lo, hi = (100 * math.expm1(v) for v in (est, lo, hi))
+        est, lo, hi = (100 * _safe_expm1(v) for v in (est, lo, hi))
         unit = "%"
 
     def word(x: float) -> str:

@@ -269,3 +269,15 @@ def test_at_the_plans_end_with_missing_nights_the_plan_has_ended() -> None:
     assert r.decision in ("stop_clear", "stop_futile") and r.nights_more is not None
     if not r.clear:
         assert "the plan has ended" in r.next_step
+
+
+def test_hrv_percent_words_do_not_overflow_on_an_unbounded_interval() -> None:
+    import datetime as dt
+
+    start = dt.date(2026, 1, 5)
+    nights = [NightData(start + dt.timedelta(days=i), "magnesium" if i % 2 else "control", {"ln_rmssd": v})
+              for i, v in enumerate([3.7, 3.9, 3.5, 4.1, 3.6, 4.2])]
+    opts = replace(OPTS, min_information=0.0, min_df=0.0)
+    (r,) = [x for x in analyse_person("a", nights, opts, metrics=["ln_rmssd"]) if x.comparison == "mg_vs_control"]
+    assert r.reported and r.ci_high is not None and r.ci_high > 1e6 and not r.clear
+    assert "to any amount higher" in r.summary
