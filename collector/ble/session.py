@@ -502,6 +502,8 @@ class DeviceSession:
             fields["model"] = s.model
         if s.firmware:
             fields["firmware"] = s.firmware
+        if self.via and self._proxies is not None:
+            fields["via"] = self.via
         ts = max(self._clock.time_ns(), self._last_status_ns + 1)
         self._last_status_ns = ts
         self._buffer.add([Point("device_status", self.status_tags, fields, ts)])

@@ -273,6 +273,8 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("notify_rate", "float", "1/s", "notifications per second over the last minute"),
                 FieldSpec("model", "string", "", "model number from Device Information"),
                 FieldSpec("firmware", "string", "", "firmware revision from Device Information"),
+                FieldSpec("via", "string", "", "with ESPHome proxies: the source the link goes through, "
+                          "local or the proxy's name"),
             ),
             'device_status,device=h10-alice,person=alice state="connected",connected=true,'
             "reconnects=0i,battery_pct=87i 1732400000000000000",

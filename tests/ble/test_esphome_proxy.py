@@ -128,6 +128,7 @@ async def test_daemon_streams_a_strap_through_a_proxy(tmp_path, bedroom, clock):
     assert bedroom.stats.ble_connects == 1 and bedroom.stats.notifications_sent >= stats.notifications
     status = [p for p in sink.points if p.measurement == "device_status" and p.fields["state"] == "connected"]
     assert any(p.fields.get("rssi_dbm") == -58 for p in status)  # the proxy's RSSI for the strap
+    assert {p.fields.get("via") for p in status} == {"bedroom-proxy"}
     assert bedroom.used_slots() == 0  # the daemon disconnected on stop
 
 
