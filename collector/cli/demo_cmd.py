@@ -153,6 +153,8 @@ def _print_person_effects(out: Console, res: Any, person: str, results: list[Any
         out.print("  no effects computed", highlight=False)
     for r in shown:
         truth = res.truth_difference(person, r.metric)
+        if truth is not None and not math.isfinite(truth):
+            truth = None  # a simulated night without a finite value: no truth to compare with
         t = "—" if truth is None else change_phrase(r.metric, truth)
         a = assessments[r.metric]
         if not a.measurable:

@@ -293,6 +293,25 @@ def fieller(b: float, se_b: float, s: float, se_s: float, q: float) -> tuple[flo
     return (b * s - root) / a, (b * s + root) / a
 
 
+def corrected_interval(b: float, se_b: float, ci: tuple[float, float], s: float,
+                       s_half: float) -> tuple[float, float] | None:
+    """The interval ``ci`` of the observed effect ``b`` as an interval for b / s (Fieller, per side).
+
+    Each end keeps its own critical value (q = distance from b in SEs), so an interval that is not
+    symmetric about b (an anytime interval intersected with an earlier one) keeps its shape, and an
+    end on the far side of 0 stays there. ``s_half`` is the half-width of the slope's own interval: the
+    slope's SE is put on each side's scale so that ±q·SE_s is that interval. None when unbounded.
+    """
+    q_lo, q_hi = (b - ci[0]) / se_b, (ci[1] - b) / se_b
+    if q_lo <= 0 or q_hi <= 0:  # the estimate outside its own interval: use the interval's half-width
+        q_lo = q_hi = (ci[1] - ci[0]) / (2 * se_b)
+    low = fieller(b, se_b, s, s_half / q_lo, q_lo)
+    high = fieller(b, se_b, s, s_half / q_hi, q_hi)
+    if low is None or high is None:
+        return None
+    return low[0], high[1]
+
+
 def _model_ci(r: EffectResult, spec: MetricSpec) -> tuple[float, float] | None:
     if spec.scale == "log1p":
         if r.ratio_low is None or r.ratio_high is None or r.ratio_low <= 0:
@@ -366,9 +385,7 @@ def calibrate(r: EffectResult, a: Assessment, *, source_words: str = "") -> Effe
     ci = _model_ci(r, spec)
     if b is None or se_b is None or ci is None or se_b <= 0:
         return r
-    q = (ci[1] - ci[0]) / (2 * se_b)  # the effect's critical value (t or wider)
-    se_s = slope_se * slope_crit / q  # so that ±q·se_s is the slope's own interval
-    bounds = fieller(b, se_b, slope, se_s, q)
+    bounds = corrected_interval(b, se_b, ci, slope, slope_se * slope_crit)
     if bounds is None:
         return withheld(r, replace(a, reason=a.reason + "; too uncertain to correct for"), words)
     est = b / slope
@@ -393,9 +410,7 @@ def calibrate(r: EffectResult, a: Assessment, *, source_words: str = "") -> Effe
         """Another interval of the same estimate (anytime / fixed) through the same correction."""
         if low is None or high is None or (g is not None and (low <= -g or high <= -g)):
             return None, None
-        m_lo, m_hi = to_model(low), to_model(high)
-        q2 = (m_hi - m_lo) / (2 * se_b)
-        got = fieller(b, se_b, slope, slope_se * slope_crit / q2, q2) if q2 > 0 else None
+        got = corrected_interval(b, se_b, (to_model(low), to_model(high)), slope, slope_se * slope_crit)
         return (to_unit(got[0]), to_unit(got[1])) if got else (None, None)
 
     out = replace(out, estimate=to_unit(est), ci_low=to_unit(lo), ci_high=to_unit(hi))

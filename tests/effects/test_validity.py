@@ -194,3 +194,16 @@ def test_nights_of_different_sources_are_not_pooled() -> None:
 def test_assessment_of_a_missing_source_is_unchecked() -> None:
     a = assess(load_table(), "unknown-source", "tst_min")
     assert isinstance(a, Assessment) and a.status == "unchecked" and a.measurable
+
+
+def test_an_interval_not_symmetric_about_the_estimate_keeps_its_shape_and_its_side_of_zero() -> None:
+    from collector.effects.validity import corrected_interval
+
+    # an anytime interval intersected with an earlier one: the estimate is not at its centre
+    b, se, ci = -1.335, 0.62, (-3.566, -0.109)
+    lo, hi = corrected_interval(b, se, ci, 0.95, 0.1) or (0.0, 0.0)
+    assert hi < 0  # still clear of no effect, as the analysis decided on the uncorrected interval
+    assert lo < ci[0] / 0.95 < ci[1] / 0.95 < hi < 0  # and a little wider than dividing by the slope
+    # symmetric case: the same as one Fieller interval
+    sym = corrected_interval(1.0, 0.5, (1.0 - 0.98, 1.0 + 0.98), 0.5, 1e-9)
+    assert sym == pytest.approx(fieller(1.0, 0.5, 0.5, 1e-9 / 1.96, 1.96))
