@@ -32,6 +32,9 @@ from collector.settings import ProxySettings
 
 log = logging.getLogger(__name__)
 
+ONE_CLIENT_ADVICE = ("an ESPHome proxy sends advertisements to one API client at a time: if Home Assistant has "
+                     "adopted it, give magsleep a proxy of its own; if 'magsleep run' is running, it holds the "
+                     "proxy (stop it to scan or pair through that proxy)")
 PROXY_SLOTS_ADVICE = ("a proxy holds 3 connections by default (ESPHome 'bluetooth_proxy: connection_slots', "
                       "at most 5 recommended): disconnect another wearable, raise connection_slots, or add a "
                       "proxy in the same room")
@@ -236,6 +239,15 @@ class ProxyHub:
             out.append(Candidate(self.label(dev.scanner.source), dev.advertisement.rssi,
                                  alloc.free if alloc else None, alloc.slots if alloc else None))
         return sorted(out, key=lambda c: -c.rssi)
+
+    def silent(self) -> list[str]:
+        """Connected proxies that have sent no advertisement at all (another client may hold them)."""
+        out = []
+        for link in self.links:
+            scanner = self.manager.async_scanner_by_source(link.source) if link.source else None
+            if link.connected.is_set() and scanner is not None and not list(scanner.discovered_addresses):
+                out.append(link.label)
+        return out
 
     def holder(self, address: str) -> str | None:
         """The proxy whose connection slots list ``address`` as connected (None: none does)."""

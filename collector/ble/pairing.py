@@ -99,6 +99,12 @@ async def scan(
                     raise error from exc
                 log.warning("local adapter not scanning (%s); listing what the ESPHome proxies hear", error)
                 await asyncio.sleep(timeout)
+        if hub is not None:
+            from collector.ble.esphome import ONE_CLIENT_ADVICE
+
+            for label in hub.silent():
+                log.warning("ESPHome proxy %s is connected but sent no advertisements in %g s; %s", label, timeout,
+                            ONE_CLIENT_ADVICE)
     return seen
 
 

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from aioesphomeapi.client import APIClient
 
 from collector.ble import pairing
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
@@ -145,3 +146,22 @@ port = {px.port}
         sent = px.stats.notifications_sent
     rows = influx_server.rows("SELECT count(bpm) FROM heart_rate", influx_db)
     assert rows[0]["count"] == sent, out  # every notification the proxy delivered, stored once
+
+
+async def test_a_proxy_serves_one_client_so_a_scan_beside_another_hears_nothing_through_it(caplog):
+    async with VirtualEsphomeProxy.start(name="bedroom-proxy") as px:
+        px.add_device(heart_rate_strap(A1, "Polar H10 X"))
+        # Home Assistant (or a running 'magsleep run') holds the node's advertisement subscription
+        other = APIClient(px.host, px.port, None, client_info="home-assistant")
+        await other.connect(login=True)
+        heard: list[object] = []
+        other.subscribe_bluetooth_le_raw_advertisements(heard.append)
+        try:
+            found = await pairing.scan(0.5, proxies=[proxy_settings(px)])
+            assert A1 not in found and px.stats.refused_subscriptions == 1 and heard
+            assert "bedroom-proxy is connected but sent no advertisements" in caplog.text
+            assert "one API client at a time" in caplog.text
+        finally:
+            await other.disconnect()
+        found = await pairing.scan(0.5, proxies=[proxy_settings(px)])
+        assert found[A1].via == "bedroom-proxy"

@@ -110,6 +110,7 @@ class ProxyStats:
     api_connections: int = 0
     ble_connects: int = 0
     refused_no_slot: int = 0
+    refused_subscriptions: int = 0
     notifications_sent: int = 0
     notifications_dropped: int = 0
     advertisements: int = 0
@@ -241,6 +242,8 @@ class _ApiSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy._sessions.discard(self)
         self.transport = None
+        if self.proxy._adv_holder is self:
+            self.proxy._adv_holder = None
         # A node drops the BLE links of an API client that went away.
         released = False
         for dev in self.proxy.devices.values():
@@ -387,9 +390,19 @@ class _ApiSession(asyncio.Protocol):
                 esphome_version="2025.11.0", model="esp32-poe-iso", manufacturer="Espressif",
                 bluetooth_proxy_feature_flags=FEATURE_FLAGS))
         elif isinstance(msg, pb.SubscribeBluetoothLEAdvertisementsRequest):
+            holder = p._adv_holder
+            if holder is not None and holder is not self and holder.transport is not None:
+                # ESPHome's bluetooth_proxy serves advertisements to one API client only; the
+                # second one is refused silently (the node logs it), as here.
+                log.error("virtual proxy %s: Only one API subscription is allowed at a time", p.name)
+                p.stats.refused_subscriptions += 1
+                return
+            p._adv_holder = self
             self.subscribed_adverts = True
         elif isinstance(msg, pb.UnsubscribeBluetoothLEAdvertisementsRequest):
             self.subscribed_adverts = False
+            if p._adv_holder is self:
+                p._adv_holder = None
         elif isinstance(msg, pb.SubscribeBluetoothConnectionsFreeRequest):
             self.subscribed_slots = True
             self.send(p._slots_message())
@@ -544,6 +557,7 @@ class VirtualEsphomeProxy:
         self.devices: dict[str, ProxiedDevice] = {}
         self._by_int: dict[int, ProxiedDevice] = {}
         self._sessions: set[_ApiSession] = set()
+        self._adv_holder: _ApiSession | None = None  # the one API client advertisements go to
         self._server: asyncio.Server | None = None
         self._advertiser: asyncio.Task[None] | None = None
         self._feeds: dict[str, asyncio.Task[None]] = {}
@@ -608,6 +622,7 @@ class VirtualEsphomeProxy:
                 s.transport.abort()
         for dev in self.devices.values():
             dev._release()
+        self._adv_holder = None
         if server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
