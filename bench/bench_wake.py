@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.nights.artefacts import clean_rr  # noqa: E402
 from collector.nights.compute import NightInputs, _local_time, _per_epoch_hr  # noqa: E402
+from collector.nights.metrics import sleep_metrics  # noqa: E402
 from collector.nights.stages import NREM, REM, UNKNOWN, WAKE  # noqa: E402
 from collector.nights.staging import Subject, _predict, parse_feature_selection, staging_features  # noqa: E402
 from collector.nights.wake import (  # noqa: E402
@@ -200,13 +201,15 @@ def main() -> None:
         "expert span (lights given), computed minus expert.",
         "",
         "| rule | acc2 | kappa2 | acc3 | kappa3 | wake recall before onset / WASO | REM recall | TST bias | TST MAE | "
-        "thresholds chosen (wake / REM) |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        "TST / SOL / WASO slope | SOL MAE | WASO MAE | thresholds chosen (wake / REM) |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",
     ]
     for cfg in configs:
         pairs = []
         errs = []
         chosen = []
+        met: dict[str, tuple[list[float | None], list[float | None]]] = {k: ([], []) for k in ("tst_min", "sol_min",
+                                                                                               "waso_min")}
         for s in subjects:
             rule = fit([n for n in nights if n.subject != s], cfg)
             chosen.append(f"{rule.wake_threshold:g}/{rule.rem_threshold:g}")
@@ -215,12 +218,18 @@ def main() -> None:
                     c = stage(n, cfg, rule)
                     pairs.append((n.truth, c))
                     errs.append(tst_min(c) - tst_min(n.truth))
+                    mt, mc = sleep_metrics(n.truth).as_dict(), sleep_metrics(c).as_dict()
+                    for k, (tl, cl) in met.items():
+                        tl.append(mt.get(k))
+                        cl.append(mc.get(k))
         a = stats.agreement(pairs)
         picks = ", ".join(f"{k} x{chosen.count(k)}" for k in sorted(set(chosen)))
+        ms = {k: stats.metric_stats(tl, cl) for k, (tl, cl) in met.items()}
+        slopes = " / ".join("–" if m.slope is None else f"{m.slope:.2f}" for m in ms.values())
         lines.append(f"| {cfg.name} | {a.acc2:.2f} | {a.kappa2:.3f} | {a.acc3:.2f} | {a.kappa3:.3f} | "
                      f"{a.wake_recall_before_onset:.2f} / {a.wake_recall_waso:.2f} | {a.recall_rem:.2f} | "
-                     f"{np.mean(errs):+.0f} | {np.mean(np.abs(errs)):.0f} | "
-                     f"{picks if cfg.wake_model != 'argmax' else '-'} |")
+                     f"{np.mean(errs):+.0f} | {np.mean(np.abs(errs)):.0f} | {slopes} | {ms['sol_min'].mae or 0:.0f} | "
+                     f"{ms['waso_min'].mae or 0:.0f} | {picks if cfg.wake_model != 'argmax' else '-'} |")
         print(lines[-1], flush=True)
     final = fit(nights, configs[8])
     lines += ["", "Fitted on all records (the defaults): "
