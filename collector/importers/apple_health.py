@@ -17,8 +17,10 @@ with ``type``, ``sourceName``, ``unit``, ``value`` and ``startDate``/``endDate``
 
 Every source (``sourceName``: the watch, the phone, an app) gets its own ``device`` tag, so a
 watch and a phone that both recorded a night stay apart. Parsing uses ElementTree's iterparse and
-clears every element once read; a malformed element is reported by its position and skipped,
-a document that stops being XML (a cut-off file) ends the import with what was read before it.
+clears every element once read; a record with bad values is reported by its number, type and
+date and skipped; where the document stops being well-formed XML, the error is reported by line
+and column and parsing starts again at the next ``<Record`` line (the file or zip member is read
+again from its start, passing over what was parsed); a cut-off file gives what it holds.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import struct
 import zipfile
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import IO, Protocol
@@ -135,17 +138,64 @@ class _Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+class _Progress:
+    """Bytes read, for the progress bar; what is read again after a resync is not counted twice."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self.advance = advance
+        self.high = 0
+
+
 class _Counting:
     """A binary stream that reports the bytes read (the progress bar)."""
 
-    def __init__(self, raw: _Readable, advance: Callable[[int], None]) -> None:
+    def __init__(self, raw: _Readable, progress: _Progress) -> None:
         self._raw = raw
-        self._advance = advance
+        self._progress = progress
+        self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n if n and n > 0 else _CHUNK)
-        self._advance(len(data))
+        self._pos += len(data)
+        p = self._progress
+        if self._pos > p.high:
+            p.advance(self._pos - p.high)
+            p.high = self._pos
         return data
+
+
+class _Resync:
+    """The document again after a parse error: lines up to ``skip`` (the bad one) are passed over,
+    then everything up to the next line that starts a ``<Record``, which becomes the first line of
+    a fresh ``<HealthData>`` document. ``dropped``: lines passed over (added to the parser's line
+    numbers); ``found``: False when no record followed (the file ended)."""
+
+    def __init__(self, raw: _Readable, skip: int) -> None:
+        self._raw = raw
+        self._skip = skip
+        self.dropped = 0
+        self.found = False
+        self._started = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._started:
+            return self._raw.read(n)
+        self._started = True
+        rest = b""
+        while True:
+            chunk = self._raw.read(_CHUNK)
+            if not chunk:
+                return b""
+            rest += chunk
+            while True:
+                nl = rest.find(b"\n")
+                if nl < 0:
+                    break
+                if self.dropped >= self._skip and rest[:nl].lstrip().startswith(b"<Record"):
+                    self.found = True
+                    return b"<HealthData>" + rest
+                rest = rest[nl + 1:]
+                self.dropped += 1
 
 
 class _SkipDoctype:
@@ -273,6 +323,16 @@ class _LocalEntries:
 
 
 @dataclass(slots=True)
+class _State:
+    """What one import has gathered so far (kept across restarts after a parse error)."""
+
+    batch: list[Point] = field(default_factory=list)
+    sleep: dict[str, list[_Segment]] = field(default_factory=lambda: defaultdict(list))
+    devices: dict[str, str] = field(default_factory=dict)  # sourceName -> device tag
+    n_record: int = 0
+
+
+@dataclass(slots=True)
 class _Segment:
     start_ns: int
     end_ns: int
@@ -305,43 +365,78 @@ class AppleHealthImporter:
             return path.stat().st_size
 
     def parse(self, path: Path, ctx: ImportContext) -> Iterator[list[Point]]:
-        with path.open("rb") as f:
-            if f.read(4) == b"PK\x03\x04":
-                f.seek(0)
-                try:
-                    z = zipfile.ZipFile(f)
-                except zipfile.BadZipFile:
-                    f.seek(0)
+        opener, name = self._opener(path, ctx)
+        st = _State()
+        progress = _Progress(ctx.advance)
+        skip = 0  # lines to pass over before parsing again (0: from the start)
+        last = ""  # the last syntax error, for the summary when nothing follows it
+        while True:
+            with opener() as raw:
+                counted = _Counting(raw, progress)
+                stream: _SkipDoctype | _Resync = _SkipDoctype(counted) if skip == 0 else _Resync(counted, skip)
+                error = yield from self._parse_xml(stream, name, ctx, st)
+            if isinstance(stream, _Resync) and not stream.found:
+                ctx.report.stopped = ctx.report.stopped or (
+                    f"{name}: no record after line {skip} ({last}); the file is cut off or broken from there, "
+                    "what came before was read")
+                break
+            if error is None:
+                break
+            line, col, msg = error
+            if isinstance(stream, _Resync):
+                line += stream.dropped
+            ctx.report.bad_input(f"{name} line {line} column {col}", f"not well-formed XML ({msg}); "
+                                 "passed over to the next record")
+            last = f"line {line}: {msg}"
+            skip = line
+        if st.batch:
+            yield st.batch
+        yield from _sleep_points(st.sleep, ctx)
 
+    def _opener(self, path: Path, ctx: ImportContext) -> tuple[Callable[[], AbstractContextManager[_Readable]], str]:
+        """How to open ``export.xml`` again from its start (after a parse error the parser restarts)."""
+        with path.open("rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        if not is_zip:
+            return (lambda: path.open("rb")), path.name
+        try:
+            with zipfile.ZipFile(path) as z:
+                m = _member(z)
+        except zipfile.BadZipFile:
+            @contextmanager
+            def local() -> Iterator[_Readable]:
+                with path.open("rb") as f:
                     def stop(msg: str) -> None:
-                        ctx.report.stopped = f"{path.name}: {msg}"
+                        ctx.report.stopped = ctx.report.stopped or f"{path.name}: {msg}"
 
                     entries = _LocalEntries(f, stop)
                     if not entries.found:
                         raise ValidationError(f"{path}: no export.xml in this zip (is it the Health app's "
-                                              "export.zip?)") from None
-                    yield from self._parse_xml(_Counting(entries, lambda n: None), f"{path.name}:export.xml", ctx)
-                    return
-                with z:
-                    m = _member(z)
-                    if m is None:
-                        raise ValidationError(f"{path}: no export.xml in this zip (is it the Health app's export.zip?)")
-                    with z.open(m) as xml:
-                        yield from self._parse_xml(_Counting(xml, ctx.advance), f"{path.name}:{m.filename}", ctx)
-                return
-            f.seek(0)
-            yield from self._parse_xml(_Counting(f, ctx.advance), path.name, ctx)
+                                              "export.zip?)")
+                    yield entries
 
-    def _parse_xml(self, stream: _Counting, name: str, ctx: ImportContext) -> Iterator[list[Point]]:
-        batch: list[Point] = []
-        sleep: dict[str, list[_Segment]] = defaultdict(list)
+            return local, f"{path.name}:export.xml"
+        if m is None:
+            raise ValidationError(f"{path}: no export.xml in this zip (is it the Health app's export.zip?)")
+        member = m
+
+        @contextmanager
+        def in_zip() -> Iterator[_Readable]:
+            with zipfile.ZipFile(path) as z, z.open(member) as xml:
+                yield xml
+
+        return in_zip, f"{path.name}:{member.filename}"
+
+    def _parse_xml(self, stream: _Readable, name: str, ctx: ImportContext,
+                   st: _State) -> Generator[list[Point], None, tuple[int, int, str] | None]:
+        """Parse until the end (None) or a syntax error: (line, column, message) in this stream."""
         report = ctx.report
         root: ET.Element | None = None
-        n_record = 0
         # without the DOCTYPE no entity can be declared (no expansion bombs), and ElementTree never
         # fetches external ones; the file is the user's own export
-        it = ET.iterparse(_SkipDoctype(stream), events=("start", "end"))  # noqa: S314
-        devices: dict[str, str] = {}  # sourceName -> device tag
+        it = ET.iterparse(stream, events=("start", "end"))  # noqa: S314
+        devices = st.devices
+        sleep = st.sleep
 
         def device(a: dict[str, str]) -> str:
             src = a.get("sourceName", "")
@@ -360,21 +455,21 @@ class AppleHealthImporter:
                     if el.tag in _TOP and root is not None:
                         root.clear()
                     continue
-                n_record += 1
+                st.n_record += 1
                 a = el.attrib
                 typ = a.get("type", "")
                 if typ not in _READ:  # most records: steps, energy, distance, ...
                     if root is not None:
                         root.clear()
                     continue
+                batch = st.batch
                 try:
                     if typ == HR:
                         t = apple_ns(a["startDate"])
                         bpm = round(float(a["value"]))
                         if not 0 < bpm < 300:
                             raise ValueError(f"heart rate {a['value']} is out of range")
-                        batch.append(Point("heart_rate", ctx.tags(device(a)),
-                                           {"bpm": bpm}, t))
+                        batch.append(Point("heart_rate", ctx.tags(device(a)), {"bpm": bpm}, t))
                     elif typ == SLEEP_ANALYSIS:
                         value = a.get("value", "")
                         code = -1 if value == IN_BED else SLEEP_VALUES.get(value)
@@ -385,7 +480,7 @@ class AppleHealthImporter:
                             raise ValueError("ends before it starts")
                         sleep[device(a)].append(_Segment(lo, hi, code))
                     elif typ == MAGNESIUM:
-                        self._dose(a, ctx, name, n_record)
+                        self._dose(a, ctx, name, st.n_record)
                     elif typ in (HRV, HEARTBEAT_SERIES):
                         if ctx.beats:
                             batch.extend(self._beats(el, ctx))
@@ -394,22 +489,18 @@ class AppleHealthImporter:
                         report.skipped[NOTED[typ]] += 1
                 except (KeyError, ValueError) as exc:
                     what = f"missing attribute {exc}" if isinstance(exc, KeyError) else str(exc)
-                    report.bad_input(f"{name} Record #{n_record} ({typ or 'no type'}, "
+                    report.bad_input(f"{name} Record #{st.n_record} ({typ or 'no type'}, "
                                      f"{a.get('startDate', 'no startDate')})", what)
                 if root is not None:
                     root.clear()
                 if len(batch) >= BATCH:
                     yield batch
-                    batch = []
+                    st.batch = []
         except ET.ParseError as exc:
             line, col = exc.position
-            report.bad += 1
-            report.stopped = report.stopped or (
-                f"{name} line {line} column {col}: not well-formed XML ({exc.msg if hasattr(exc, 'msg') else exc}); "
-                f"the {n_record} records before it were read, the rest of the file was not")
-        if batch:
-            yield batch
-        yield from _sleep_points(sleep, ctx)
+            msg = str(exc).split(":", 1)[0]
+            return line, col, msg
+        return None
 
     def _dose(self, a: dict[str, str], ctx: ImportContext, name: str, n: int) -> None:
         unit = a.get("unit", "mg")

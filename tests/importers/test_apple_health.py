@@ -88,14 +88,27 @@ def test_zip_streamed_and_a_cut_off_zip_imports_what_it_holds(tmp_path: Path) ->
     assert "cut off" in c.report.stopped
 
 
-def test_malformed_xml_stops_with_the_line_and_keeps_what_came_before(tmp_path: Path) -> None:
+def test_malformed_xml_reported_by_line_and_the_records_after_it_read(tmp_path: Path) -> None:
     text = XML.read_text().replace('value="55"/>', 'value="55"', 1)  # an element never closed
     p = tmp_path / "export.xml"
     p.write_text(text)
     pts, c = _parse(p)
     line = text[: text.index('value="55"')].count("\n") + 1
-    assert c.report.stopped.startswith(f"export.xml line {line + 1} ")
-    assert [x.fields["bpm"] for x in pts if x.measurement == "heart_rate"] == [64, 58, 58]
+    # the parser sees the error where the next element starts, one line on, and picks up at the next record
+    assert f"export.xml line {line + 1} column 1: not well-formed XML (not well-formed (invalid token))" in [
+        str(x).split("; passed over")[0] for x in c.report.problems]
+    assert c.report.stopped == ""
+    assert [x.fields["bpm"] for x in pts if x.measurement == "heart_rate"] == [64, 58, 58, 52, 54]
+    assert sum(x.measurement == "sleep_stage" for x in pts) == 17  # the nights after it are whole
+
+
+def test_cut_off_xml_imports_what_it_holds(tmp_path: Path) -> None:
+    text = XML.read_text()
+    p = tmp_path / "export.xml"
+    p.write_text(text[: text.index("HKCategoryValueSleepAnalysisAsleepREM")])
+    pts, c = _parse(p)
+    assert [x.fields["bpm"] for x in pts if x.measurement == "heart_rate"] == [64, 58, 58, 55, 52, 54]
+    assert "no record after line" in c.report.stopped and "cut off" in c.report.stopped
 
 
 async def test_imported_nights_computed_doses_confirmed_and_a_second_import_adds_nothing(
