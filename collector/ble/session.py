@@ -348,7 +348,12 @@ class DeviceSession:
         hub.check_slots(address, self.device.alias)
         local_note = f"the local adapter ({local_error})" if local_error else "the local adapter"
         proxies = ", ".join(hub.connected) or "none connected"
-        raise DeviceNotFoundError(f"{address} not heard by {local_note} nor by the ESPHome proxies ({proxies})")
+        hint = ""
+        if silent := hub.silent():
+            from collector.ble.esphome import ONE_CLIENT_ADVICE
+
+            hint = f"; {', '.join(silent)} sent no advertisements at all: {ONE_CLIENT_ADVICE}"
+        raise DeviceNotFoundError(f"{address} not heard by {local_note} nor by the ESPHome proxies ({proxies}){hint}")
 
     def _pick_proxy(self, local_rssi: int | None) -> tuple[BLEDevice, str] | None:
         hub = self._proxies
