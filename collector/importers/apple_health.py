@@ -445,6 +445,7 @@ class AppleHealthImporter:
                 d = devices[src] = slug(src, "apple-health")
             return d
 
+        n_record = st.n_record
         try:
             for ev, el in it:
                 if ev == "start":
@@ -455,7 +456,7 @@ class AppleHealthImporter:
                     if el.tag in _TOP and root is not None:
                         root.clear()
                     continue
-                st.n_record += 1
+                n_record += 1
                 a = el.attrib
                 typ = a.get("type", "")
                 if typ not in _READ:  # most records: steps, energy, distance, ...
@@ -480,7 +481,7 @@ class AppleHealthImporter:
                             raise ValueError("ends before it starts")
                         sleep[device(a)].append(_Segment(lo, hi, code))
                     elif typ == MAGNESIUM:
-                        self._dose(a, ctx, name, st.n_record)
+                        self._dose(a, ctx, name, n_record)
                     elif typ in (HRV, HEARTBEAT_SERIES):
                         if ctx.beats:
                             batch.extend(self._beats(el, ctx))
@@ -489,7 +490,7 @@ class AppleHealthImporter:
                         report.skipped[NOTED[typ]] += 1
                 except (KeyError, ValueError) as exc:
                     what = f"missing attribute {exc}" if isinstance(exc, KeyError) else str(exc)
-                    report.bad_input(f"{name} Record #{st.n_record} ({typ or 'no type'}, "
+                    report.bad_input(f"{name} Record #{n_record} ({typ or 'no type'}, "
                                      f"{a.get('startDate', 'no startDate')})", what)
                 if root is not None:
                     root.clear()
@@ -498,8 +499,9 @@ class AppleHealthImporter:
                     st.batch = []
         except ET.ParseError as exc:
             line, col = exc.position
-            msg = str(exc).split(":", 1)[0]
-            return line, col, msg
+            return line, col, str(exc).split(":", 1)[0]
+        finally:
+            st.n_record = n_record
         return None
 
     def _dose(self, a: dict[str, str], ctx: ImportContext, name: str, n: int) -> None:
