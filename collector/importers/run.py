@@ -19,12 +19,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.errors import ValidationError
 from collector.importers import get_importer
 from collector.importers.base import NS, DoseOffer, ImportContext, Report
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
+
+if TYPE_CHECKING:
+    from collector.storage.pipeline import Pipeline
 
 #: Measurements a night is computed from (a point in one marks its night as touched).
 NIGHT_INPUTS = frozenset({"rr", "heart_rate", "motion", "sleep_stage"})
@@ -199,10 +203,8 @@ def _shown(source: str) -> str:
     return re.sub(r"^(https?://)[^/@]*@", r"\1", source)
 
 
-async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: object | None) -> None:
+async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: Pipeline | None) -> None:
     """Pull batches from the importer (in a thread: parsing is CPU work) and hand them on."""
-    from collector.storage.pipeline import Pipeline
-
     loop = asyncio.get_running_loop()
     done = object()
     pending: list[list[Point]] = []
@@ -226,22 +228,20 @@ async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: object | N
             if not batch:
                 continue
             tally.add(batch)
-            if isinstance(pipe, Pipeline):
+            if pipe is not None:
                 while pipe.pending()[1] > MAX_PENDING_LINES:  # noqa: ASYNC110 - no "drained below" event
                     await asyncio.sleep(0.02)
                 await pipe.put(batch)
 
 
-async def _log_doses(settings: Settings, person: PersonSettings, summary: ImportSummary, pipe: object,
+async def _log_doses(settings: Settings, person: PersonSettings, summary: ImportSummary, pipe: Pipeline,
                      now: Callable[[], datetime] | None) -> None:
     """Log the offered doses through the dose service (the journal is their source of truth)."""
     from collector.doses.forms import Form
     from collector.doses.model import DoseCreate, Source
     from collector.doses.service import DoseService, utcnow
     from collector.errors import MagsleepError
-    from collector.storage.pipeline import Pipeline
 
-    assert isinstance(pipe, Pipeline)
     async with DoseService(settings, sink=pipe, durable_sink=False, now=now or utcnow) as svc:
         for offer in summary.doses:
             taken = datetime.fromtimestamp(offer.time_ns / NS, UTC)
