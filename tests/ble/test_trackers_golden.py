@@ -192,6 +192,32 @@ def test_pmd_frames_to_counts_golden():
     assert points[0].fields["counts"] == 0  # +-2 mG of noise is below the dead band
 
 
+def test_pmd_clock_anchor_follows_the_least_delayed_frame():
+    ctx = ProfileContext("AA:BB", "h10-alice", Tags(BANGLE["tags"]), SystemClock(), emit=lambda _p: None)
+    stream = pmd.AccStream(ctx)
+    dev0 = 5_000 * 10**9  # device time (since 2000) of the first frame's last sample
+    host0 = pmd.POLAR_EPOCH_NS + dev0 + 3_600 * 10**9  # strap clock one hour behind
+
+    def feed(k: int, late_s: float, jump_s: int = 0) -> None:
+        frame = pmd.decode_acc_frame(pmd.encode_acc_frame(dev0 + (k - jump_s) * 10**9, [(0, 0, 1000)] * 25))
+        stream.feed(frame, host0 + k * 10**9 + int(late_s * 1e9))
+
+    feed(0, 3.0)  # the first frame came 3 s late: anchored there
+    assert stream.offset_ns == 3_603 * 10**9
+    feed(1, 2.5)  # 0.5 s sooner: latency noise, kept
+    assert stream.offset_ns == 3_603 * 10**9
+    feed(2, 0.2)  # 2.8 s sooner than predicted: the better anchor
+    assert stream.offset_ns == 3_600_200_000_000 and ctx.memory["skew_ms"] == -3_600_200.0
+    for k in range(3, 30):
+        feed(k, 8.0 if k % 7 else 0.3)  # a busy radio delivering late bursts: the stamps never move
+    assert stream.offset_ns == 3_600_200_000_000
+    for k in range(30, 39):
+        feed(k, 0.2, jump_s=3_600)  # the strap's clock set back an hour: nine frames are not enough
+    assert stream.offset_ns == 3_600_200_000_000
+    feed(39, 0.2, jump_s=3_600)  # the tenth re-anchors
+    assert stream.offset_ns == 7_200_200_000_000
+
+
 def test_epoch_counts_needs_a_rate_or_hold():
     with pytest.raises(ValueError, match="rate_hz"):
         EpochCounts(Tags(BANGLE["tags"]))
