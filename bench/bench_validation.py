@@ -52,7 +52,10 @@ def main() -> None:
         f"subjects), commit {commit}, {datetime.now(UTC):%Y-%m-%d}. slpdb is men with obstructive sleep apnoea, "
         "partial nights in a laboratory (1.3-6.3 h, most starting after midnight): expect heart-based staging "
         "to do worse here than on healthy people's whole nights. Format, method and per-night numbers: "
-        "[docs/validation.md](docs/validation.md).",
+        "[docs/validation.md](docs/validation.md). The default's night-relative wake model was fitted on these "
+        "same records, so its rows (and the leave-one-subject-out row, which only chooses among these fixed "
+        "variants) are in-sample; the honest leave-one-subject-out numbers, refitting per fold, are in the next "
+        "section (bench/bench_wake.py).",
         "",
         "| variant | nights | epochs | acc2 | kappa2 | acc3 | kappa3 | wake recall before onset / WASO | REM recall |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
