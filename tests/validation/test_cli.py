@@ -172,6 +172,16 @@ def test_variants_differ_and_output_is_deterministic(result: dict[str, Any]) -> 
     assert json.loads(again.stdout) == result
 
 
+def test_defaults_agree_better_than_the_previous_combination(result: dict[str, Any]) -> None:
+    """The defaults were chosen on real records (docs/validation.md); on these two they must beat the old
+    combination (a separate wake model) on both kappas, pooled and per night."""
+    d, old = result["variants"]
+    for key in ("kappa2", "kappa3"):
+        assert d["agreement"][key] > old["agreement"][key] + 0.1
+        for a, b in zip(d["nights"], old["nights"], strict=True):
+            assert a[key] > b[key]
+
+
 def test_bad_variant_and_unknown_record_fail_clearly() -> None:
     out = CliRunner().invoke(app, ["validate", str(SLPDB), "--variant", "x=wake_classifier=maybe"])
     assert out.exit_code == 2
