@@ -157,7 +157,7 @@ async def _buckets(r: InfluxReader, person: str, start_ns: int, end_ns: int) -> 
     qs = [
         f"SELECT count(rr_ms), sum(rr_ms) FROM rr WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
         f"SELECT count(bpm), sum(bpm) FROM heart_rate WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count(activity), sum(activity) FROM motion WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
+        f"SELECT count(counts), sum(counts) FROM motion WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
         f"SELECT count(stage_code), sum(stage_code) FROM sleep_stage WHERE {w} AND {_NOT_OURS} "
         f"GROUP BY time({_BUCKET}) fill(none)",
     ]
