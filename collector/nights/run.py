@@ -184,12 +184,15 @@ def _arr(rows: Sequence[Row], key: str, dtype: type) -> Any:
 
 
 def _main_device(rows: Sequence[Row]) -> list[Row]:
-    """Rows of the device with the most points (two straps at once would interleave beats)."""
+    """Rows of the device that covers the most time (sum of ``epoch_s``; two devices at once would
+    interleave): a band's many 60-s rows do not outweigh a watch's few long stage segments."""
     if not rows:
         return []
     counts: dict[str, int] = {}
     for row in rows:
-        counts[str(row.get("device"))] = counts.get(str(row.get("device")), 0) + 1
+        span = row.get("epoch_s")
+        counts[str(row.get("device"))] = counts.get(str(row.get("device")), 0) + (
+            int(span) if isinstance(span, int | float) and span > 0 else EPOCH_S)
     best = max(counts, key=lambda k: counts[k])
     return [row for row in rows if str(row.get("device")) == best]
 

@@ -159,3 +159,14 @@ def test_cli_list_formats(setup, influx_server, influx_db, tmp_path, monkeypatch
     r = runner.invoke(app, ["--config", str(cfg), "night", "lights-out", "--at", "16:00"])
     assert r.exit_code == 2  # 16:00 is between windows (14:00-18:00)
     assert "night window" in r.output
+
+
+def test_main_device_is_the_one_covering_most_time() -> None:
+    from collector.nights.run import _main_device
+
+    band = [{"device": "band", "epoch_s": 60, "time": i} for i in range(100)]  # 100 min in 60-s rows
+    watch = [{"device": "watch", "epoch_s": 1800, "time": i} for i in range(8)]  # 4 h in 8 segments
+    assert {r["device"] for r in _main_device(band + watch)} == {"watch"}
+    no_span = [{"device": "a", "time": 1}, {"device": "a", "time": 2}, {"device": "b", "time": 3}]
+    assert {r["device"] for r in _main_device(no_span)} == {"a"}  # without epoch_s: the most rows
+    assert _main_device([]) == []
