@@ -50,7 +50,8 @@ from collector.nights.schedule import STATE_NAME
 from collector.nights.segment import NS, NightWindow, lights_from_tags, night_window
 from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject
-from collector.settings import PersonSettings, Settings
+from collector.nights.wake import rule_from_settings
+from collector.settings import NightsSettings, PersonSettings, Settings
 from collector.storage.files import private_file
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline
@@ -317,12 +318,17 @@ def _fingerprint(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _options(settings: Settings) -> NightOptions:
-    n = settings.nights
+def night_options(n: NightsSettings) -> NightOptions:
+    """The staging options the ``[nights]`` settings describe (production and ``magsleep validate`` alike)."""
     return NightOptions(classifier=n.classifier,
                         wake_classifier=None if n.wake_classifier == "none" else n.wake_classifier,
                         motion_staging=n.motion_staging,
-                        min_coverage_pct=n.min_coverage_pct)
+                        min_coverage_pct=n.min_coverage_pct,
+                        rule=rule_from_settings(n))
+
+
+def _options(settings: Settings) -> NightOptions:
+    return night_options(settings.nights)
 
 
 def _compute(inp: NightInputs, subject: Subject, tz: str, opts: NightOptions) -> NightResult | None:

@@ -27,10 +27,10 @@ from collector.errors import MagsleepError, ValidationError
 from collector.nights.artefacts import clean_rr
 from collector.nights.compute import NightInputs, NightOptions, compute_night
 from collector.nights.metrics import heart_metrics, sleep_metrics
+from collector.nights.run import night_options
 from collector.nights.segment import NS, NightWindow, night_of, night_window
 from collector.nights.stages import EPOCH_S, NREM, REM, UNKNOWN, WAKE
 from collector.nights.staging import Subject
-from collector.nights.wake import rule_from_settings
 from collector.settings import NightsSettings, PersonSettings
 from collector.validation import stats
 from collector.validation.records import I64, Record, RecordSource, load
@@ -49,15 +49,6 @@ METRICS: tuple[tuple[str, str, str], ...] = (
 )
 STAGE_LETTERS = {WAKE: "W", NREM: "N", REM: "R"}
 VARIANT_KEYS = ("lights", "start", "age", "sex")
-
-
-def night_options(nights: NightsSettings) -> NightOptions:
-    """NightOptions exactly as production builds them from the settings (collector.nights.run)."""
-    return NightOptions(classifier=nights.classifier,
-                        wake_classifier=None if nights.wake_classifier == "none" else nights.wake_classifier,
-                        motion_staging=nights.motion_staging,
-                        min_coverage_pct=nights.min_coverage_pct,
-                        rule=rule_from_settings(nights))
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,8 +122,12 @@ def result() -> dict[str, Any]:
 
 
 def test_options_are_production_options() -> None:
-    for ns in (NightsSettings(), NightsSettings(wake_classifier="ws-gru-mesa")):
+    for ns in (NightsSettings(), NightsSettings(wake_classifier="ws-gru-mesa"),
+               NightsSettings(smoothing="hmm", wake_threshold=0.55, rem_threshold=0.2)):
         assert night_options(ns) == _options(Settings.model_construct(nights=ns))
+    # a user's [nights] rule reaches production staging
+    tuned = _options(Settings.model_construct(nights=NightsSettings(smoothing="hmm", wake_threshold=0.55)))
+    assert tuned.rule.smoothing == "hmm" and tuned.rule.wake_threshold == 0.55
 
 
 @pytest.mark.parametrize(("variant", "nights"), [("default", NightsSettings()),
