@@ -224,11 +224,13 @@ def effect_points(results: Iterable[EffectResult], time_ns: int,
     return pts
 
 
-def verdict_point(v: Verdict, time_ns: int) -> Point:
+def verdict_point(v: Verdict, time_ns: int, sources_note: str = "") -> Point:
     """The ``effect_verdict`` point: one answer first, and the next step."""
     fields: dict[str, FieldValue] = {"headline": v.headline, "next_step": v.next_step,
                                      "source": v.source or "computed",
                                      "order": ",".join(i.metric for i in v.items)}
+    if sources_note:
+        fields["sources_note"] = sources_note
     return Point("effect_verdict", {"person": v.person, "comparison": v.comparison}, fields, time_ns)
 
 
@@ -287,7 +289,7 @@ async def run_effects(
     if write:
         stamp = now_ns if now_ns is not None else time.time_ns()
         pts = [p for run in runs for p in effect_points(run.results, stamp, run.assessments)]
-        pts += [verdict_point(run.verdict, stamp) for run in runs if run.verdict is not None]
+        pts += [verdict_point(run.verdict, stamp, run.source.describe()) for run in runs if run.verdict is not None]
         async with Pipeline.from_settings(settings, name="effects") as pipe:
             await pipe.put(pts)
             await pipe.flush(timeout=settings.influx.timeout_s * 3)

@@ -204,8 +204,11 @@ def _verdict(data: ReportData) -> str:
                      f"{e(str(r.get('summary') or ''))}</li>")
     head = str(v.get("headline")) if v is not None else "Effects in order of what matters:"
     step = str(v.get("next_step") or "") if v is not None else ""
+    src = (f"Nights staged by: {v.get('source')}" + (f"; {v.get('sources_note')}" if v.get("sources_note") else "")
+           if v is not None and v.get("source") else "")
     return ('<section id="verdict"><h2 style="border:0;margin-top:0">The answer</h2>'
             f'<p class="headline">{e(head)}</p>' + (f'<p class="next">{e(step)}</p>' if step else "")
+            + (f'<p class="meta sources">{e(src)}</p>' if src else "")
             + "<ol>" + "".join(items) + "</ol></section>")
 
 

@@ -244,6 +244,8 @@ MEASUREMENTS: dict[str, Measurement] = {
                 FieldSpec("next_step", "string", "", "what to do next (nights needed for a 10-minute change)"),
                 FieldSpec("source", "string", "", "staging source of the nights analysed: computed | device"),
                 FieldSpec("order", "string", "", "the metrics in the verdict's order, comma-separated"),
+                FieldSpec("sources_note", "string", "",
+                          "nights of other staging sources left out (not pooled), in words; absent when none"),
             ),
             'effect_verdict,comparison=mg_vs_control,person=alice headline="For you, magnesium nights: '
             'total sleep no clear change.",next_step="",source="computed",order="tst_min" 1732400000000000000',

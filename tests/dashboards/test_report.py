@@ -64,6 +64,7 @@ def test_report_content_matches_the_data(report: Path, seeded: Seeded) -> None:
     # the stored verdict first, before any plot, and its items in its order
     assert f'<p class="headline">{VERDICT}</p>' in text and f'<p class="next">{NEXT_STEP}</p>' in text
     assert text.index('id="verdict"') < text.index('id="plot-nights"')
+    assert '<p class="meta sources">Nights staged by: computed</p>' in text
     assert re.findall(r'<li class="state-none" data-rank="\d" data-metric="(\w+)"', text) == list(EFFECTS)
 
 

@@ -188,6 +188,15 @@ def test_nights_of_different_sources_are_not_pooled() -> None:
     assert "7 staged by device left out" in choice.describe()
     only = PersonData("alice", p.nights, staging={n.night: "computed" for n in p.nights})
     assert choose_source(only)[1].describe() == ""
+    # the verdict point says so, and fits the schema
+    from collector.effects.io import verdict_point
+    from collector.effects.verdict import build_verdict
+    from collector.storage.schema import validate_point
+
+    pt = verdict_point(build_verdict("alice", [], {}), 0, choice.describe())
+    validate_point(pt)
+    assert pt.fields["sources_note"] == choice.describe() and pt.fields["source"] == "computed"
+    assert "sources_note" not in verdict_point(build_verdict("alice", [], {}), 0).fields
     assert START + timedelta(days=27) == p.nights[-1].night
 
 
