@@ -66,12 +66,12 @@ def stage_person(i: int, nights: int = NIGHTS) -> dict[str, Any]:
     from zoneinfo import ZoneInfo
 
     from collector.nights.compute import compute_night
+    from collector.nights.run import night_options
     from collector.nights.staging import Subject
     from collector.settings import NightsSettings
     from collector.sim.nights import plan_study
     from collector.sim.params import Dosing, Effects, SimConfig
     from collector.sim.person import PersonProfile
-    from collector.validation.compare import night_options
     from tests.nights.simdata import inputs, settings_for
 
     opts = night_options(NightsSettings())
@@ -106,9 +106,8 @@ def stamp() -> dict[str, Any]:
     """What the staged nights depend on: a cache line with another stamp is staged again."""
     from dataclasses import asdict
 
-    from collector.nights.run import ALGO_VERSION
+    from collector.nights.run import ALGO_VERSION, night_options
     from collector.settings import NightsSettings
-    from collector.validation.compare import night_options
 
     raw = {"algo_version": ALGO_VERSION, "options": asdict(night_options(NightsSettings())),
            "staging_commit": _git("log", "-1", "--format=%h", "--", "collector/nights"),

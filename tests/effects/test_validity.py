@@ -24,9 +24,8 @@ from collector.effects.validity import (
     load_table,
     parse_table,
 )
-from collector.nights.run import ALGO_VERSION
+from collector.nights.run import ALGO_VERSION, night_options
 from collector.settings import NightsSettings
-from collector.validation.compare import night_options
 from tests.effects.simpeople import START, simulate
 
 OPTS = AnalysisOptions(permutations=1, seed=7)
