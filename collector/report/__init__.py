@@ -141,7 +141,7 @@ def _effect_rows(rows: list[Row]) -> str:
             f"<td>{html.escape(str(r.get('unit') or ''))}</td>"
             f"<td class=num>{'–' if pb is None else f'{100 * pb:.0f}%'}</td>"
             f"<td class=num>{_int(r.get('n_mg'))} / {_int(r.get('n_control'))}</td>"
-            f"<td class=num>{_int(r.get('nights_needed'))}</td>"
+            f"<td class=num>{_int(r.get('nights_more'))}</td>"
             f"<td>{html.escape(str(r.get('summary') or ''))}</td>"
             "</tr>"
         )
@@ -249,14 +249,16 @@ def render(data: ReportData) -> str:
         parts.append(f'<div class="plot" id="plot-effects">{forest}</div>')
     if data.effects:
         parts.append("<table><thead><tr><th>metric</th><th>difference</th><th>95% CI</th><th>unit</th>"
-                     "<th>P(benefit)</th><th>n Mg / control</th><th>nights needed</th><th>in words</th></tr>"
+                     "<th>P(benefit)</th><th>n Mg / control</th>"
+                     "<th title='more nights (both arms) for an 80% chance to tell a 10-minute change (or the "
+                     "metric&#39;s stated change)'>more nights</th><th>in words</th></tr>"
                      f"</thead><tbody>{_effect_rows(data.effects)}</tbody></table>")
     else:
         parts.append('<p class="empty">No magnesium-vs-control estimates yet.</p>')
     if data.before_after:
         parts.append("<h3>After starting magnesium vs before</h3>")
         parts.append("<table><thead><tr><th>metric</th><th>difference</th><th>95% CI</th><th>unit</th>"
-                     "<th>P(benefit)</th><th>n after / before</th><th>nights needed</th><th>in words</th></tr>"
+                     "<th>P(benefit)</th><th>n after / before</th><th>more nights</th><th>in words</th></tr>"
                      f"</thead><tbody>{_effect_rows(data.before_after)}</tbody></table>")
 
     last = data.latest
