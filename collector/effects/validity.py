@@ -76,6 +76,14 @@ SOURCE_WORDS: dict[str, str] = {
 }
 
 
+#: What an unchecked result's sentence adds, per source.
+UNCHECKED_WORDS: dict[str, str] = {
+    "computed": "not compared with polysomnography by magsleep validate",
+    "device": "the device's staging is not checked here (published epoch agreement of consumer devices: "
+              "kappa 0.20-0.44, Miller et al. 2022)",
+}
+
+
 class ValidityError(MagsleepError):
     """The validity table is missing or malformed; regenerate it with scripts/make-validity."""
 
@@ -371,11 +379,15 @@ def calibrate(r: EffectResult, a: Assessment, *, source_words: str = "") -> Effe
     calibrated: effect and interval on the model scale divided by the slope, Fieller's interval with
     the effect's own critical value (the slope's SE put on that scale); SE by the delta method;
     P(benefit) and nights needed from the corrected SE. p values are kept: dividing by a positive
-    slope does not change the test of "no effect". not_measurable: :func:`withheld`. unchecked: as is.
+    slope does not change the test of "no effect". not_measurable: :func:`withheld`. unchecked: as
+    measured, the sentence saying so.
     """
     words = source_words or SOURCE_WORDS.get(a.source, f"{a.source} staging")
     if a.status == "not_measurable":
         return withheld(r, a, words)
+    if a.status == "unchecked" and r.reported:
+        said = UNCHECKED_WORDS.get(a.source, "not checked against polysomnography here")
+        return replace(r, summary=r.summary.rstrip(".") + f"; as measured, {said}.")
     if a.status != "calibrated" or not r.reported:
         return r
     spec = METRICS[r.metric]

@@ -119,7 +119,9 @@ def test_slope_one_changes_nothing_and_unchecked_sources_pass_through() -> None:
     dev = load_table()
     a = assess(dev, "device", "rem_min")
     assert a.status == "unchecked"
-    assert calibrate(r, a) == r
+    out = calibrate(r, a)
+    assert (out.estimate, out.ci_low, out.ci_high, out.p) == (r.estimate, r.ci_low, r.ci_high, r.p)
+    assert out.summary.startswith(r.summary.rstrip(".")) and "Miller et al. 2022" in out.summary
 
 
 def test_fieller_is_unbounded_when_the_slope_is_not_clear_of_zero() -> None:
