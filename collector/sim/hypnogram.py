@@ -109,8 +109,8 @@ def build_hypnogram(
     # wake bouts after sleep onset: count, lengths, cycle and place within the cycle
     bouts: list[list[tuple[str, int]]] = [[] for _ in range(n_cyc)]
     if waso_e > 0:
-        k = int(min(waso_e, 1 + rng.poisson(max(waso_min / 6.0, 0.1))))
-        extra = rng.multinomial(waso_e - k, rng.dirichlet(np.full(k, 0.8)))
+        k = int(min(waso_e, 1 + rng.poisson(max(waso_min / 3.0, 0.1))))
+        extra = rng.multinomial(waso_e - k, rng.dirichlet(np.full(k, 0.6)))
         lengths = 1 + extra
         where = rng.choice(n_cyc, size=k, p=(idx + 1.0) / (idx + 1.0).sum())
         places = rng.choice(["end", "mid", "early"], size=k, p=[0.6, 0.25, 0.15])

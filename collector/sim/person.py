@@ -47,7 +47,7 @@ class PersonProfile:
     deep_frac: float = 0.17  # share of TST
     rem_frac: float = 0.22
     # heart
-    rhr_bpm: float = 58.0  # mean heart rate while asleep
+    rhr_bpm: float = 64.0  # mean heart rate while asleep
     rmssd_ms: float = 42.0  # nightly median of 5-min RMSSD while asleep
     resp_rate_bpm: float = 14.5  # breaths per minute (drives respiratory sinus arrhythmia)
 
@@ -104,8 +104,8 @@ class PersonProfile:
             deep_frac=float(np.clip(0.20 - 0.02 * decades + (0.01 if female else 0) + rng.normal(0, 0.015),
                                     0.08, 0.26)),
             rem_frac=float(np.clip(0.23 - 0.005 * decades + rng.normal(0, 0.015), 0.16, 0.28)),
-            rhr_bpm=float(np.clip(rng.normal(57 + (2.5 if female else 0), 4), 46, 70)),
-            rmssd_ms=float(np.clip(math.exp(rng.normal(3.95 - 0.2 * decades, 0.2)), 15, 110)),
+            rhr_bpm=float(np.clip(rng.normal(63 + (2.5 if female else 0), 8.0), 45, 90)),
+            rmssd_ms=float(np.clip(math.exp(rng.normal(3.72 - 0.2 * decades, 0.2)), 15, 110)),
             resp_rate_bpm=float(np.clip(rng.normal(14.5, 1.2), 11, 18)),
         )
 

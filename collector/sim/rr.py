@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.fft import next_fast_len
 from scipy.signal import lfilter
 
 from collector.sim.hypnogram import DEEP, EPOCH_S, LIGHT, REM, WAKE
@@ -30,17 +31,29 @@ from collector.sim.params import Faults
 
 F64 = NDArray[np.float64]
 
-# heart-rate offsets from light sleep, bpm
-_HR_OFFSET = {WAKE: 9.0, LIGHT: 0.0, DEEP: -3.0, REM: 2.5}
-# RMSSD relative to light sleep
-_RMSSD_FACTOR = {WAKE: 0.6, LIGHT: 1.0, DEEP: 1.3, REM: 0.75}
-# SD (bpm) of slow heart-rate fluctuations by stage: REM is the irregular one
-_LF_SD = {WAKE: 3.0, LIGHT: 1.2, DEEP: 0.6, REM: 3.0}
+# Calibrated to real polysomnography nights (shared/notes/realdata.md, docs/simulator.md "Heart").
+# heart-rate offsets from light sleep, bpm (real: wake +4..+8, N3 -0.1..+1.7, REM +2.3)
+_HR_OFFSET = {WAKE: 5.5, LIGHT: 0.0, DEEP: 0.5, REM: 2.3}
+# RMSSD relative to light sleep (real W 0.64-0.87, N3 0.73-0.98, REM 0.74-0.78)
+_RMSSD_FACTOR = {WAKE: 0.55, LIGHT: 1.0, DEEP: 0.9, REM: 0.68}
+# LF power relative to HF power (real LF/HF: W 3.6-4.5, light 1.9-3.1, N3 1.0-2.8, REM 3.2-4.0)
+_LF_HF = {WAKE: 4.0, LIGHT: 2.3, DEEP: 1.3, REM: 3.2}
+# SD (bpm) of slow (very-low-frequency) heart-rate wandering by stage
+_VLF_SD = {WAKE: 2.0, LIGHT: 2.5, DEEP: 1.6, REM: 3.0}
+# arousals: brief heart-rate surges per hour of each stage (none in wake itself)
+_AROUSALS_PER_H = {WAKE: 0.0, LIGHT: 10.0, DEEP: 3.0, REM: 8.0}
 # relative SD of the breathing rate: regular in deep sleep, irregular in REM and wake
-_RESP_SD = {WAKE: 0.12, LIGHT: 0.05, DEEP: 0.02, REM: 0.15}
+_RESP_SD = {WAKE: 0.2, LIGHT: 0.06, DEEP: 0.03, REM: 0.15}
 _HR_TAU_S = 15.0
-_LF_TAU_S = 20.0
-_RSA_SHARE = 0.75  # share of RMSSD variance from breathing; the rest is white jitter
+_VLF_TAU_S = 40.0
+_DRIFT_TAU_S = 1200.0
+_DRIFT_SD = 3.25
+_LF_HZ = (0.09, 0.025)  # centre and SD of the Mayer-wave (baroreflex) band
+_TONE_TAU_S = 300.0
+_TONE_SD = 0.4
+# share of RMSSD variance from breathing (the rest is white jitter): awake, breathing is irregular and
+# the sinus arrhythmia weaker
+_RSA_SHARE = {WAKE: 0.7, LIGHT: 0.95, DEEP: 0.95, REM: 0.95}
 
 
 def _lut(table: dict[int, float]) -> F64:
@@ -61,6 +74,34 @@ def _ar1(rng: np.random.Generator, n: int, tau_s: float) -> F64:
     e[0] /= math.sqrt(1 - a * a)  # start from the stationary distribution
     y, _ = lfilter([math.sqrt(1 - a * a)], [1.0, -a], e, zi=[0.0])
     return np.asarray(y, dtype=np.float64)
+
+
+# an arousal surge: rises in ~3 s, fades with a 12-s time constant:
+# (1 - exp(-t/3)) exp(-t/12) = exp(-t/12) - exp(-t/2.4), peak 1 at t = 3 ln 5 s
+_SURGE_RISE_S, _SURGE_FALL_S = 3.0, 12.0
+_SURGE_FAST_S = 1.0 / (1.0 / _SURGE_RISE_S + 1.0 / _SURGE_FALL_S)
+_SURGE_PEAK = 0.8 * 0.2 ** (_SURGE_RISE_S / _SURGE_FALL_S)
+
+
+def _surges(impulses: F64) -> F64:
+    """Impulses (bpm) on a 1-Hz grid turned into arousal surges of that height."""
+    out = np.zeros_like(impulses)
+    for tau, sign in ((_SURGE_FALL_S, 1.0), (_SURGE_FAST_S, -1.0)):
+        a = math.exp(-1.0 / tau)
+        y, _ = lfilter([1.0], [1.0, -a], impulses, zi=[0.0])
+        out += sign * y
+    return np.asarray(out / _SURGE_PEAK, dtype=np.float64)
+
+
+def _narrowband(rng: np.random.Generator, n: int, centre_hz: float, sd_hz: float) -> F64:
+    """Unit-variance Gaussian noise on a 1-Hz grid with a Gaussian spectrum around ``centre_hz``."""
+    m = next_fast_len(n, real=True)
+    spec = np.fft.rfft(rng.standard_normal(m))
+    fr = np.fft.rfftfreq(m, 1.0)
+    spec *= np.exp(-0.5 * ((fr - centre_hz) / sd_hz) ** 2)
+    y = np.fft.irfft(spec, m)[:n]
+    sd = float(y.std())
+    return np.asarray(y / sd if sd > 0 else y, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,28 +130,58 @@ def generate_beats(
     # heart-rate drive
     ep_off = _lut(_HR_OFFSET)[hyp.astype(np.int64)]
     wake = hyp == WAKE
+    surges = np.zeros(dur)
     if wake.any():
-        # each wake bout gets its own size of HR rise; lying awake before sleep rises least
-        starts = np.flatnonzero(wake & np.concatenate(([True], ~wake[:-1])))
-        bout_id = np.cumsum(wake & np.concatenate(([True], ~wake[:-1]))) - 1
-        extra = rng.uniform(-3.0, 8.0, len(starts))
+        # each wake bout gets its own size of HR rise and starts with an arousal surge
+        onset = wake & np.concatenate(([True], ~wake[:-1]))
+        starts = np.flatnonzero(onset)
+        bout_id = np.cumsum(onset) - 1
+        extra = rng.uniform(-4.0, 4.0, len(starts))
         ep_off = ep_off + np.where(wake, extra[np.clip(bout_id, 0, len(starts) - 1)], 0.0)
         first_sleep = int(np.argmax(~wake)) if (~wake).any() else n_ep
-        ep_off[:first_sleep] -= 4.0
-    hr = np.repeat(ep_off, EPOCH_S) + 4.0 * np.exp(-t / (2.5 * 3600.0))
+        ep_off[:first_sleep] -= 2.5  # lying awake waiting for sleep: a little calmer than awakenings
+        np.add.at(surges, starts * EPOCH_S + rng.integers(0, EPOCH_S, len(starts)),
+                  rng.uniform(4.0, 14.0, len(starts)))
+    # arousals inside sleep: a surge of a few to 15 bpm (Poisson per stage)
+    rate = _lut(_AROUSALS_PER_H)[st] / 3600.0
+    k = rng.random(dur) < rate
+    surges[k] += rng.uniform(3.0, 12.0, int(k.sum()))
+    hr = np.repeat(ep_off, EPOCH_S) + 5.0 * np.exp(-t / (3.0 * 3600.0))
     hr = _smooth(hr, _HR_TAU_S)
-    hr += _ar1(rng, dur, _LF_TAU_S) * _smooth(_lut(_LF_SD)[st], 30.0)
+    hr += _surges(surges)
+    hr += _ar1(rng, dur, _VLF_TAU_S) * _smooth(_lut(_VLF_SD)[st], 30.0)
+    # slow drift of the night's heart rate over tens of minutes (real nights are not stationary)
+    hr += _ar1(rng, dur, _DRIFT_TAU_S) * _DRIFT_SD
     # phasic REM surges: a few bpm for ~10 s, about one per minute of REM
     rem_s = np.flatnonzero(st == REM)
     if len(rem_s):
-        k = rng.poisson(len(rem_s) / 60.0)
-        if k:
+        k_rem = rng.poisson(len(rem_s) / 60.0)
+        if k_rem:
             imp = np.zeros(dur)
-            np.add.at(imp, rng.choice(rem_s, size=k), rng.uniform(3.0, 9.0, k))
+            np.add.at(imp, rng.choice(rem_s, size=k_rem), rng.uniform(2.0, 6.0, k_rem))
             kern = np.exp(-0.5 * (np.arange(-15, 16) / 5.0) ** 2)
             hr += np.convolve(imp, kern, mode="same")
     mean_sleep = float(hr[sleep_s].mean()) if sleep_s.any() else float(hr.mean())
     hr += rhr_bpm - mean_sleep
+    hr = np.clip(hr, 30.0, 180.0)
+
+    # variability targets on the grid (RMSSD, s) and the RSA amplitude they need
+    fac = _lut(_RMSSD_FACTOR)[hyp.astype(np.int64)]
+    med = float(np.median(fac[hyp != WAKE])) if (hyp != WAKE).any() else 1.0
+    s_grid = _smooth(np.repeat(rmssd_ms * fac / med, EPOCH_S), 30.0) / 1000.0
+    # vagal tone and breathing depth wander over minutes (real RMSSD and HF spread 3x wider over a
+    # night than a fixed stage target gives): a slow log-normal factor, mean 1
+    s_grid *= np.exp(_ar1(rng, dur, _TONE_TAU_S) * _TONE_SD - _TONE_SD**2 / 2)
+    f = resp_rate_bpm / 60.0 * (1.0 + _ar1(rng, dur, 10.0) * _lut(_RESP_SD)[st])
+    f = np.clip(f, 0.1, 0.6)
+    sin_grid = np.maximum(np.abs(np.sin(np.pi * f * 60.0 / hr)), 0.2)
+    share = _smooth(_lut(_RSA_SHARE)[st], 30.0)
+    amp_grid = s_grid * np.sqrt(share) / (math.sqrt(2.0) * sin_grid)  # RR modulation amplitude, s
+
+    # Mayer waves (LF): narrow-band noise near 0.09 Hz whose RR power is LF/HF x the RSA's
+    lf_sd_s = np.sqrt(_smooth(_lut(_LF_HF)[st], 60.0)) * amp_grid / math.sqrt(2.0)
+    lf_sd_s *= np.exp(_ar1(rng, dur, _TONE_TAU_S) * _TONE_SD - _TONE_SD**2 / 2)
+    hr += _narrowband(rng, dur, *_LF_HZ) * lf_sd_s * hr * hr / 60.0
     hr = np.clip(hr, 30.0, 180.0)
 
     # beats where the integral of HR crosses whole numbers
@@ -121,23 +192,18 @@ def generate_beats(
     tb = np.interp(ks, edges_beats, edges_t)
     rr_b = np.diff(tb, prepend=tb[0] - 60.0 / hr[0])
 
-    # variability targets per beat
-    fac = _lut(_RMSSD_FACTOR)[hyp.astype(np.int64)]
-    med = float(np.median(fac[hyp != WAKE])) if (hyp != WAKE).any() else 1.0
-    s_grid = _smooth(np.repeat(rmssd_ms * fac / med, EPOCH_S), 30.0)
-    idx = np.minimum(tb.astype(np.int64), dur - 1)
-    s_b = s_grid[idx] / 1000.0  # seconds
-
     # respiratory sinus arrhythmia: breathing phase on the grid, amplitude per beat
-    f = resp_rate_bpm / 60.0 * (1.0 + _ar1(rng, dur, 10.0) * _lut(_RESP_SD)[st])
-    f = np.clip(f, 0.1, 0.6)
+    idx = np.minimum(tb.astype(np.int64), dur - 1)
+    s_b = s_grid[idx]
     phase = 2 * np.pi * np.cumsum(f)
     ph_b = np.interp(tb, t, phase)
     f_b = f[idx]
     sin_term = np.maximum(np.abs(np.sin(np.pi * f_b * rr_b)), 0.2)
-    amp_rr = s_b * math.sqrt(_RSA_SHARE) / (math.sqrt(2.0) * sin_term)  # RR modulation amplitude
+    share_b = share[idx]
+    amp_rr = s_b * np.sqrt(share_b) / (math.sqrt(2.0) * sin_term)
     x = amp_rr / (2.0 * sin_term) * np.cos(ph_b)
-    x += rng.standard_normal(len(tb)) * s_b * math.sqrt((1 - _RSA_SHARE) / 6.0)
+    x += rng.standard_normal(len(tb)) * s_b * np.sqrt((1 - share_b) / 6.0)
+    x = np.clip(x, -0.3 * rr_b, 0.3 * rr_b)  # never reorder beats
     times = tb + x
     times = times[(times > 0) & (times < dur)]
     times = np.maximum.accumulate(times)

