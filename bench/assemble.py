@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ORDER = ["storage", "ble", "sim", "demo", "doses", "nights", "effects", "dashboards"]
+ORDER = ["storage", "ble", "sim", "sim_realism", "demo", "doses", "nights", "effects", "dashboards"]
 HEADER = """# Benchmarks
 
 Every figure here was measured on this project's machines (2 cores, shared by the benchmark, the
