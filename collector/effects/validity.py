@@ -330,6 +330,10 @@ def _model_ci(r: EffectResult, spec: MetricSpec) -> tuple[float, float] | None:
     return r.ci_low, r.ci_high
 
 
+def _exp(v: float) -> float:
+    return math.exp(v) if v < 700.0 else math.inf
+
+
 def _typical(r: EffectResult) -> float | None:
     """G of a log1p metric (minutes shown = G·(ratio − 1)), recovered from the CI in both forms."""
     if None in (r.ci_low, r.ci_high, r.ratio_low, r.ratio_high):
@@ -416,7 +420,9 @@ def calibrate(r: EffectResult, a: Assessment, *, source_words: str = "") -> Effe
         return math.log1p(v / g) if g is not None else v
 
     def to_unit(v: float) -> float:
-        return g * math.expm1(v) if g is not None else v
+        if g is None:
+            return v
+        return g * math.expm1(v) if v < 700.0 else math.inf  # a very wide early interval: unbounded
 
     def other(low: float | None, high: float | None) -> tuple[float | None, float | None]:
         """Another interval of the same estimate (anytime / fixed) through the same correction."""
@@ -427,7 +433,7 @@ def calibrate(r: EffectResult, a: Assessment, *, source_words: str = "") -> Effe
 
     out = replace(out, estimate=to_unit(est), ci_low=to_unit(lo), ci_high=to_unit(hi))
     if g is not None:
-        out = replace(out, ratio=math.exp(est), ratio_low=math.exp(lo), ratio_high=math.exp(hi))
+        out = replace(out, ratio=_exp(est), ratio_low=_exp(lo), ratio_high=_exp(hi))
     # issue 21's extra intervals and its "N more nights", when the analysis gives them
     if hasattr(r, "anytime_low"):
         a_lo, a_hi = other(getattr(r, "anytime_low", None), getattr(r, "anytime_high", None))

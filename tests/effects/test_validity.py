@@ -217,3 +217,12 @@ def test_an_interval_not_symmetric_about_the_estimate_keeps_its_shape_and_its_si
     # symmetric case: the same as one Fieller interval
     sym = corrected_interval(1.0, 0.5, (1.0 - 0.98, 1.0 + 0.98), 0.5, 1e-9)
     assert sym == pytest.approx(fieller(1.0, 0.5, 0.5, 1e-9 / 1.96, 1.96))
+
+
+def test_a_very_wide_early_interval_does_not_overflow() -> None:
+    r = _result("sol_min", effect=math.log(0.6))
+    assert r.ratio_low is not None and r.ratio_high is not None and r.model_estimate is not None
+    wide = replace(r, model_se=1.0, ratio_low=math.exp(r.model_estimate - 300.0),
+                   ratio_high=math.exp(r.model_estimate + 300.0))
+    out = calibrate(wide, assess(_table(0.35, 0.001, "sol_min"), "computed", "sol_min"))
+    assert out.reported and out.ci_high == math.inf and out.ratio_high == math.inf
