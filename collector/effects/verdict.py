@@ -47,6 +47,8 @@ SHORT: dict[str, str] = {"waso_min": "WASO", "rem_min": "REM", "sol_min": "time 
 MINUTE_METRICS = ("sol_min", "tst_min", "waso_min")
 TARGET_MIN = 10.0
 POWER = 0.8
+#: More nights than this (about a year of nights) are called out of reach in the next step.
+OUT_OF_REACH = 365
 #: The verdict's posterior threshold for "likely" (P(benefit) or P(harm) at least this).
 LIKELY = 0.8
 
@@ -211,7 +213,7 @@ def build_verdict(
     head += "."
     # the next step: the most important minute metric that is not yet clear
     next_step = ""
-    plan_words = "of the current plan" if has_plan else "like these (a randomised plan: magsleep plan --weeks 8)"
+    plan_words = " of the current plan" if has_plan else ""
     by_metric = {r.metric: r for r in results}
     for m in MINUTE_METRICS:
         it = next((i for i in measurable if i.metric == m), None)
@@ -230,8 +232,14 @@ def build_verdict(
         more = theirs if isinstance(theirs, int) else more_nights(r)
         if more is None:
             continue
-        next_step = (f"Next: about {more} more nights {plan_words} to tell a {TARGET_MIN:.0f}-minute change in "
-                     f"{it.name} ({POWER:.0%} power).")
+        next_step = (f"Next: about {more} more nights{plan_words} to tell a {TARGET_MIN:.0f}-minute change in "
+                     f"{it.name} ({POWER:.0%} power)")
+        if more > OUT_OF_REACH:
+            next_step += (": over a year of nights, so a change this small is out of reach for you with this "
+                          "measurement")
+        if not has_plan:
+            next_step += "; a randomised plan (magsleep plan --weeks 8) makes each night count most"
+        next_step += "."
         break
     open_minutes = [i for i in estimated if i.metric in MINUTE_METRICS]
     if not next_step and open_minutes:  # every minute metric that can be measured is clear

@@ -89,3 +89,17 @@ def test_real_table_verdict_for_a_chest_strap() -> None:
     cannot = [i.metric for i in v.items if i.state == "cannot_measure"]
     assert cannot == [m for m in IMPORTANCE if m in cannot]  # ranked among themselves too
     assert SOURCE_WORDS["computed"] == "a chest strap alone"
+
+
+def test_next_step_without_a_plan_and_out_of_reach() -> None:
+    from dataclasses import replace
+
+    res = [replace(r, decision="keep_going", nights_more=500 if r.metric == "tst_min" else 20, clear=False)
+           for r in _results(5, {})]
+    assess = _assess({"sol_min": "no"})
+    v = build_verdict("alice", res, assess, has_plan=False)
+    assert v.next_step.startswith("Next: about 500 more nights to tell a 10-minute change in total sleep (80% power)")
+    assert "out of reach" in v.next_step and "a randomised plan (magsleep plan --weeks 8)" in v.next_step
+    near = build_verdict("alice", [replace(r, nights_more=20) for r in res], assess, has_plan=True)
+    assert near.next_step == ("Next: about 20 more nights of the current plan to tell a 10-minute change in total "
+                              "sleep (80% power).")
