@@ -41,7 +41,7 @@ SLPDB = ROOT.parent / "shared" / "data" / "slpdb"
 END = date(2026, 11, 20)
 NS = 1_000_000_000
 SIM_SAMPLES = (("real", 0), ("p", 0), ("q", 1), ("s", 2), ("t", 3))
-TWIN_SEEDS = (0, 1, 2, 3, 4)
+TWIN_SEEDS = (0, 1, 2, 3, 4, 5)
 WHOLE_PEOPLE, WHOLE_NIGHTS = 10, 2
 # The simulator before this calibration (realdata.md, "simulator now" on 2026-12-05, commit e8f114a).
 BEFORE = {"hr_sleep": 58.0, "hr_sleep_sd": 3.0, "dhr_wake_before": 10.1, "dhr_waso": 10.8, "dhr_deep": -2.2,

@@ -37,9 +37,9 @@ _HR_OFFSET = {WAKE: 5.5, LIGHT: 0.0, DEEP: 0.5, REM: 2.3}
 # RMSSD relative to light sleep (real W 0.64-0.87, N3 0.73-0.98, REM 0.74-0.78)
 _RMSSD_FACTOR = {WAKE: 0.55, LIGHT: 1.0, DEEP: 0.9, REM: 0.68}
 # LF power relative to HF power (real LF/HF: W 3.6-4.5, light 1.9-3.1, N3 1.0-2.8, REM 3.2-4.0)
-_LF_HF = {WAKE: 4.0, LIGHT: 2.3, DEEP: 1.3, REM: 3.2}
+_LF_HF = {WAKE: 4.0, LIGHT: 1.9, DEEP: 1.3, REM: 3.2}
 # SD (bpm) of slow (very-low-frequency) heart-rate wandering by stage
-_VLF_SD = {WAKE: 2.0, LIGHT: 2.5, DEEP: 1.6, REM: 3.0}
+_VLF_SD = {WAKE: 2.0, LIGHT: 2.5, DEEP: 1.6, REM: 4.0}
 # arousals: brief heart-rate surges per hour of each stage (none in wake itself)
 _AROUSALS_PER_H = {WAKE: 0.0, LIGHT: 10.0, DEEP: 3.0, REM: 8.0}
 # relative SD of the breathing rate: regular in deep sleep, irregular in REM and wake
@@ -53,7 +53,7 @@ _TONE_TAU_S = 300.0
 _TONE_SD = 0.4
 # share of RMSSD variance from breathing (the rest is white jitter): awake, breathing is irregular and
 # the sinus arrhythmia weaker
-_RSA_SHARE = {WAKE: 0.7, LIGHT: 0.95, DEEP: 0.95, REM: 0.95}
+_RSA_SHARE = {WAKE: 0.7, LIGHT: 0.95, DEEP: 0.95, REM: 0.8}
 
 
 def _lut(table: dict[int, float]) -> F64:
@@ -136,7 +136,7 @@ def generate_beats(
         onset = wake & np.concatenate(([True], ~wake[:-1]))
         starts = np.flatnonzero(onset)
         bout_id = np.cumsum(onset) - 1
-        extra = rng.uniform(-4.0, 4.0, len(starts))
+        extra = rng.uniform(-5.0, 5.0, len(starts))
         ep_off = ep_off + np.where(wake, extra[np.clip(bout_id, 0, len(starts) - 1)], 0.0)
         first_sleep = int(np.argmax(~wake)) if (~wake).any() else n_ep
         ep_off[:first_sleep] -= 2.5  # lying awake waiting for sleep: a little calmer than awakenings
@@ -158,7 +158,7 @@ def generate_beats(
         k_rem = rng.poisson(len(rem_s) / 60.0)
         if k_rem:
             imp = np.zeros(dur)
-            np.add.at(imp, rng.choice(rem_s, size=k_rem), rng.uniform(2.0, 6.0, k_rem))
+            np.add.at(imp, rng.choice(rem_s, size=k_rem), rng.uniform(3.0, 8.0, k_rem))
             kern = np.exp(-0.5 * (np.arange(-15, 16) / 5.0) ** 2)
             hr += np.convolve(imp, kern, mode="same")
     mean_sleep = float(hr[sleep_s].mean()) if sleep_s.any() else float(hr.mean())

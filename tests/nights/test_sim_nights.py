@@ -9,16 +9,16 @@ persons, worst block of 5 nights in brackets):
   the simulator as committed in 8a69a35: TST 9, SOL 3, WASO 14 min tagged, lights out 1 min estimated).
   The simulator calibrated to real hearts (docs/simulator.md, "Realism": its wake is as hard to find
   as real wake) changes what is measured: with the current defaults, 30 nights of alice/bob/carol
-  (seeds 5-7), computed minus true: TST -57 min, WASO +66 min (the rule calls 16% of sleep epochs
+  (seeds 5-7), computed minus true: TST -61 min, WASO +66 min (the rule calls 16% of sleep epochs
   wake, as on the slpdb records), so the tolerances follow the measured values:
-  - lights out tagged: TST <= 75 min (measured 59, [65]), SOL <= 35 min (11, [28]),
-    WASO <= 90 min (66, [81]);
-  - lights out estimated (no tag, no device): lights out <= 10 min (2, [5]), TST <= 75 min (59, [65]),
-    SOL <= 35 min (12, [31]), WASO <= 90 min (66, [82]);
+  - lights out tagged: TST <= 80 min (measured 62, [74]), SOL <= 35 min (11, [27]),
+    WASO <= 90 min (66, [82]);
+  - lights out estimated (no tag, no device): lights out <= 10 min (2, [5]), TST <= 80 min (64, [75]),
+    SOL <= 35 min (11, [29]), WASO <= 90 min (68, [82]);
 - HR metrics at 2% artefacts: the cleaned beats' RMSSD over the true hypnogram within 10% of truth;
   RMSSD over the computed sleep within 15% of truth in the median night
-  and 40% in every night (measured: median 9%, worst 38%: wake called sleep and REM called wake move
-  it), mean sleeping HR within 2 bpm (worst 1.5).
+  and 40% in every night (measured: median 10%, worst 28%: wake called sleep and REM called wake move
+  it), mean sleeping HR within 2 bpm (worst 1.6).
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ def test_computed_stages_within_stated_tolerance(sim, computed):
         assert len(h.codes) == round((res.lights_on_ns - res.lights_out_ns) / 30e9)
         assert np.isfinite(h.prob[h.codes >= 0]).all()
     mae = np.mean(np.abs(err), axis=0)
-    assert mae[0] <= 75, mae  # measured 59 [65] (module docstring)
-    assert mae[1] <= 35, mae  # 11 [28]
-    assert mae[2] <= 90, mae  # 66 [81]
+    assert mae[0] <= 80, mae  # measured 62 [74] (module docstring)
+    assert mae[1] <= 35, mae  # 11 [27]
+    assert mae[2] <= 90, mae  # 66 [82]
 
 
 def test_heart_metrics_against_truth_at_2pct_artefacts(sim, computed):
@@ -104,11 +104,11 @@ def test_heart_metrics_against_truth_at_2pct_artefacts(sim, computed):
         hm = heart_metrics(n.hypnogram.astype(np.int64), rel_t, res.beats.nn_ms, res.beats.ok, res.beats.segment)
         assert hm.rmssd_ms is not None and abs(hm.rmssd_ms / tr.rmssd_ms - 1) < 0.10
         # RMSSD over the computed hypnogram's sleep vs truth over the true one
-        assert abs(f["rmssd_ms"] / tr.rmssd_ms - 1) < 0.40  # worst measured 0.38 (module docstring)
+        assert abs(f["rmssd_ms"] / tr.rmssd_ms - 1) < 0.40  # worst measured 0.28 (module docstring)
         rel.append(f["rmssd_ms"] / tr.rmssd_ms - 1)
         assert abs(f["hr_mean_bpm"] - tr.hr_mean_bpm) < 2.0
         assert abs(f["ln_rmssd"] - np.log(f["rmssd_ms"])) < 1e-12
-    assert np.median(np.abs(rel)) < 0.15, rel  # median measured 0.09
+    assert np.median(np.abs(rel)) < 0.15, rel  # median measured 0.10
 
 
 def test_lights_estimated_without_tags_or_device(sim):
@@ -125,9 +125,9 @@ def test_lights_estimated_without_tags_or_device(sim):
         assert abs(res.lights_on_ns - n.lights_on_ns) / 60e9 < 30
     mae = np.mean(np.abs(err), axis=0)
     assert mae[0] <= 10, mae
-    assert mae[1] <= 75, mae  # measured 59 [65] (module docstring)
-    assert mae[2] <= 35, mae  # 12 [31]
-    assert mae[3] <= 90, mae  # 66 [82]
+    assert mae[1] <= 80, mae  # measured 64 [75] (module docstring)
+    assert mae[2] <= 35, mae  # 11 [29]
+    assert mae[3] <= 90, mae  # 68 [82]
 
 
 def _drop(inp: NightInputs, share: float, seed: int = 0) -> NightInputs:
