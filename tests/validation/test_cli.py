@@ -24,12 +24,11 @@ from typer.testing import CliRunner
 
 from collector.cli import app
 from collector.nights.compute import NightInputs, compute_night
-from collector.nights.run import _options
+from collector.nights.run import _options, night_options
 from collector.nights.segment import night_window
 from collector.nights.stages import NREM, REM, WAKE
 from collector.nights.staging import Subject
 from collector.settings import NightsSettings, PersonSettings, Settings
-from collector.validation.compare import night_options
 
 SLPDB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "slpdb"
 NY = ZoneInfo("America/New_York")
