@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -129,12 +130,14 @@ def server_now() -> Callable[[], datetime] | None:
     return None
 
 
-@pytest.fixture
-def threaded_server(settings: Settings,
-                    server_now: Callable[[], datetime] | None) -> Iterator[ThreadedServer]:
-    """The standalone API on a real loopback port, in its own thread (for sync clients)."""
+@contextmanager
+def app_in_thread(app: web.Application, name: str) -> Iterator[tuple[asyncio.AbstractEventLoop, web.AppRunner,
+                                                                      web.TCPSite]]:
+    """``app`` on 127.0.0.1, an ephemeral port, in a thread of its own (for sync clients and raw HTTP).
+
+    A start-up error is raised in the caller's thread; on exit the app is cleaned up and the loop closed.
+    """
     loop = asyncio.new_event_loop()
-    app = create_app(settings, now=server_now)
     runner = web.AppRunner(app, access_log=None)
     started = threading.Event()
     holder: dict[str, Any] = {}
@@ -146,21 +149,37 @@ def threaded_server(settings: Settings,
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
-            holder["port"] = runner.addresses[0][1]
             holder["site"] = site
 
-        loop.run_until_complete(up())
+        try:
+            loop.run_until_complete(up())
+        except BaseException as exc:  # handed to the caller's thread
+            holder["error"] = exc
+            started.set()
+            loop.close()
+            return
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
-    t = threading.Thread(target=run, name="dose-api", daemon=True)
+    t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     assert started.wait(30)
+    if "error" in holder:
+        raise holder["error"]
     try:
-        yield ThreadedServer(f"http://127.0.0.1:{holder['port']}", app, loop, runner,
-                             holder["port"], holder["site"])
+        yield loop, runner, holder["site"]
     finally:
         loop.call_soon_threadsafe(loop.stop)
         t.join(30)
+
+
+@pytest.fixture
+def threaded_server(settings: Settings,
+                    server_now: Callable[[], datetime] | None) -> Iterator[ThreadedServer]:
+    """The standalone API on a real loopback port, in its own thread (for sync clients)."""
+    app = create_app(settings, now=server_now)
+    with app_in_thread(app, "dose-api") as (loop, runner, site):
+        port = runner.addresses[0][1]
+        yield ThreadedServer(f"http://127.0.0.1:{port}", app, loop, runner, port, site)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from aiohttp import web
 from collector.doses.api import DOSE_SERVICE, create_app
 from collector.doses.model import Dose
 from collector.settings import Settings
-from tests.doses.conftest import TOKEN, make_settings
+from tests.doses.conftest import TOKEN, app_in_thread, make_settings
 
 
 @dataclass
@@ -59,42 +58,9 @@ class Api:
 @contextmanager
 def serve(settings: Settings) -> Iterator[Api]:
     """``create_app(settings)`` on 127.0.0.1, an ephemeral port, in a thread of its own."""
-    loop = asyncio.new_event_loop()
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    started = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def up() -> None:
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            holder["port"] = runner.addresses[0][1]
-
-        try:
-            loop.run_until_complete(up())
-        except BaseException as exc:  # handed to the test's thread
-            holder["error"] = exc
-            started.set()
-            loop.close()
-            return
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    t = threading.Thread(target=run, name="dose-api-attacked", daemon=True)
-    t.start()
-    assert started.wait(30)
-    if "error" in holder:
-        raise holder["error"]
-    try:
-        yield Api(holder["port"], app, loop)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(30)
+    with app_in_thread(app, "dose-api-attacked") as (loop, runner, _site):
+        yield Api(runner.addresses[0][1], app, loop)
 
 
 @pytest.fixture
