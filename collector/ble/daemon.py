@@ -1,8 +1,11 @@
-"""The collector daemon: one supervised :class:`DeviceSession` per registered wearable.
+"""Collecting from wearables: one supervised :class:`DeviceSession` per registered device.
 
-``run_daemon`` runs until ``stop_event`` is set (``magsleep run`` sets it on SIGTERM/SIGINT), then
-stops the sessions, forwards what is buffered and flushes the pipeline, all within
-``STOP_BUDGET_S`` seconds; points not yet in InfluxDB stay in the durable outbox.
+``ble/`` knows only wearables and a point sink: :func:`run_sessions` streams every device into a
+sink until ``stop_event`` is set; :func:`run_daemon` does that into its own storage pipeline (or a
+given sink). The process that also serves the dose API, Home Assistant and the schedules is
+composed in :mod:`collector.app.daemon` (``magsleep run``). On a stop the sessions end first and
+the flush gets the rest of ``STOP_BUDGET_S`` seconds; points not yet in InfluxDB stay in the
+durable outbox.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,15 +22,14 @@ from collector.ble.bluez import BlueZProps
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
 from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer, PointSink, SessionStats
 from collector.clock import Clock, SystemClock
-from collector.errors import ConfigError, DeviceNotFoundError, LocalInfluxError
+from collector.errors import DeviceNotFoundError
 from collector.settings import Settings
-from collector.storage import local_influx
 from collector.storage.lock import acquire as acquire_instance_lock
 from collector.storage.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-#: Real seconds from the stop request until run_daemon returns: sessions first, the flush gets the rest.
+#: Real seconds from the stop request until the daemon returns: sessions first, the flush gets the rest.
 STOP_BUDGET_S = 4.5
 SESSION_STOP_S = 2.0
 #: Real seconds before a crashed session is started again.
@@ -43,6 +45,53 @@ class DaemonResult:
     points_forwarded: int = 0
 
 
+def devices_to_collect(settings: Settings, registry: DeviceRegistry) -> list[RegisteredDevice]:
+    """The registered devices; a clear error when there are none or one belongs to an unknown person."""
+    if not len(registry):
+        raise DeviceNotFoundError("no devices registered; pair one first with "
+                                  "'magsleep pair ADDRESS --person NAME' (find it with 'magsleep scan')")
+    for d in registry:
+        settings.person(d.person)  # unknown person -> ConfigError before anything connects
+    return list(registry)
+
+
+@dataclass
+class CollectingPipeline:
+    """The collector's own pipeline (``outbox-ble.sqlite``) while :func:`collecting_pipeline` runs."""
+
+    pipeline: Pipeline
+    stopping_at: float | None = None
+
+    def stopping(self) -> None:
+        """Called when the sessions are told to stop: the flush gets what is left of the budget."""
+        if self.stopping_at is None:
+            self.stopping_at = time.monotonic()
+
+
+@contextlib.asynccontextmanager
+async def collecting_pipeline(settings: Settings) -> AsyncIterator[CollectingPipeline]:
+    """The run lock and the collector's started pipeline; on exit it is flushed within the stop budget.
+
+    One ``magsleep run`` per state dir: a second would collect into this outbox and re-send it."""
+    lock = acquire_instance_lock(settings.storage.state_dir, "run", what="magsleep run")
+    try:
+        pipe = Pipeline.from_settings(settings, name="ble", wait_for_embedded=True)
+        await pipe.start()
+    except BaseException:
+        lock.release()
+        raise
+    owned = CollectingPipeline(pipe)
+    try:
+        yield owned
+    finally:
+        # What does not reach InfluxDB within the budget stays in the outbox for the next start.
+        spent = time.monotonic() - owned.stopping_at if owned.stopping_at is not None else 0.0
+        try:
+            await pipe.stop(flush_timeout=max(0.5, STOP_BUDGET_S - spent))
+        finally:
+            lock.release()
+
+
 async def run_daemon(
     settings: Settings,
     registry: DeviceRegistry,
@@ -52,78 +101,37 @@ async def run_daemon(
     sink: PointSink | None = None,
     status_interval_s: float | None = None,
     status_file: Path | None = None,
-    serve_api: bool = False,
-    compute_nights: bool = False,
-    config: Path | None = None,
 ) -> DaemonResult:
     """Stream every registered device into ``sink`` (default: the storage pipeline) until stopped.
 
-    ``serve_api``: also serve the dose HTTP API and phone page (``[api]``), writing through the
-    daemon's pipeline. ``compute_nights``: also run ``magsleep [--config config] nights compute``
-    every ``[nights] compute_every_min`` (:mod:`collector.nights.schedule`). ``magsleep run`` does both."""
-    if not len(registry):
-        raise DeviceNotFoundError("no devices registered; pair one first with "
-                                  "'magsleep pair ADDRESS --person NAME' (find it with 'magsleep scan')")
-    for d in registry:
-        settings.person(d.person)  # unknown person -> ConfigError before anything connects
+    Only the wearables: ``magsleep run`` (:func:`collector.app.daemon.run_daemon`) adds the dose
+    API, Home Assistant and the nights schedule."""
+    devices = devices_to_collect(settings, registry)
     clock = clock or SystemClock()
     stop_event = stop_event or asyncio.Event()
     status_file = status_file or status_path(settings)
     if sink is not None:
-        return await _run(settings, list(registry), clock, stop_event, sink, status_interval_s, status_file, [])
-    # One `magsleep run` per state dir: a second would collect into this outbox and re-send it.
-    lock = acquire_instance_lock(settings.storage.state_dir, "run", what="magsleep run")
-    try:
-        pipe = Pipeline.from_settings(settings, name="ble", wait_for_embedded=True)
-        await pipe.start()
-    except BaseException:
-        lock.release()
-        raise
-    stopping_at: list[float] = []
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            if serve_api:
-                from collector.doses.api import running_api
-
-                try:
-                    await stack.enter_async_context(running_api(settings, sink=pipe))
-                except ConfigError as exc:  # the data matter more than the API: keep collecting
-                    log.error("not serving the dose API: %s", exc)
-            if settings.mqtt.configured:  # Home Assistant over MQTT; a broker away never stops collecting
-                from collector.mqtt.bridge import running_bridge
-
-                await stack.enter_async_context(running_bridge(settings, sink=pipe, clock=clock,
-                                                               status_file=status_file, devices=list(registry)))
-            if compute_nights and settings.nights.compute_every_min > 0:
-                from collector.nights.schedule import Triggers, compute_periodically
-
-                triggers = Triggers.for_settings(settings, time_ns=clock.time_ns)
-                nights = asyncio.create_task(
-                    compute_periodically(config, settings.nights.compute_every_min * 60, stop_event,
-                                         triggers=triggers),
-                    name="nights-compute")
-                stack.push_async_callback(_finish, nights, stop_event)
-            return await _run(settings, list(registry), clock, stop_event, pipe, status_interval_s, status_file,
-                              stopping_at)
-    finally:
-        # What does not reach InfluxDB within the budget stays in the outbox for the next start.
-        spent = time.monotonic() - stopping_at[0] if stopping_at else 0.0
-        try:
-            await pipe.stop(flush_timeout=max(0.5, STOP_BUDGET_S - spent))
-        finally:
-            lock.release()
+        return await run_sessions(settings, devices, clock=clock, stop_event=stop_event, sink=sink,
+                                  status_interval_s=status_interval_s, status_file=status_file)
+    async with collecting_pipeline(settings) as owned:
+        return await run_sessions(settings, devices, clock=clock, stop_event=stop_event, sink=owned.pipeline,
+                                  status_interval_s=status_interval_s, status_file=status_file,
+                                  on_stopping=owned.stopping)
 
 
-async def _run(
+async def run_sessions(
     settings: Settings,
     devices: list[RegisteredDevice],
+    *,
     clock: Clock,
     stop_event: asyncio.Event,
     sink: PointSink,
-    status_interval_s: float | None,
+    status_interval_s: float | None = None,
     status_file: Path,
-    stopping_at: list[float],
+    on_stopping: Callable[[], None] | None = None,
 ) -> DaemonResult:
+    """One supervised session per device streaming into ``sink`` until ``stop_event`` is set;
+    ``on_stopping`` is called when the sessions are told to stop."""
     buffer = PointBuffer(sink)
     props = BlueZProps()
     statuses: dict[str, DeviceStatus] = {}
@@ -161,7 +169,8 @@ async def _run(
         await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
     finally:
-        stopping_at.append(time.monotonic())
+        if on_stopping is not None:
+            on_stopping()
         log.info("stopping: disconnecting %d device(s)", len(sessions))
         for s in sessions:
             s.stop()
@@ -216,14 +225,6 @@ async def _warm_up_bleak() -> None:
         log.debug("BlueZ not available yet: %r", exc)
 
 
-async def _finish(task: asyncio.Task[None], stop_event: asyncio.Event) -> None:
-    """Let a background task end by itself once ``stop_event`` is set, else cancel it."""
-    if not stop_event.is_set():
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: asyncio.Event) -> None:
     """Save the status file at most once a second while things change."""
     while True:
@@ -234,34 +235,3 @@ async def _write_status(path: Path, statuses: dict[str, DeviceStatus], dirty: as
         except OSError as exc:
             log.debug("cannot write %s: %s", path, exc)
         await asyncio.sleep(1.0)
-
-
-async def start_embedded_influx(settings: Settings) -> None:
-    """With ``influx.embedded``, start the local InfluxDB unless it runs (after a reboot nothing else does)."""
-    try:
-        inst = await asyncio.to_thread(local_influx.ensure_running, settings)
-    except LocalInfluxError as exc:  # the points wait in the outbox until it runs
-        log.error("cannot start the embedded InfluxDB: %s", exc)
-        return
-    if inst is not None:
-        log.info("embedded InfluxDB at %s (pid %d, data in %s)", inst.url, inst.pid, inst.root)
-
-
-async def main(settings: Settings, config: Path | None = None) -> int:
-    """``magsleep run``: stream until SIGTERM/SIGINT, then stop cleanly; returns the exit code.
-
-    ``config``: the settings file, for the ``nights compute`` runs."""
-    registry = DeviceRegistry.for_settings(settings)
-    await start_embedded_influx(settings)
-    stop_event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_event.set)
-    try:
-        result = await run_daemon(settings, registry, stop_event=stop_event, serve_api=True, compute_nights=True,
-                                  config=config)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    log.info("stopped; %d points forwarded", result.points_forwarded)
-    return 0

@@ -11,7 +11,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from collector.ble import daemon, logs, pairing
+from collector.app import daemon
+from collector.ble import logs, pairing
 from collector.ble.registry import DeviceRegistry, load_status, status_path
 from collector.cli.common import Column, config_path, console, fail, fitted_table, get_settings
 from collector.errors import MagsleepError

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from collector.ble.daemon import run_daemon
+from collector.app.daemon import run_daemon
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.settings import ApiSettings, InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.bluez import heart_rate_feed, heart_rate_strap

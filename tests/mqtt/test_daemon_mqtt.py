@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from collector.ble.daemon import run_daemon
+from collector.app.daemon import run_daemon
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.doses.model import DoseCreate
 from collector.doses.service import DoseService

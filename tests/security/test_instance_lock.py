@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from collector.ble.daemon import run_daemon
+from collector.app.daemon import run_daemon
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.errors import AlreadyRunningError
 from collector.settings import ApiSettings, InfluxSettings, PersonSettings, Settings, StorageSettings

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from collector.ble.daemon import run_daemon
+from collector.app.daemon import run_daemon
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.doses.model import DoseCreate
 from collector.doses.service import DoseService

@@ -1,0 +1,35 @@
+"""The composition layer's boundary: ``ble/`` knows only wearables and a point sink."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import collector
+
+ROOT = Path(collector.__file__).parent
+
+
+def imported_modules(package: str) -> dict[str, set[str]]:
+    """Every ``collector.*`` module each file of ``package`` imports (at any depth, lazy ones too)."""
+    out: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        out[str(path.relative_to(ROOT))] = {n for n in names if n.startswith("collector.")}
+    return out
+
+
+def test_ble_imports_neither_doses_nor_mqtt_nor_the_schedule_nor_app() -> None:
+    # ble may use the nights' pure helpers (activity counts) but not the schedule that runs them
+    banned = ("collector.doses", "collector.mqtt", "collector.nights.schedule", "collector.app", "collector.cli")
+    found = {f: sorted(m for m in mods if m.startswith(banned))
+             for f, mods in imported_modules("ble").items()}
+    assert {f: m for f, m in found.items() if m} == {}
+    # the walk sees the daemon's imports at all (a broken walk would pass the check above)
+    assert "collector.ble.session" in imported_modules("ble")["ble/daemon.py"]
+
