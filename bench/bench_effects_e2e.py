@@ -1,13 +1,14 @@
 """End-to-end validation of effects: planted effects on true sleep -> simulator -> real staging -> effects.
 
 Each simulated person (collector.sim: ``PersonProfile.sample``, ``plan_study`` with randomised
-dosing, or with ``--design blocks`` alternating one-week control and magnesium blocks) gets every night generated beat by beat and staged by production's ``compute_night`` with
-the default settings (lights out / on tagged, heartbeats only: no device stages, no motion), then
-magsleep's own effects code (``analyse_person``, then the validity correction of
-collector/effects/validity.py) estimates magnesium minus control per metric. Two scenarios per
-person on the same nights: ``effect`` (the simulator's default plant: TST +16.1 min, SOL -17.4 min,
-REM and deep +4 min, ln RMSSD +0.05) and ``null`` (nothing planted). Control nights are the same
-in both (the plant touches dose nights only), so they are staged once.
+dosing, or with ``--design blocks`` alternating one-week control and magnesium blocks) gets every
+night generated beat by beat and staged by production's ``compute_night`` with the default settings
+(lights out / on tagged, heartbeats only: no device stages, no motion), then magsleep's own effects
+code (``analyse_person``, then the validity correction of collector/effects/validity.py) estimates
+magnesium minus control per metric. Two scenarios per person on the same nights: ``effect`` (the
+simulator's default plant: TST +16.1 min, SOL -17.4 min, REM and deep +4 min, ln RMSSD +0.05) and
+``null`` (nothing planted). Control nights are the same in both (the plant touches dose nights
+only), so they are staged once.
 
 The estimand of a metric is its planted effect on the model scale: the simulator's additive plant
 where there is one (TST +16.1 min, ln RMSSD +0.05, REM +4 min, WASO and heart rate 0), else (SOL,

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collector.validation.compare import DEFAULT, METRICS, parse_variant, validate  # noqa: E402
-from collector.validation.records import find_sources  # noqa: E402
+from collector.validation.sources import find_sources  # noqa: E402
 
 
 def _f(x: float | None, n: int = 2, sign: bool = False) -> str:

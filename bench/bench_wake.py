@@ -42,7 +42,7 @@ from collector.nights.wake import (  # noqa: E402
 from collector.settings import PersonSettings  # noqa: E402
 from collector.validation import stats  # noqa: E402
 from collector.validation.compare import EPOCH_NS, _ns, truth_span, window_for  # noqa: E402
-from collector.validation.records import find_sources, load  # noqa: E402
+from collector.validation.sources import find_sources, load  # noqa: E402
 
 WAKE_GRID = tuple(round(x, 2) for x in np.arange(0.20, 0.651, 0.05))
 REM_GRID = (0.2, 0.3, 0.4, 0.5)

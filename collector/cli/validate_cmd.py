@@ -38,7 +38,7 @@ def validate(
 ) -> None:
     """Stage every recording in DIRECTORY exactly as `magsleep nights` would and compare with the expert stages."""
     from collector.validation.compare import DEFAULT, parse_variant, validate
-    from collector.validation.records import find_sources
+    from collector.validation.sources import find_sources
 
     try:
         extra = [parse_variant(v) for v in variant or []]

@@ -33,7 +33,8 @@ from collector.nights.stages import EPOCH_S, NREM, REM, UNKNOWN, WAKE
 from collector.nights.staging import Subject
 from collector.settings import NightsSettings, PersonSettings
 from collector.validation import stats
-from collector.validation.records import I64, Record, RecordSource, load
+from collector.validation.records import I64, Record
+from collector.validation.sources import RecordSource, load
 
 EPOCH_NS = EPOCH_S * NS
 #: (key in the night fields, label, unit) of the compared nightly metrics.

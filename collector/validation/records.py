@@ -1,4 +1,4 @@
-"""One PSG-labelled recording in memory, the error a bad file raises, and finding recordings in a directory.
+"""One PSG-labelled recording in memory, the error a bad file raises, and the helpers its readers share.
 
 Times inside a record are seconds from the recording start; ``start`` is the local clock time of
 that start in the record's time zone. Expert stages are one code per 30-s epoch from the start
@@ -52,44 +52,6 @@ class Record:
     lights_out_s: float | None = None  # from start; None: unknown
     lights_on_s: float | None = None
     source: str = ""  # "open" or "slpdb"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSource:
-    """Where a record is read from: its name, reader kind and main path."""
-
-    name: str
-    kind: Literal["open", "slpdb"]
-    path: Path  # the night's folder (open) or the record's header file (slpdb)
-
-
-def find_sources(directory: Path) -> list[RecordSource]:
-    """Every recording in ``directory``, sorted by name: night folders (meta.json) and slpdb records (.hea/.hea.gz)."""
-    if not directory.is_dir():
-        raise ValidationError(f"{directory} is not a directory: give the folder holding the recordings")
-    out: dict[str, RecordSource] = {}
-    for p in sorted(directory.iterdir()):
-        if p.is_dir() and (p / "meta.json").exists():
-            out[p.name] = RecordSource(p.name, "open", p)
-        elif p.is_file() and (p.name.endswith(".hea.gz") or p.name.endswith(".hea")):
-            name = p.name.removesuffix(".gz").removesuffix(".hea")
-            if name in out and out[name].kind == "slpdb":
-                continue  # both slpNN.hea and slpNN.hea.gz: one record
-            out[name] = RecordSource(name, "slpdb", p)
-    if (directory / "meta.json").exists():  # the directory is itself one night
-        out[directory.name] = RecordSource(directory.name, "open", directory)
-    return [out[k] for k in sorted(out)]
-
-
-def load(source: RecordSource) -> Record:
-    """Read one record (raises :class:`RecordError` naming the file and line of a problem)."""
-    if source.kind == "slpdb":
-        from collector.validation.slpdb import read_slpdb
-
-        return read_slpdb(source.path)
-    from collector.validation.openformat import read_night
-
-    return read_night(source.path)
 
 
 def read_lines(path: Path) -> list[str]:

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from collector.cli import app
 from collector.nights.stages import NREM, REM, UNKNOWN, WAKE
 from collector.validation.openformat import read_night, write_night
-from collector.validation.records import RecordError, RecordSource, find_sources, load
+from collector.validation.records import RecordError
 from collector.validation.slpdb import read_slpdb
+from collector.validation.sources import RecordSource, find_sources, load
 
 SLPDB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "slpdb"
 
