@@ -44,7 +44,7 @@ _ADAPTER_DBUS_ERRORS = ("org.bluez.Error.NotReady", "org.freedesktop.DBus.Error.
 _SLOT_WORDS = ("connection slot", "available connection")
 
 
-def classify(exc: BaseException) -> Failure:
+def failure_kind(exc: BaseException) -> Failure:
     """The kind of failure behind a bleak/dbus exception (drives the backoff)."""
     text = str(exc)
     if isinstance(exc, BleakBluetoothNotAvailableError | AdapterError):
@@ -73,7 +73,7 @@ def to_device_error(exc: BaseException, what: str, *, pairing: bool = False) -> 
                                 f"{DBUS_PERMISSION_ADVICE}")
         return AdapterError(f"{what}: Bluetooth (D-Bus/BlueZ) is missing: no system D-Bus at {bus} ({detail}); "
                             f"{DBUS_ADVICE}")
-    kind = classify(exc)
+    kind = failure_kind(exc)
     if kind is Failure.ADAPTER:
         return AdapterError(f"{what}: Bluetooth is not available ({detail}); {ADAPTER_ADVICE}")
     if kind is Failure.OUT_OF_SLOTS:

@@ -22,7 +22,7 @@ from bleak.backends.device import BLEDevice
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection, get_device
 
 from collector.ble.backoff import Failure, SessionState, backoff_s
-from collector.ble.bluez import BlueZProps, classify, device_path, find_device
+from collector.ble.bluez import BlueZProps, device_path, failure_kind, find_device
 from collector.ble.profiles import PROFILES, Profile, device_info, profiles_for
 from collector.ble.profiles import battery as battery_profile
 from collector.ble.profiles.base import parser_for
@@ -207,7 +207,7 @@ class DeviceSession:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any connect failure backs off and retries
                     streak += 1
-                    kind = classify(exc)
+                    kind = failure_kind(exc)
                     self._log_failure(streak, f"cannot connect ({kind.value}): {exc}")
                     await self._backoff(kind, streak)
                     continue
@@ -376,7 +376,7 @@ class DeviceSession:
             raise
         except Exception as exc:  # noqa: BLE001 - a session never dies of one bad connection
             log.debug("%s: streaming stopped: %r", self.device.alias, exc)
-            return Failure.LINK_LOST if self._link_lost else classify(exc)
+            return Failure.LINK_LOST if self._link_lost else failure_kind(exc)
 
     async def _stream(self, client: BleakClient, ble_device: BLEDevice) -> Failure | None:
         if self.stats.connects:

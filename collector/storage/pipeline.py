@@ -72,7 +72,7 @@ def backoff_delay(attempt: int, cap: float, *, jitter: float = 0.0, rng: random.
     return min(cap, max(0.0, delay))
 
 
-def classify(status: int) -> str:
+def write_action(status: int) -> str:
     """What to do about a failed write: 'drop', 'split', 'throttle' or 'retry'."""
     if status in DROP_STATUSES:
         return "drop"
@@ -503,7 +503,7 @@ class Pipeline:
             self.stats.write_errors += 1
             self.stats.errors_by_status[err.status] = self.stats.errors_by_status.get(err.status, 0) + 1
             delay = backoff_delay(attempt, self.max_backoff_s, jitter=BACKOFF_JITTER, rng=self._rng)
-            if classify(err.status) == "throttle" and err.retry_after is not None:
+            if write_action(err.status) == "throttle" and err.retry_after is not None:
                 delay = min(max(err.retry_after, 0.0), max(self.max_backoff_s, err.retry_after))
             if attempt == 1:
                 log.warning("write to InfluxDB failed, will retry: %s", err)
@@ -532,7 +532,7 @@ class Pipeline:
         try:
             await self._writer.write(body.encode())
         except WriteError as exc:
-            action = classify(exc.status)
+            action = write_action(exc.status)
             if action not in ("drop", "split"):
                 raise
             lines = body.split("\n")
@@ -567,7 +567,7 @@ class Pipeline:
                 for i in range(lo, hi):
                     accepted[i] = True
                 return
-        if classify(err.status) not in ("drop", "split"):
+        if write_action(err.status) not in ("drop", "split"):
             raise _Abort(err)
         if hi - lo == 1:
             rejected.append((lo, str(err)))

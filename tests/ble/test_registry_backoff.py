@@ -7,7 +7,7 @@ import json
 import pytest
 
 from collector.ble.backoff import ADAPTER_MIN_S, OUT_OF_SLOTS_MIN_S, Failure, backoff_s
-from collector.ble.bluez import classify, to_device_error
+from collector.ble.bluez import failure_kind, to_device_error
 from collector.ble.registry import (
     DeviceRegistry,
     DeviceStatus,
@@ -59,11 +59,11 @@ def test_error_classification_and_advice():
 
     no_bt = BleakBluetoothNotAvailableError("No Bluetooth adapters found.",
                                             BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
-    assert classify(no_bt) is Failure.ADAPTER
-    assert classify(BleakDBusError("org.bluez.Error.NotReady", ["Resource Not Ready"])) is Failure.ADAPTER
-    assert classify(BleakOutOfConnectionSlotsError("x")) is Failure.OUT_OF_SLOTS
-    assert classify(BleakNotFoundError("x")) is Failure.NOT_FOUND
-    assert classify(TimeoutError()) is Failure.CONNECT_FAILED
+    assert failure_kind(no_bt) is Failure.ADAPTER
+    assert failure_kind(BleakDBusError("org.bluez.Error.NotReady", ["Resource Not Ready"])) is Failure.ADAPTER
+    assert failure_kind(BleakOutOfConnectionSlotsError("x")) is Failure.OUT_OF_SLOTS
+    assert failure_kind(BleakNotFoundError("x")) is Failure.NOT_FOUND
+    assert failure_kind(TimeoutError()) is Failure.CONNECT_FAILED
     err = to_device_error(no_bt, "scan")
     assert isinstance(err, AdapterError) and "powered on" in str(err)
     assert isinstance(to_device_error(BleakOutOfConnectionSlotsError("no connection slot"), "x"), OutOfSlotsError)

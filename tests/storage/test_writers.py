@@ -14,7 +14,7 @@ from collector.errors import WriteError
 from collector.settings import InfluxSettings, Settings, StorageSettings
 from collector.storage.connection import influx_target
 from collector.storage.lineprotocol import Point
-from collector.storage.pipeline import Pipeline, backoff_delay, classify
+from collector.storage.pipeline import Pipeline, backoff_delay, write_action
 from collector.storage.writers import V1Writer, V2Writer
 from tests.conftest import InfluxServer
 
@@ -180,7 +180,7 @@ async def test_v1_writer_connection_error_is_status_0(tmp_path: Path) -> None:
     ],
 )
 def test_classify(status: int, action: str) -> None:
-    assert classify(status) == action
+    assert write_action(status) == action
 
 
 @pytest.mark.parametrize(
