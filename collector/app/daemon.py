@@ -18,11 +18,11 @@ from pathlib import Path
 
 from collector.ble.daemon import DaemonResult, collecting_pipeline, devices_to_collect, run_sessions
 from collector.ble.registry import DeviceRegistry, status_path
-from collector.ble.session import PointSink
 from collector.clock import Clock, SystemClock
 from collector.errors import ConfigError, LocalInfluxError
 from collector.settings import Settings
 from collector.storage import local_influx
+from collector.storage.sinks import PointSink
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from collector.ble.bluez import BlueZProps
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
-from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer, PointSink, SessionStats
+from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer, SessionStats
 from collector.clock import Clock, SystemClock
 from collector.errors import DeviceNotFoundError
 from collector.settings import Settings
 from collector.storage.lock import acquire as acquire_instance_lock
 from collector.storage.pipeline import Pipeline
+from collector.storage.sinks import PointSink
 
 log = logging.getLogger(__name__)
 

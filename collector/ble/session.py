@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -32,6 +32,7 @@ from collector.clock import Clock
 from collector.errors import DeviceError, DeviceNotFoundError, ParseError
 from collector.settings import BleSettings
 from collector.storage.lineprotocol import FieldValue, Point, Tags
+from collector.storage.sinks import PointSink
 
 if TYPE_CHECKING:
     from collector.ble.esphome import ProxyHub
@@ -54,12 +55,6 @@ DISCONNECT_TIMEOUT_S = 2.0
 LOCAL = "local"
 #: Real seconds between looks at what the proxies hear while waiting for a device.
 PROXY_POLL_S = 0.2
-
-
-class PointSink(Protocol):
-    """Where points go (the storage pipeline in production)."""
-
-    async def put(self, points: Iterable[Point]) -> None: ...
 
 
 class PointBuffer:
