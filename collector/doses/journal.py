@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -28,6 +28,7 @@ from collector.doses.model import (
     NightTagName,
     NotFoundError,
 )
+from collector.effects.tagging import night_time_ns
 from collector.errors import JournalUnavailableError
 from collector.storage.files import FILE_MODE, private_dir
 from collector.storage.lineprotocol import Point
@@ -102,11 +103,6 @@ _I64 = 2**63 - 1
 def _clamp(ns: int) -> int:
     """``ns`` within SQLite's INTEGER range (query bounds may be any datetime)."""
     return max(-_I64, min(_I64, ns))
-
-
-def night_time_ns(night: date) -> int:
-    """12:00 UTC of the evening's date: the stable timestamp of a night's points."""
-    return to_ns(datetime.combine(night, time(12, 0), tzinfo=UTC))
 
 
 def dose_point(dose: Dose, time_ns: int) -> Point:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 from collector.effects.adherence import Adherence, adherence
 from collector.effects.analysis import AnalysisOptions, EffectResult, NightData, analyse_person
 from collector.effects.metrics import METRICS
-from collector.effects.store import PlanStore, night_time_ns
-from collector.effects.tagging import COVARIATE_TAGS, Dose, DoseStatus, NightKey, tag_nights
+from collector.effects.store import PlanStore
+from collector.effects.tagging import COVARIATE_TAGS, Dose, DoseStatus, NightKey, night_time_ns, tag_nights
 from collector.effects.validity import Assessment, assess, calibrate, dominant_source, load_table
 from collector.effects.verdict import PLAIN, Verdict, build_verdict, rank, state_of
 from collector.settings import Settings

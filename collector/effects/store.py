@@ -19,6 +19,7 @@ from typing import cast
 import numpy as np
 
 from collector.effects.planner import Design, PlanInfo, PlanSpec, draw
+from collector.effects.tagging import night_time_ns as night_time_ns  # re-exported: callers import it from here too
 from collector.errors import StorageError, ValidationError
 from collector.settings import Settings
 from collector.storage.files import private_file
@@ -65,11 +66,6 @@ class StoredPlan:
                   {"night": d.isoformat(), "magnesium": mg, "plan_id": self.plan_id}, night_time_ns(d))
             for d, mg in sorted(self.nights.items())
         ]
-
-
-def night_time_ns(d: date) -> int:
-    """12:00 UTC of the evening's date: the stable key of a night in InfluxDB."""
-    return (d.toordinal() - date(1970, 1, 1).toordinal()) * 86_400_000_000_000 + 43_200_000_000_000
 
 
 def new_plan(person: str, spec: PlanSpec, seed: int | None = None) -> StoredPlan:

@@ -22,7 +22,14 @@ DoseStatus = Literal["magnesium", "control", "washout", "off_window", "unknown"]
 
 COVARIATE_TAGS = ("alcohol", "caffeine_late", "training", "illness")
 _NS_PER_H = 3_600_000_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _EVENING_SPAN_H = 12.0  # doses this long before lights out belong to the evening
+
+
+def night_time_ns(night: date) -> int:
+    """12:00 UTC of the evening's date: the stable timestamp of a night's points (``night``,
+    ``night_tag``, ``trial_plan``; docs/schema.md). The one definition: nights, doses and effects use it."""
+    return (night.toordinal() - _EPOCH_ORDINAL) * 86_400_000_000_000 + 12 * _NS_PER_H
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date, datetime
 from datetime import time as dtime
 from functools import cache
 from typing import Literal
@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from collector.effects.tagging import night_time_ns
 from collector.nights.activity import motion_score
 from collector.nights.artefacts import Beats, clean_rr
 from collector.nights.metrics import MIN_COVERAGE_PCT, HeartMetrics, heart_metrics, hr_from_samples, sleep_metrics
@@ -336,12 +337,6 @@ def closes_at(res: NightResult, inp: NightInputs, close_after_ns: int) -> int | 
     return out
 
 
-def night_time_ns(night: str) -> int:
-    """The night point's timestamp: 12:00 UTC of the evening's date (schema)."""
-    d = datetime.fromisoformat(night).replace(hour=12, tzinfo=UTC)
-    return int(d.timestamp()) * NS
-
-
 @dataclass(frozen=True, slots=True)
 class DoseInfo:
     status: Literal["magnesium", "control", "unknown"] = "unknown"
@@ -360,7 +355,7 @@ def night_point(person: str, res: NightResult, dose: DoseInfo, *, sim: bool = Fa
         fields["elemental_mg"] = 0.0
         fields["form"] = ""
     tags = {"person": person, "dose": dose.status, "staging": res.staging, "source": "sim" if sim else "computed"}
-    return Point("night", tags, fields, night_time_ns(res.night))
+    return Point("night", tags, fields, night_time_ns(date.fromisoformat(res.night)))
 
 
 def stage_tags(person: str, hyp: Hypnogram, *, sim: bool = False) -> dict[str, str]:

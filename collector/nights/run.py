@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
+from collector.effects.tagging import night_time_ns
 from collector.errors import AnalysisError, StorageError
 from collector.nights.compute import (
     EPOCH_NS,
@@ -40,7 +41,6 @@ from collector.nights.compute import (
     closes_at,
     compute_night,
     night_point,
-    night_time_ns,
     one_blas_thread,
     stage_points,
     stage_tags,
@@ -443,7 +443,7 @@ async def compute_person(
             continue
         if not inp_part:
             if prev is not None and prev.night_tags:  # data deleted: remove what was written
-                await _remove(pipe, prev, person.name, night_time_ns(key))
+                await _remove(pipe, prev, person.name, night_time_ns(win.night))
                 state.put(person.name, key, StateRow(fp, 0, 0, "", ""))
             summary.empty += 1
             continue
@@ -469,7 +469,7 @@ async def compute_person(
         is_open = win.night in open_nights
         if res is None:
             if prev is not None and prev.night_tags:
-                await _remove(pipe, prev, person.name, night_time_ns(key))
+                await _remove(pipe, prev, person.name, night_time_ns(win.night))
             state.put(person.name, key, StateRow(fp, 0, 0, "", ""))
             if is_open:
                 summary.pending += 1
@@ -598,7 +598,7 @@ async def list_nights(settings: Settings, *, person: str | None = None, since: d
         settings.person(person)
         conds.append(f"person = {quote_str(person)}")
     if since:
-        conds.append(f"time >= {night_time_ns(since.isoformat())}")
+        conds.append(f"time >= {night_time_ns(since)}")
     where = (" WHERE " + " AND ".join(conds)) if conds else ""
     async with InfluxReader.from_settings(settings) as r:
         rows = await r.query(f"SELECT * FROM night{where} GROUP BY person, dose, staging, source")
