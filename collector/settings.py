@@ -118,6 +118,10 @@ class StorageSettings(_Section):
     outbox_max_mb: int = Field(default=1024, ge=1)
     max_retry_backoff_s: float = Field(default=60.0, gt=0, le=3600)
 
+    def path(self, name: str) -> Path:
+        """The state file ``name`` under ``state_dir``: every module asks here, none joins the path itself."""
+        return self.state_dir.expanduser() / name
+
 
 class PersonSettings(_Section):
     name: str
@@ -508,7 +512,7 @@ class Settings(BaseSettings):
 
     @property
     def outbox_path(self) -> Path:
-        return self.storage.state_dir.expanduser() / "outbox.sqlite"
+        return self.storage.path("outbox.sqlite")
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data with every secret replaced by '***'."""

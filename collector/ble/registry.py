@@ -92,7 +92,7 @@ class DeviceRegistry:
 
     @classmethod
     def path_for(cls, settings: Settings) -> Path:
-        return settings.storage.state_dir.expanduser() / REGISTRY_FILE
+        return settings.storage.path(REGISTRY_FILE)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> DeviceRegistry:
@@ -206,7 +206,7 @@ class DeviceStatus:
 
 
 def status_path(settings: Settings) -> Path:
-    return settings.storage.state_dir.expanduser() / STATUS_FILE
+    return settings.storage.path(STATUS_FILE)
 
 
 def load_status(path: Path) -> dict[str, DeviceStatus]:

@@ -90,7 +90,7 @@ class PlanStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanStore:
-        return cls(settings.storage.state_dir.expanduser() / "plans.sqlite")
+        return cls(settings.storage.path("plans.sqlite"))
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

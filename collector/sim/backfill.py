@@ -326,7 +326,7 @@ async def clear_sim(settings: Settings, person: str | None = None) -> None:
 
 
 def default_truth_path(settings: Settings, person: str) -> Path:
-    return settings.storage.state_dir.expanduser() / "sim" / f"truth-{person}.json"
+    return settings.storage.path("sim") / f"truth-{person}.json"
 
 
 __all__ = [
