@@ -652,7 +652,8 @@ async def _backfill_and_doses(settings: Settings, opts: DemoOptions, study_of: d
 
 async def _analyse(settings: Settings, opts: DemoOptions, progress: Progress, result: DemoResult) -> None:
     from collector.effects.io import run_effects
-    from collector.nights.run import compute_all, list_nights
+    from collector.nights.listing import list_nights
+    from collector.nights.run import compute_all
     from collector.report import write_report
 
     names = [p.name for p in PERSONS]

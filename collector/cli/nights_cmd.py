@@ -28,7 +28,8 @@ from collector.cli.common import (
 )
 from collector.cli.night_cmd import write_lights as write_lights  # its old home: kept for importers
 from collector.errors import MagsleepError
-from collector.nights.run import NIGHT_COLUMNS, compute_all, list_nights
+from collector.nights.listing import NIGHT_COLUMNS, list_nights
+from collector.nights.run import compute_all
 from collector.nights.segment import NS
 from collector.settings import Settings
 

@@ -7,6 +7,10 @@ the night's tags, the evening's doses, the person's settings and :data:`ALGO_VER
 ``recompute``). Points are stamped deterministically (stages on the window's 30-s grid, the night
 at 12:00 UTC of the evening), so writing a night again overwrites it; stage epochs that fell out of
 the night and a night point whose tags changed are deleted.
+
+This module orchestrates; the state file is :mod:`collector.nights.state`, the InfluxQL reads are
+:mod:`collector.nights.inputs`, the computation is :mod:`collector.nights.compute` (pure) and
+``magsleep nights`` reads :mod:`collector.nights.listing`.
 """
 
 from __future__ import annotations
@@ -16,24 +20,20 @@ import dataclasses
 import gc
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from numpy.typing import NDArray
 
 from collector.effects.tagging import night_time_ns
 from collector.errors import AnalysisError, StorageError
 from collector.nights.compute import (
     EPOCH_NS,
-    STAGING_PREFIX,
     DoseInfo,
     NightInputs,
     NightOptions,
@@ -45,24 +45,39 @@ from collector.nights.compute import (
     stage_points,
     stage_tags,
 )
+from collector.nights.inputs import first_data_ns, read_buckets, read_doses, read_inputs, read_night_tags
+from collector.nights.listing import NIGHT_COLUMNS, list_nights
 from collector.nights.model import load_classifier
-from collector.nights.schedule import STATE_NAME
-from collector.nights.segment import NS, NightWindow, lights_from_tags, night_window
+from collector.nights.segment import NS, NightWindow, night_window
 from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject
+from collector.nights.state import NightState, StateRow, state_path
 from collector.nights.wake import rule_from_settings
 from collector.settings import NightsSettings, PersonSettings, Settings
-from collector.storage.files import private_file
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline
-from collector.storage.reader import InfluxReader, Row, gc_paused, quote_str
+from collector.storage.reader import InfluxReader, Row
+from collector.storage.schema import NIGHT, SLEEP_STAGE
 
-F64 = NDArray[np.float64]
-I64 = NDArray[np.int64]
+# The state and the listing have their own modules; their names stay importable from here.
+__all__ = [
+    "ALGO_VERSION",
+    "MIN_NIGHTS_FOR_WORKERS",
+    "NIGHT_COLUMNS",
+    "RECHECK_DAYS",
+    "NightState",
+    "RunSummary",
+    "StateRow",
+    "compute_all",
+    "compute_person",
+    "dose_info",
+    "list_nights",
+    "night_options",
+    "state_path",
+]
 
 #: Bump when the computation changes so that every night is recomputed once.
 ALGO_VERSION = 3
-_BUCKET = "30m"
 #: Without --since, an incremental run re-checks this many days before the newest computed night
 #: (late uploads from a tracker, tags added the next day); older changes need --since.
 RECHECK_DAYS = 14
@@ -70,200 +85,6 @@ _DOSE_LOOKBACK_NS = 24 * 3600 * NS
 #: Worker processes start only for at least this many nights (a worker's start-up, ~1 s of CPU,
 #: is more than computing a night, ~0.3 s).
 MIN_NIGHTS_FOR_WORKERS = 4
-
-
-# --------------------------------------------------------------------------------------------
-# State
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StateRow:
-    fingerprint: str
-    stage_lo_ns: int
-    stage_hi_ns: int
-    stage_tags: str  # JSON of the sleep_stage tags written ("" when none)
-    night_tags: str  # JSON of the night point's tags ("" when none)
-    #: An open night checked but not ready: when it closes if no more data arrives (0: unknown).
-    ready_at_ns: int = 0
-
-
-class NightState:
-    """What was computed per (person, night): a small SQLite table under the state directory."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            private_file(path)
-            self._db = sqlite3.connect(path)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the nights state {path}: {exc}; check storage.state_dir exists "
-                               "and is writable") from exc
-        try:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS nights (person TEXT, night TEXT, fingerprint TEXT, stage_lo INTEGER,"
-                " stage_hi INTEGER, stage_tags TEXT, night_tags TEXT, updated REAL, PRIMARY KEY (person, night))"
-            )
-            cols = {r[1] for r in self._db.execute("PRAGMA table_info(nights)")}
-            if "ready_at" not in cols:  # state files of earlier versions
-                self._db.execute("ALTER TABLE nights ADD COLUMN ready_at INTEGER NOT NULL DEFAULT 0")
-            self._db.commit()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise StorageError(
-                f"the nights state {path} is damaged ({exc}); it only remembers what was computed: move it "
-                "away (or delete it) and run 'magsleep nights compute --recompute' to rebuild it from InfluxDB"
-            ) from exc
-
-    def get(self, person: str) -> dict[str, StateRow]:
-        cur = self._db.execute(
-            "SELECT night, fingerprint, stage_lo, stage_hi, stage_tags, night_tags, ready_at FROM nights"
-            " WHERE person = ?", (person,))
-        return {r[0]: StateRow(r[1], r[2], r[3], r[4], r[5], int(r[6] or 0)) for r in cur}
-
-    def put(self, person: str, night: str, row: StateRow) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO nights (person, night, fingerprint, stage_lo, stage_hi, stage_tags, night_tags,"
-            " updated, ready_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (person, night, row.fingerprint, row.stage_lo_ns, row.stage_hi_ns, row.stage_tags, row.night_tags,
-             time.time(), row.ready_at_ns))
-        self._db.commit()
-
-    def clear(self, person: str) -> None:
-        self._db.execute("DELETE FROM nights WHERE person = ?", (person,))
-        self._db.commit()
-
-    def close(self) -> None:
-        self._db.close()
-
-
-def state_path(settings: Settings) -> Path:
-    return settings.storage.state_dir.expanduser() / STATE_NAME
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
-def _where(person: str, start_ns: int, end_ns: int) -> str:
-    return f"person = {quote_str(person)} AND time >= {start_ns} AND time < {end_ns}"
-
-
-_NOT_OURS = f"device !~ /^{STAGING_PREFIX}/"
-
-
-async def _buckets(r: InfluxReader, person: str, start_ns: int, end_ns: int) -> dict[int, tuple[Any, ...]]:
-    """Per 30-min bucket: counts and sums of each input measurement (the change detector)."""
-    w = _where(person, start_ns, end_ns)
-    qs = [
-        f"SELECT count(rr_ms), sum(rr_ms) FROM rr WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count(bpm), sum(bpm) FROM heart_rate WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count(counts), sum(counts) FROM motion WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count(stage_code), sum(stage_code) FROM sleep_stage WHERE {w} AND {_NOT_OURS} "
-        f"GROUP BY time({_BUCKET}) fill(none)",
-    ]
-    out: dict[int, list[Any]] = {}
-    for k, q in enumerate(qs):
-        for row in await r.query(q):
-            out.setdefault(int(row["time"]), [None] * 8)[2 * k : 2 * k + 2] = [row.get("count"), row.get("sum")]
-    return {t: tuple(v) for t, v in out.items()}
-
-
-async def _first_data_ns(r: InfluxReader, person: str) -> int | None:
-    best: int | None = None
-    for q in (f"SELECT first(rr_ms) FROM rr WHERE person = {quote_str(person)}",
-              f"SELECT first(bpm) FROM heart_rate WHERE person = {quote_str(person)}",
-              f"SELECT first(stage_code) FROM sleep_stage WHERE person = {quote_str(person)} AND {_NOT_OURS}"):
-        for row in await r.query(q):
-            t = int(row["time"])
-            best = t if best is None else min(best, t)
-    return best
-
-
-def _arr(rows: Sequence[Row], key: str, dtype: type) -> Any:
-    return np.array([row.get(key) if row.get(key) is not None else np.nan for row in rows], dtype=dtype)
-
-
-def _main_device(rows: Sequence[Row]) -> list[Row]:
-    """Rows of the device that covers the most time (sum of ``epoch_s``; two devices at once would
-    interleave): a band's many 60-s rows do not outweigh a watch's few long stage segments."""
-    if not rows:
-        return []
-    counts: dict[str, int] = {}
-    for row in rows:
-        span = row.get("epoch_s")
-        counts[str(row.get("device"))] = counts.get(str(row.get("device")), 0) + (
-            int(span) if isinstance(span, int | float) and span > 0 else EPOCH_S)
-    best = max(counts, key=lambda k: counts[k])
-    return [row for row in rows if str(row.get("device")) == best]
-
-
-async def _series_columns(r: InfluxReader, q: str, field_name: str) -> tuple[I64, F64, set[str]]:
-    """(time, value) of the main device's points, read column-wise (nights hold ~30,000 beats).
-
-    ``q`` groups by ``device, source``, so tags travel once per series instead of once per row
-    (a third of the response), and the answer comes as MessagePack (typed, cheap to decode); the
-    main device is the one with the most points.
-    """
-    per_device: dict[str, list[tuple[I64, F64, str]]] = {}
-    results = await r.raw(q, binary=True)
-    with gc_paused():
-        for res in results:
-            for series in res["series"]:
-                vals = series.get("values") or []
-                if not vals:
-                    continue
-                cols = series["columns"]
-                tags = series.get("tags") or {}
-                c = list(zip(*vals, strict=True))
-                t = np.array(c[cols.index("time")], dtype=np.int64)
-                v = np.array(c[cols.index(field_name)], dtype=np.float64)  # None (no value) becomes NaN
-                per_device.setdefault(str(tags.get("device", "")), []).append((t, v, str(tags.get("source", ""))))
-        del results
-    if not per_device:
-        return np.zeros(0, np.int64), np.zeros(0), set()
-    main = min(per_device, key=lambda d: (-sum(t.size for t, _, _ in per_device[d]), d))  # most points; ties by name
-    parts = per_device[main]
-    t = np.concatenate([p[0] for p in parts])
-    v = np.concatenate([p[1] for p in parts])
-    order = np.argsort(t, kind="stable")
-    keep = np.isfinite(v)
-    sources = {s for tt, vv, s in parts if np.any(np.isfinite(vv))}
-    return t[order][keep[order]], v[order][keep[order]], sources
-
-
-async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: Sequence[Row]) -> NightInputs:
-    """Raw points of one person in one night window."""
-    w = _where(person, win.start_ns, win.end_ns)
-    rr_t, rr_v, rr_src = await _series_columns(r, f"SELECT rr_ms FROM rr WHERE {w} GROUP BY device, source", "rr_ms")
-    # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
-    hr_t, hr_v, hr_src = (np.zeros(0, np.int64), np.zeros(0), set()) if rr_t.size else await _series_columns(
-        r, f"SELECT bpm FROM heart_rate WHERE {w} GROUP BY device, source", "bpm")
-    # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
-    mo = _main_device(await r.query(f"SELECT counts, epoch_s, device FROM motion WHERE {w}"))
-    st = _main_device(await r.query(
-        f"SELECT stage_code, epoch_s, device, source FROM sleep_stage WHERE {w} AND {_NOT_OURS}"))
-    lo_tag, hi_tag = lights_from_tags([dict(x) for x in tag_rows])
-    mo = [x for x in mo if x.get("counts") is not None]
-    st = [x for x in st if x.get("stage_code") is not None]
-    sources = rr_src if rr_t.size else hr_src
-    return NightInputs(
-        window=win,
-        rr_time_ns=rr_t,
-        rr_ms=rr_v,
-        hr_time_ns=hr_t,
-        hr_bpm=hr_v,
-        motion_time_ns=np.array([int(x["time"]) for x in mo], dtype=np.int64),
-        motion_activity=_arr(mo, "counts", np.float64),
-        motion_epoch_s=np.array([int(x.get("epoch_s") or EPOCH_S) for x in mo], dtype=np.int64),
-        stage_time_ns=np.array([int(x["time"]) for x in st], dtype=np.int64),
-        stage_code=np.array([int(x["stage_code"]) for x in st], dtype=np.int64),
-        stage_epoch_s=np.array([int(x.get("epoch_s") or EPOCH_S) for x in st], dtype=np.int64),
-        stage_device=str(st[0].get("device")) if st else "",
-        lights_out_tag_ns=lo_tag,
-        lights_on_tag_ns=hi_tag,
-        sim=sources == {"sim"},
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,7 +205,7 @@ async def compute_person(
             # asking InfluxDB for the first point: with years of data that opens every shard, ~2 s)
             since = max(date.fromisoformat(k) for k in known) - timedelta(days=RECHECK_DAYS)
         else:
-            first = await _first_data_ns(reader, person.name)
+            first = await first_data_ns(reader, person.name)
             if first is None:
                 return summary
             since = datetime.fromtimestamp(first / NS, ZoneInfo(person.timezone)).date() - timedelta(days=1)
@@ -408,12 +229,9 @@ async def compute_person(
     if not nights:
         return summary
     span_lo, span_hi = nights[0].start_ns, nights[-1].end_ns
-    buckets = await _buckets(reader, person.name, span_lo, span_hi)
-    tag_rows = await reader.query(
-        f"SELECT * FROM night_tag WHERE person = {quote_str(person.name)} AND time >= {span_lo - _DOSE_LOOKBACK_NS}")
-    dose_rows = await reader.query(
-        f"SELECT elemental_mg, form, supplement, source FROM supplement_dose WHERE "
-        f"{_where(person.name, span_lo - _DOSE_LOOKBACK_NS, span_hi)}")
+    buckets = await read_buckets(reader, person.name, span_lo, span_hi)
+    tag_rows = await read_night_tags(reader, person.name, span_lo - _DOSE_LOOKBACK_NS)
+    dose_rows = await read_doses(reader, person.name, span_lo - _DOSE_LOOKBACK_NS, span_hi)
     tags_by_night: dict[str, list[Row]] = {}
     for row in tag_rows:
         if row.get("night"):
@@ -530,9 +348,9 @@ async def _delete_stale(pipe: Pipeline, prev: StateRow, lo: int, hi: int, stage_
         same_series = prev.stage_tags == stage_tags_json
         for t in range(prev.stage_lo_ns, prev.stage_hi_ns, step):
             if not same_series or not (lo <= t < hi):
-                await pipe.delete("sleep_stage", old_tags, t)
+                await pipe.delete(SLEEP_STAGE.name, old_tags, t)
     if prev.night_tags and prev.night_tags != night_tags_json:
-        await pipe.delete("night", json.loads(prev.night_tags), t_night)
+        await pipe.delete(NIGHT.name, json.loads(prev.night_tags), t_night)
 
 
 async def compute_all(
@@ -579,28 +397,3 @@ async def compute_all(
             pool.shutdown()
         state.close()
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Listing
-# --------------------------------------------------------------------------------------------
-
-NIGHT_COLUMNS = ("night", "person", "dose", "staging", "lights_out", "lights_on", "lights_source", "tib_min",
-                 "sol_min", "lps_min", "tst_min", "waso_min", "se_pct", "awakenings", "wake_min", "light_min",
-                 "deep_min", "rem_min", "nrem_min", "deep_pct", "rem_pct", "hr_mean_bpm", "hr_min5_bpm",
-                 "rmssd_ms", "ln_rmssd", "coverage_pct", "flagged", "provisional", "elemental_mg", "form", "source")
-
-
-async def list_nights(settings: Settings, *, person: str | None = None, since: date | None = None) -> list[Row]:
-    """Stored night rows (newest last), one per person and night."""
-    conds = []
-    if person:
-        settings.person(person)
-        conds.append(f"person = {quote_str(person)}")
-    if since:
-        conds.append(f"time >= {night_time_ns(since)}")
-    where = (" WHERE " + " AND ".join(conds)) if conds else ""
-    async with InfluxReader.from_settings(settings) as r:
-        rows = await r.query(f"SELECT * FROM night{where} GROUP BY person, dose, staging, source")
-    rows.sort(key=lambda x: (str(x.get("night")), str(x.get("person"))))
-    return rows

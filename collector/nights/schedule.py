@@ -5,7 +5,7 @@ and sooner when a night may just have closed.
 the dashboards and the effects) soon after the person got up, without anyone running a command.
 Besides the regular runs, :class:`Triggers` starts one within :data:`POLL_S` of the moment an open
 night closes: the previous run stored when that is if no more data arrives (``ready_at`` in the
-nights state, :mod:`collector.nights.run`), and a new lights-on in the dose journal counts at once.
+nights state, :mod:`collector.nights.state`), and a new lights-on in the dose journal counts at once.
 Each run is a child process: the staging stack (SciPy, sleepecg, ~150 MB) never enters the
 collector, a failure there can't stop collection, and the run is incremental (a night or none:
 ~1-2 s of CPU). A run still going when the daemon stops is terminated; the next start picks it up
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from collector.nights.state import STATE_NAME
 from collector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,6 @@ def _read_one(path: Path, sql: str) -> object:
         log.debug("cannot read %s: %s", path, exc)
         return None
     return row[0] if row else None
-
-
-#: The nights state file under ``storage.state_dir`` (:class:`collector.nights.run.NightState`).
-STATE_NAME = "nights.sqlite"
 
 
 class Triggers:

@@ -284,6 +284,16 @@ MEASUREMENTS: dict[str, Measurement] = {
     )
 }
 
+#: The measurements by name for code that queries or writes them (``RR.name``, ``RR.field("rr_ms").name``:
+#: a name the schema no longer has fails at import, not as an empty query).
+HEART_RATE = MEASUREMENTS["heart_rate"]
+RR = MEASUREMENTS["rr"]
+MOTION = MEASUREMENTS["motion"]
+SLEEP_STAGE = MEASUREMENTS["sleep_stage"]
+SUPPLEMENT_DOSE = MEASUREMENTS["supplement_dose"]
+NIGHT = MEASUREMENTS["night"]
+NIGHT_TAG = MEASUREMENTS["night_tag"]
+
 
 def validate_point(p: Point) -> None:
     """Raise :class:`ValidationError` if ``p`` does not fit the schema."""

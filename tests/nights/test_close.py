@@ -15,8 +15,9 @@ import pytest
 
 from collector.doses.journal import lights_tag_point
 from collector.doses.model import LightsEvent
-from collector.nights.run import NightState, compute_all, state_path
+from collector.nights.run import compute_all
 from collector.nights.segment import night_window
+from collector.nights.state import NightState, state_path
 from collector.settings import InfluxSettings, NightsSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.backfill import backfill
 from collector.sim.hypnogram import WAKE

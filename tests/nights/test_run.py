@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from collector.cli import app
 from collector.cli.nights_cmd import write_lights
-from collector.nights.run import compute_all, list_nights
+from collector.nights.listing import list_nights
+from collector.nights.run import compute_all
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.backfill import backfill
 from collector.sim.nights import plan_study
@@ -162,7 +163,7 @@ def test_cli_list_formats(setup, influx_server, influx_db, tmp_path, monkeypatch
 
 
 def test_main_device_is_the_one_covering_most_time() -> None:
-    from collector.nights.run import _main_device
+    from collector.nights.inputs import main_device as _main_device
 
     band = [{"device": "band", "epoch_s": 60, "time": i} for i in range(100)]  # 100 min in 60-s rows
     watch = [{"device": "watch", "epoch_s": 1800, "time": i} for i in range(8)]  # 4 h in 8 segments

@@ -89,8 +89,8 @@ async def test_triggers_due_at_a_pending_nights_moment_and_after_a_new_lights_on
 
     from collector.doses.journal import DoseJournal
     from collector.doses.model import Lights, LightsEvent, Source
-    from collector.nights.run import NightState, StateRow
     from collector.nights.schedule import LIGHTS_DELAY_S, Triggers
+    from collector.nights.state import NightState, StateRow
 
     ns = 1_000_000_000
     now = [1_790_000_000 * ns]
