@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collector.nights.artefacts import clean_rr  # noqa: E402
-from collector.nights.model import load_classifier, predict_many  # noqa: E402
+from collector.nights.gru_classifier import load_classifier, predict_many  # noqa: E402
 from collector.nights.staging import MIN_EPOCH_COVERAGE, Subject, staging_features  # noqa: E402
 from collector.sim import realism  # noqa: E402
 from collector.sim.nights import plan_study  # noqa: E402

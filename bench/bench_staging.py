@@ -74,7 +74,7 @@ def _keras_step(path_in: str, path_out: str) -> None:
 def _ours_step(path_in: str, path_out: str) -> None:
     """One night staged as a whole process (imports included), for the process comparison."""
     t_proc = time.perf_counter()
-    from collector.nights.model import load_classifier
+    from collector.nights.gru_classifier import load_classifier
     from collector.nights.staging import Subject, extract_features
 
     d = np.load(path_in)
@@ -91,7 +91,7 @@ def _ours_step(path_in: str, path_out: str) -> None:
 
 
 def _stage_ours(hb: np.ndarray, start: int, age: int, gender: int) -> float:
-    from collector.nights.model import load_classifier
+    from collector.nights.gru_classifier import load_classifier
     from collector.nights.staging import Subject, extract_features
 
     st = datetime.fromtimestamp(start, UTC).time()

@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from collector.effects.tagging import night_time_ns
 from collector.nights.activity import motion_score
 from collector.nights.artefacts import Beats, clean_rr
+from collector.nights.gru_classifier import load_classifier
 from collector.nights.metrics import MIN_COVERAGE_PCT, HeartMetrics, heart_metrics, hr_from_samples, sleep_metrics
-from collector.nights.model import load_classifier
 from collector.nights.segment import (
     NS,
     LightsSource,

@@ -45,9 +45,9 @@ from collector.nights.compute import (
     stage_points,
     stage_tags,
 )
+from collector.nights.gru_classifier import load_classifier
 from collector.nights.inputs import first_data_ns, read_buckets, read_doses, read_inputs, read_night_tags
 from collector.nights.listing import NIGHT_COLUMNS, list_nights
-from collector.nights.model import load_classifier
 from collector.nights.segment import NS, NightWindow, night_window
 from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject

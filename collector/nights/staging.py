@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from collector.errors import AnalysisError
 from collector.nights.activity import MotionScore, fuse_motion
 from collector.nights.artefacts import Beats
-from collector.nights.model import GruClassifier, load_classifier, predict_many
+from collector.nights.gru_classifier import GruClassifier, load_classifier, predict_many
 from collector.nights.stages import EPOCH_S, NREM, REM, SLEEP, UNKNOWN, WAKE
 from collector.nights.wake import WakeRule, decide, p_wake_classifier, p_wake_night_relative, wake_inputs
 
@@ -421,7 +421,7 @@ def _predict(
     sfs: list[StagingFeatures], lo: int, hi: int, start_time: dtime
 ) -> list[tuple[F32, NDArray[np.bool_]] | None]:
     """Per features: class probabilities of epochs [lo, hi) and which of them are usable (None:
-    nothing usable). The classifiers run together (:func:`collector.nights.model.predict_many`)."""
+    nothing usable). The classifiers run together (:func:`collector.nights.gru_classifier.predict_many`)."""
     jobs: list[tuple[GruClassifier, F64]] = []
     usables: list[NDArray[np.bool_] | None] = []
     for sf in sfs:

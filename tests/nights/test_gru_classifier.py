@@ -10,7 +10,7 @@ import pytest
 from sleepecg.feature_extraction import extract_features as sleepecg_features
 from sleepecg.io.sleep_readers import SleepRecord, SubjectData
 
-from collector.nights.model import load_classifier
+from collector.nights.gru_classifier import load_classifier
 from collector.nights.staging import Subject, extract_features
 
 REF = Path(__file__).parent / "data" / "staging_reference.npz"
@@ -77,7 +77,7 @@ def test_feature_helpers_equal_sleepecg():
     """magsleep's copies of sleepecg's feature groups and helpers (importing sleepecg takes ~1.5 s)."""
     import sleepecg.feature_extraction as fe
 
-    from collector.nights.model import classifiers_dir
+    from collector.nights.gru_classifier import classifiers_dir
     from collector.nights.staging import FEATURE_GROUPS, parse_feature_selection, preprocess_rri
 
     for group, group_ids in FEATURE_GROUPS.items():
@@ -112,7 +112,7 @@ def test_both_classifiers_at_once_match_keras_and_one_by_one(ref, kind):
 
     The two models see different masked steps (their own feature matrices), and a third job with
     a different length runs on its own."""
-    from collector.nights.model import predict_many
+    from collector.nights.gru_classifier import predict_many
 
     clfs = [load_classifier(n) for n in CLASSIFIERS]
     xs = [ref[f"{kind}_features_{n}"] for n in CLASSIFIERS]
