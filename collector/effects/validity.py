@@ -183,7 +183,9 @@ PUBLISHED: dict[str, dict[str, Any]] = {
                 "(Walch et al. 2019, Sleep 42:zsz180): sleep/wake 90%, wake/NREM/REM about 72%. No "
                 "night-level slope is published for these devices, and none can be checked here (no "
                 "device recordings with polysomnography): effects on device-staged nights are shown as the "
-                "device measures them, uncorrected.",
+                "device measures them, uncorrected. The other devices magsleep reads stages from (Bangle.js, "
+                "PineTime/InfiniTime, Mi Band/Amazfit through Gadgetbridge) have no published check against "
+                "polysomnography known to magsleep: their stages are unvalidated.",
     },
     "computed_motion": {
         "kind": "unchecked",
