@@ -56,10 +56,11 @@ async def run_daemon(
     async with collecting_pipeline(settings) as owned, contextlib.AsyncExitStack() as stack:
         pipe = owned.pipeline
         if serve_api:
+            from collector.app.persons import Persons
             from collector.doses.api import running_api
 
             try:
-                await stack.enter_async_context(running_api(settings, sink=pipe))
+                await stack.enter_async_context(running_api(settings, sink=pipe, persons=Persons(settings)))
             except ConfigError as exc:  # the data matter more than the API: keep collecting
                 log.error("not serving the dose API: %s", exc)
         if settings.mqtt.configured:  # Home Assistant over MQTT; a broker away never stops collecting

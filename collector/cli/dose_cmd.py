@@ -19,6 +19,7 @@ import pydantic
 import typer
 from rich.markup import escape
 
+from collector.app.persons import Persons
 from collector.cli.common import AT_HELP as COMMON_AT_HELP
 from collector.cli.common import DAY_FORMS, Column, console, err_console, fail, fitted_table, get_settings, parse_day
 from collector.cli.common import parse_at as common_parse_at
@@ -52,7 +53,9 @@ async def open_service(
     out with the next command, ``magsleep dose sync``, or the running daemon. ``now``: the
     clock for validation (default the real one).
     """
-    clock: dict[str, Any] = {} if now is None else {"now": now}
+    clock: dict[str, Any] = {"persons": Persons(settings)}
+    if now is not None:
+        clock["now"] = now
     if not influx:
         async with DoseService(settings, **clock) as svc:
             yield svc
@@ -352,4 +355,4 @@ def api(
     from collector.doses.api import serve
 
     settings = get_settings()
-    run(lambda: serve(settings, host=host, port=port))
+    run(lambda: serve(settings, host=host, port=port, persons=Persons(settings)))

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from collector.app.persons import Persons
 from collector.cli.common import (
     DAY_FORMS,
     Column,
@@ -56,16 +57,6 @@ _COMPARISON_TITLES = {
     "mg_vs_control": "Magnesium vs control nights",
     "before_after": "Before/after (baseline vs supplementation, segmented regression)",
 }
-
-
-def _persons(settings: Settings, person: list[str] | None) -> list[str]:
-    if person:
-        for p in person:
-            settings.person(p)  # raises ConfigError with the known names
-        return person
-    if not settings.persons:
-        fail("no persons configured; add a [[persons]] entry to the settings file")
-    return [p.name for p in settings.persons]
 
 
 def _num(x: float | None, digits: int = 1) -> str:
@@ -245,7 +236,7 @@ def effects(
 
     settings = get_settings()
     try:
-        persons = _persons(settings, person)
+        persons = Persons(settings).configured_names(person)
         metrics = [metric(m).name for m in metric_] if metric_ else None
         today = today_for(settings, persons[0] if len(persons) == 1 else None)
         since_d = parse_day(since, today, "--since") if since else None
@@ -270,17 +261,10 @@ plan_app = typer.Typer(help="A trial schedule of magnesium and control nights.")
 
 
 def _one_person(settings: Settings, person: str | None) -> str:
-    if person:
-        try:
-            settings.person(person)
-        except MagsleepError as exc:
-            fail(str(exc))
-        return person
-    if len(settings.persons) == 1:
-        return settings.persons[0].name
-    if not settings.persons:
-        fail("no persons configured; add a [[persons]] entry to the settings file")
-    fail(f"several persons are configured; pass --person ({', '.join(p.name for p in settings.persons)})")
+    try:
+        return Persons(settings).one_configured(person)
+    except MagsleepError as exc:
+        fail(str(exc))
 
 
 def _today(settings: Settings, person: str) -> date:

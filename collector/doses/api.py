@@ -54,6 +54,7 @@ from collector.doses.model import (
     problems_from_pydantic,
 )
 from collector.doses.openapi import openapi_document
+from collector.doses.rules import PersonLookup
 from collector.doses.service import DoseService, PointSink
 from collector.errors import ConfigError, MagsleepError
 from collector.settings import Settings
@@ -505,12 +506,14 @@ def mount(
     settings: Settings,
     *,
     sink: PointSink | None,
-    extra_persons: Callable[[], Iterable[str]] | None = None,
+    persons: PersonLookup | None = None,
 ) -> None:
-    """Add the dose API to the daemon's ``app``, writing through its pipeline ``sink``."""
+    """Add the dose API to the daemon's ``app``, writing through its pipeline ``sink``.
+
+    ``persons``: who exists (default: the configured persons only)."""
 
     async def lifecycle(a: web.Application) -> AsyncIterator[None]:
-        async with DoseService(settings, sink=sink, extra_persons=extra_persons,
+        async with DoseService(settings, sink=sink, persons=persons,
                                drain_interval_s=DRAIN_INTERVAL_S) as svc:
             a[DOSE_SERVICE] = svc
             yield
@@ -522,11 +525,13 @@ def mount(
 def create_app(
     settings: Settings,
     *,
-    extra_persons: Callable[[], Iterable[str]] | None = None,
+    persons: PersonLookup | None = None,
     now: Callable[[], datetime] | None = None,
     influx: bool = True,
 ) -> web.Application:
-    """The standalone application with its own pipeline (outbox ``outbox-api.sqlite``)."""
+    """The standalone application with its own pipeline (outbox ``outbox-api.sqlite``).
+
+    ``persons``: who exists (default: the configured persons only)."""
     app = web.Application(client_max_size=settings.api.max_body_bytes)
 
     async def lifecycle(a: web.Application) -> AsyncIterator[None]:
@@ -545,7 +550,7 @@ def create_app(
                 lock.release()
                 raise
             a[PIPELINE] = pipe
-        kwargs: dict[str, Any] = {"sink": pipe, "extra_persons": extra_persons,
+        kwargs: dict[str, Any] = {"sink": pipe, "persons": persons,
                                   "drain_interval_s": DRAIN_INTERVAL_S}
         if now is not None:
             kwargs["now"] = now
@@ -578,6 +583,7 @@ async def running_api(
     settings: Settings,
     *,
     sink: PointSink | None,
+    persons: PersonLookup | None = None,
     host: str | None = None,
     port: int | None = None,
 ) -> AsyncIterator[str]:
@@ -590,7 +596,7 @@ async def running_api(
     check_bind(h, settings)
     settings = bound_to(settings, h)
     app = web.Application(client_max_size=settings.api.max_body_bytes)
-    mount(app, settings, sink=sink)
+    mount(app, settings, sink=sink, persons=persons)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -608,12 +614,13 @@ async def running_api(
         await runner.cleanup()
 
 
-async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the standalone API until interrupted."""
+async def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
+                persons: PersonLookup | None = None) -> None:
+    """Run the standalone API until interrupted; ``persons``: who exists (default: the configured ones)."""
     h = host or settings.api.host
     p = settings.api.port if port is None else port
     check_bind(h, settings)
-    runner = web.AppRunner(create_app(bound_to(settings, h)))
+    runner = web.AppRunner(create_app(bound_to(settings, h), persons=persons))
     await runner.setup()
     try:
         site = web.TCPSite(runner, h, p)

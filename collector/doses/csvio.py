@@ -24,7 +24,8 @@ from collector.doses.model import (
     Source,
     problems_from_pydantic,
 )
-from collector.doses.service import DoseService, build_dose, same_request
+from collector.doses.rules import build_dose, same_request
+from collector.doses.service import DoseService
 from collector.errors import ValidationError
 
 COLUMNS = ("id", "person", "supplement", "form", "amount_mg", "elemental_mg", "taken_at", "note")

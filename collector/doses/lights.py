@@ -15,17 +15,15 @@ from zoneinfo import ZoneInfo
 
 from collector.doses.journal import lights_tag_point, to_ns
 from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent
+from collector.doses.rules import ConfiguredPersons
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point
 
 
 def person_settings(settings: Settings, name: str) -> PersonSettings:
-    """The person's settings; a person known only from the device registry gets the defaults
-    (UTC, night window 18:00-14:00), as the nights computation would use."""
-    for p in settings.persons:
-        if p.name == name:
-            return p
-    return PersonSettings(name=name)
+    """The person's settings (:meth:`collector.doses.rules.ConfiguredPersons.settings_of`: a person
+    known only from the device registry gets the defaults)."""
+    return ConfiguredPersons(settings).settings_of(name)
 
 
 def night_for(person: PersonSettings, at: datetime, field: str = "at") -> date:

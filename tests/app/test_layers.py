@@ -33,3 +33,10 @@ def test_ble_imports_neither_doses_nor_mqtt_nor_the_schedule_nor_app() -> None:
     # the walk sees the daemon's imports at all (a broken walk would pass the check above)
     assert "collector.ble.session" in imported_modules("ble")["ble/daemon.py"]
 
+
+
+def test_doses_import_neither_ble_nor_app_nor_cli() -> None:
+    banned = ("collector.ble", "collector.app", "collector.cli")
+    found = {f: sorted(m for m in mods if m.startswith(banned))
+             for f, mods in imported_modules("doses").items()}
+    assert {f: m for f, m in found.items() if m} == {}

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from collector.app.persons import Persons
 from collector.doses.api import check_bind, create_app, token_ok
 from collector.doses.openapi import OPENAPI_FILE, openapi_document, render
 from collector.errors import ConfigError
@@ -289,7 +290,7 @@ async def test_phone_page_is_served(client: Client) -> None:
 
 async def test_extra_persons_from_registry(tmp_path: Any, influx_server: Any, influx_db: str) -> None:
     s = make_settings(tmp_path, influx_server.url, influx_db)
-    app = create_app(s, extra_persons=lambda: ["carol"])
+    app = create_app(s, persons=Persons(s, registry=lambda: ["carol"]))
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         r = await c.post("/api/v1/doses", json={"person": "carol", "amount_mg": 100}, headers=auth())
         assert r.status == 201
@@ -352,7 +353,7 @@ async def test_person_from_device_registry(settings: Any) -> None:
     path = DeviceRegistry.path_for(settings)
     DeviceRegistry(path, [RegisteredDevice(address="AA:BB:CC:DD:EE:01", alias="h10-erin",
                                            person="erin")]).save()
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as c:
+    async with TestClient(TestServer(create_app(settings, persons=Persons(settings)), host="127.0.0.1")) as c:
         r = await c.post("/api/v1/doses", json={"person": "erin", "amount_mg": 100}, headers=auth())
         assert r.status == 201, await r.text()
         r = await c.get("/api/v1/persons", headers=auth())

@@ -14,10 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from collector.app.persons import Persons
 from collector.doses.api import mount
 from collector.doses.forms import FORMS, Form, elemental_share, molar_mass, parse_form
 from collector.doses.model import DoseCreate, DosePatch, DoseValidationError, Source
-from collector.doses.service import DoseService, Rules, apply_patch, build_dose
+from collector.doses.rules import Rules, apply_patch, build_dose
+from collector.doses.service import DoseService
 from collector.settings import Settings
 from collector.storage.pipeline import Pipeline
 from tests.doses.conftest import auth, make_settings
@@ -131,7 +133,7 @@ async def test_journal_queue_survives_and_is_delivered_on_start(
 async def test_mount_into_daemon_app(settings: Settings, influx_server: Any, influx_db: str) -> None:
     async with Pipeline.from_settings(settings, name="daemon") as pipe:
         app = web.Application()
-        mount(app, settings, sink=pipe, extra_persons=lambda: ["dave"])
+        mount(app, settings, sink=pipe, persons=Persons(settings, registry=lambda: ["dave"]))
         async with TestClient(TestServer(app, host="127.0.0.1")) as c:
             r = await c.post("/api/v1/doses", json={"person": "dave", "amount_mg": 200},
                              headers=auth())
