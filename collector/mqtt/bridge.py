@@ -46,12 +46,41 @@ log = logging.getLogger(__name__)
 RECONNECT_MAX_S = 60.0
 #: Seconds the goodbye (availability "offline") may take when magsleep stops.
 GOODBYE_S = 1.0
+#: Seconds a connected bridge has, once told to stop, to say goodbye and disconnect before its
+#: connection is cut off (a connection not yet made is cut off at once): a broker that hangs
+#: never holds up the stop for an aiomqtt operation timeout.
+STOP_GRACE_S = GOODBYE_S + 1.0
+#: Seconds a cancelled connection or bridge may take to unwind before it is left behind.
+CANCEL_S = 1.0
 #: Effects are re-read every this many refreshes (they change once a day at most).
 EFFECT_EVERY = 10
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def cancel_and_wait(tasks: Sequence[asyncio.Task[Any]], within: float) -> bool:
+    """Cancel the tasks and wait at most ``within`` seconds for them to end; True if they all did.
+
+    The cancellation is repeated while waiting: on Python 3.11 ``asyncio.wait_for`` (which aiomqtt
+    uses for every acknowledgement) swallows a cancellation that arrives as its future completes
+    (gh-86296), and the task then goes on as if never cancelled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        left = deadline - loop.time()
+        if left <= 0:
+            return False
+        for t in pending:
+            t.cancel()
+        _, still = await asyncio.wait(pending, timeout=min(left, 0.1))
+        pending = list(still)
+    for t in tasks:  # retrieved, so that asyncio does not warn about them
+        if not t.cancelled():
+            t.exception()
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +137,7 @@ class Bridge:
                     await self._connection_loop(svc, stop, password, tls)
                 finally:
                     if reminders is not None:
-                        reminders.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await reminders
+                        await cancel_and_wait([reminders], CANCEL_S)
         except Exception:  # the collection goes on without MQTT
             log.exception("MQTT: the bridge stopped")
 
@@ -123,46 +150,89 @@ class Bridge:
     async def _connection_loop(self, svc: DoseService, stop: asyncio.Event, password: str | None,
                                tls: ssl.SSLContext | None) -> None:
         failures = 0
-        where = f"{self.mqtt.host}:{self.mqtt.port}"
         while not stop.is_set():
             client = aiomqtt.Client(
                 self.mqtt.host, self.mqtt.port, username=self.mqtt.username or None, password=password,
                 identifier=f"{self.topics.node_id}-{uuid.uuid4().hex[:8]}", tls_context=tls, timeout=10,
                 keepalive=30, will=aiomqtt.Will(self.topics.availability, d.OFFLINE, qos=1, retain=True))
+            # The connection runs as its own task, so that a stop never waits on it for longer than
+            # STOP_GRACE_S, whatever aiomqtt is waiting for (a CONNACK, an acknowledgement, a disconnect).
+            session = asyncio.create_task(self._session(client, svc, stop, failures), name="mqtt-connection")
             try:
-                async with client:
-                    self._client = client
-                    self.connects += 1
-                    log.info("MQTT: connected to %s%s", where, f" after {failures} failed attempt(s)"
-                             if failures else "")
-                    failures = 0
-                    await self._serve(client, svc, stop)
-            except aiomqtt.MqttError as exc:
-                failures += 1
-                level = logging.WARNING if failures == 1 else logging.DEBUG
-                hint = ("; check mqtt.username and the password" if "authori" in str(exc).lower()
-                        or "password" in str(exc).lower() else "")
-                log.log(level, "MQTT: no connection to the broker at %s (%s%s); collection goes on, retrying "
-                        "with backoff", where, exc, hint)
-            except Exception:  # a bug here must not end the bridge or the daemon
-                failures += 1
-                log.exception("MQTT: unexpected error; reconnecting")
+                await self._until_done_or_stopped(session, stop)
             finally:
-                self._client = None
-                self._published.clear()
+                if not session.done():  # cancelled from outside: never leave a connection behind
+                    session.cancel()
+                    session.add_done_callback(lambda t: t.cancelled() or t.exception())
+            if session.done() and not session.cancelled():
+                failures = session.result()
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff_delay(max(failures, 1), self.reconnect_max_s))
 
+    async def _until_done_or_stopped(self, session: asyncio.Task[int], stop: asyncio.Event) -> None:
+        """Wait for the connection to end; once ``stop`` is set, give a connected one STOP_GRACE_S to
+        say goodbye and disconnect, then cancel it (one still connecting is cancelled at once)."""
+        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
+        try:
+            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if session.done():
+            return
+        if self._client is not None:
+            await asyncio.wait({session}, timeout=STOP_GRACE_S)
+            if session.done():
+                return
+            log.info("MQTT: the broker did not answer the goodbye within %.0f s; connection cut off", STOP_GRACE_S)
+        if not await cancel_and_wait([session], CANCEL_S):
+            log.warning("MQTT: the connection did not end after it was cancelled; left behind")
+
+    async def _session(self, client: aiomqtt.Client, svc: DoseService, stop: asyncio.Event, failures: int) -> int:
+        """One connection: connect, then serve until it drops or ``stop`` is set. Returns the number of
+        failed attempts in a row (0 after a connection was made)."""
+        where = f"{self.mqtt.host}:{self.mqtt.port}"
+        try:
+            async with client:
+                self._client = client
+                self.connects += 1
+                log.info("MQTT: connected to %s%s", where, f" after {failures} failed attempt(s)"
+                         if failures else "")
+                failures = 0
+                await self._serve(client, svc, stop)
+        except aiomqtt.MqttError as exc:
+            failures += 1
+            level = logging.WARNING if failures == 1 else logging.DEBUG
+            hint = ("; check mqtt.username and the password" if "authori" in str(exc).lower()
+                    or "password" in str(exc).lower() else "")
+            log.log(level, "MQTT: no connection to the broker at %s (%s%s); collection goes on, retrying "
+                    "with backoff", where, exc, hint)
+        except Exception:  # a bug here must not end the bridge or the daemon
+            failures += 1
+            log.exception("MQTT: unexpected error; reconnecting")
+        finally:
+            self._client = None
+            self._published.clear()
+        return failures
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """Availability "offline" (retained), waiting at most GOODBYE_S for the broker."""
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await asyncio.wait_for(client.publish(self.topics.availability, d.OFFLINE, qos=1, retain=True),
+                                   GOODBYE_S)
+
     async def _serve(self, client: aiomqtt.Client, svc: DoseService, stop: asyncio.Event) -> None:
+        if stop.is_set():  # connected while stopping: only the goodbye
+            await self._goodbye(client)
+            return
         await client.subscribe(self.topics.command_filter, qos=1)
         await client.subscribe(self.topics.ha_status, qos=1)
         await client.publish(self.topics.availability, d.ONLINE, qos=1, retain=True)
         # Publishing runs beside the listener: a publish does not notice a lost connection (it
         # waits for its acknowledgement until the timeout), the listener does at once.
         listener = asyncio.create_task(self._listen(client, svc), name="mqtt-listen")
-        ticker = asyncio.create_task(self._tick(client, svc), name="mqtt-refresh")
+        ticker = asyncio.create_task(self._tick(client, svc, stop), name="mqtt-refresh")
         stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
             done, _ = await asyncio.wait({listener, ticker, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -170,17 +240,14 @@ class Bridge:
                 if task in done:
                     task.result()  # MqttError: the connection is gone
                     return
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):  # stopping: say goodbye
-                await asyncio.wait_for(client.publish(self.topics.availability, d.OFFLINE, qos=1, retain=True),
-                                       GOODBYE_S)
+            await cancel_and_wait([listener, ticker], CANCEL_S)  # stopping: no more states, then the goodbye
+            await self._goodbye(client)
         finally:
-            for t in (listener, ticker, stopper):
-                t.cancel()
-            await asyncio.gather(listener, ticker, stopper, return_exceptions=True)
+            await cancel_and_wait([listener, ticker, stopper], CANCEL_S)
 
-    async def _tick(self, client: aiomqtt.Client, svc: DoseService) -> None:
+    async def _tick(self, client: aiomqtt.Client, svc: DoseService, stop: asyncio.Event) -> None:
         await self.refresh(client, svc, everything=True)
-        while True:
+        while not stop.is_set():
             await asyncio.sleep(self.refresh_s)
             await self.refresh(client, svc)
 
@@ -428,9 +495,11 @@ async def running_bridge(settings: Settings, *, sink: PointSink | None, now: Cal
         yield bridge
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(task, GOODBYE_S + 2.0)
-        except TimeoutError:
-            log.debug("MQTT: the bridge did not stop in time; cancelled")
-        except Exception:  # never let the bridge break the shutdown
-            log.exception("MQTT: the bridge failed while stopping")
+        # asyncio.wait, not wait_for: a timeout must not turn into an unbounded wait for the
+        # cancelled task. The bridge ends by itself within STOP_GRACE_S + CANCEL_S.
+        await asyncio.wait({task}, timeout=STOP_GRACE_S + CANCEL_S + 1.0)
+        if not task.done():
+            log.warning("MQTT: the bridge did not stop in time; cancelled")
+            await cancel_and_wait([task], CANCEL_S)
+        if task.done() and not task.cancelled() and task.exception() is not None:  # never break the shutdown
+            log.error("MQTT: the bridge failed while stopping", exc_info=task.exception())

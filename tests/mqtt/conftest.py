@@ -68,6 +68,8 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
         self.proc = None
 
     def log(self) -> str:
@@ -152,3 +154,65 @@ async def home_assistant(port: int) -> AsyncIterator[HomeAssistant]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await task
+
+
+@dataclass
+class FrozenLink:
+    """A loopback TCP relay in front of the broker that can go silent, like a broker host that hangs or a
+    network that drops packets: connections stay open but nothing gets through either way."""
+
+    target_port: int
+    port: int = 0
+    frozen: bool = False
+    #: bytes from the broker to let through before going silent by itself (4: just the CONNACK)
+    freeze_after: int | None = None
+    passed_down: int = 0
+    server: asyncio.Server | None = None
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers.append(up_writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    if down and self.freeze_after is not None:
+                        data = data[: max(0, self.freeze_after - self.passed_down)]
+                        self.passed_down += len(data)
+                        self.frozen = self.frozen or self.passed_down >= self.freeze_after
+                        if data:
+                            dst.write(data)
+                    elif not self.frozen:  # frozen: swallowed, the connection stays open
+                        dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for w in self.writers:
+            w.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def frozen_link(target_port: int) -> AsyncIterator[FrozenLink]:
+    link = FrozenLink(target_port)
+    await link.start()
+    try:
+        yield link
+    finally:
+        await link.stop()

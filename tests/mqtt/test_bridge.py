@@ -26,7 +26,7 @@ from collector.doses.model import DoseCreate, Source
 from collector.doses.service import DoseService
 from collector.effects.planner import PlanSpec
 from collector.effects.store import PlanStore, StoredPlan, night_time_ns
-from collector.mqtt.bridge import Bridge, running_bridge
+from collector.mqtt.bridge import STOP_GRACE_S, Bridge, running_bridge
 from collector.mqtt.reminders import STATE_FILE
 from collector.settings import InfluxSettings, MqttSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
@@ -34,11 +34,14 @@ from collector.storage.local_influx import free_port
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader
 from tests.mqtt import ha_schema
-from tests.mqtt.conftest import Broker, home_assistant
+from tests.mqtt.conftest import Broker, frozen_link, home_assistant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TONIGHT = date(2026, 11, 20)  # a Friday
 ADDR = "C0:FF:EE:00:0B:01"
+#: How long a stop may take here: the bridge's own grace plus room for a loaded 2-core machine, and
+#: well below aiomqtt's 10-s operation timeout that a stop used to wait out.
+STOP_BOUND_S = STOP_GRACE_S + 3.0
 
 
 class Clock:
@@ -321,13 +324,61 @@ async def test_broker_restart_and_broker_down_at_start(settings, broker, pipe, c
         assert bridge.connects == 2
     finally:
         stop.set()
-        # a stop right after the reconnect can wait out one aiomqtt operation timeout (10 s, seen in
-        # about 1 run in 5 on a loaded machine) before the bridge ends: bounded, but not instant
-        await asyncio.wait_for(task, 25)
+        await asyncio.wait_for(task, STOP_BOUND_S)
     async with InfluxReader.from_settings(settings) as r:
         await pipe.flush(timeout=20)
         rows = await r.query("SELECT amount_mg FROM supplement_dose")
     assert [x["amount_mg"] for x in rows] == [300.0]
+
+
+async def test_a_stop_never_waits_on_a_broker_that_hangs(settings, broker, pipe, clock, caplog):
+    """A broker host that hangs (or a network that drops everything) while the bridge connects, right
+    after it connected, or while it serves: the bridge still stops within STOP_BOUND_S."""
+    caplog.set_level(logging.INFO, logger="collector.mqtt")
+
+    async def stopped(bridge: Bridge, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, STOP_BOUND_S)
+
+    async with home_assistant(broker.port) as ha:
+        # 1. no CONNACK ever comes: the connect is dropped at once (nothing was connected to say goodbye to)
+        async with frozen_link(broker.port) as link:
+            link.frozen = True
+            s = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": link.port})})
+            bridge, stop = Bridge(s, sink=pipe, now=clock), asyncio.Event()
+            task = asyncio.create_task(bridge.run(stop))
+            await asyncio.sleep(0.3)
+            await stopped(bridge, stop, task)
+            assert bridge.connects == 0
+
+        # 2. the CONNACK and nothing more: connected, stuck subscribing; cut off after the grace
+        async with frozen_link(broker.port) as link:
+            link.freeze_after = 4
+            s = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": link.port})})
+            bridge, stop = Bridge(s, sink=pipe, now=clock), asyncio.Event()
+            task = asyncio.create_task(bridge.run(stop))
+            for _ in range(200):
+                if bridge.connects:
+                    break
+                await asyncio.sleep(0.05)
+            assert bridge.connects == 1 and link.frozen
+            await stopped(bridge, stop, task)
+            assert any("connection cut off" in r.getMessage() for r in caplog.records)
+        await ha.wait_for("magsleep/status", "offline")  # the link closed: the broker sent the will
+
+        # 3. silent while serving: the goodbye cannot get through, the stop does not wait for it
+        async with frozen_link(broker.port) as link:
+            s = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"port": link.port})})
+            bridge, stop = Bridge(s, sink=pipe, now=clock, refresh_s=0.2), asyncio.Event()
+            task = asyncio.create_task(bridge.run(stop))
+            await ha.wait_for("magsleep/status", "online")
+            await ha.wait_for("magsleep/person/alice/dose_logged", "OFF")
+            link.frozen = True
+            await stopped(bridge, stop, task)
+            assert bridge.connects == 1
+            assert ha.text("magsleep/status") == "online"  # the goodbye never got through...
+        await ha.wait_for("magsleep/status", "offline")  # ...but the will did once the link closed
 
 
 async def test_password_from_a_file_and_a_wrong_one_never_logged(settings, tmp_path, pipe, clock, caplog):
