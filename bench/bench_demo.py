@@ -7,7 +7,7 @@ losses) over the same virtual BlueZ on a private dbus-daemon:
 1. generation alone: both nights' Heart Rate Measurement notifications;
 2. baseline: a bare bleak loop (one ``BleakClient`` per strap, ``start_notify`` with a callback that
    only counts and notes the receipt time) at the same speed;
-3. the collector: :func:`collector.demo.play_night` (the real daemon with its SQLite outbox and
+3. the collector: :func:`collector.app.demo.play_night` (the real daemon with its SQLite outbox and
    pipeline into a private InfluxDB 1.6.7, as ``magsleep demo`` runs it).
 
 Each path runs at 960x (about the demo's default: a night in 30 s), 1,440x (8 h in 20 s) and
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from bleak import BleakClient
 
+from collector.app.demo import PERSONS, StrapNight, play_night, strap_night, timed_feed
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.clock import CompressedClock
-from collector.demo import PERSONS, StrapNight, play_night, strap_night, timed_feed
 from collector.settings import BleSettings, InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.bluez import Notification, VirtualBlueZ, heart_rate_strap, private_system_bus
 from collector.sim.hrm import HEART_RATE_MEASUREMENT_UUID, notification_arrays

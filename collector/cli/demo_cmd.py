@@ -1,4 +1,4 @@
-"""``magsleep demo``: the whole system on virtual wearables (see collector/demo.py and docs/demo.md)."""
+"""``magsleep demo``: the whole system on virtual wearables (see collector/app/demo.py and docs/demo.md)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _num(v: Any, fmt: str = "{:.0f}") -> str:
 
 
 def _print_summary(out: Console, res: Any, opts: Any) -> None:
-    from collector.demo import dashboards_dir
+    from collector.app.demo import dashboards_dir
 
     cfg = shlex.quote(_shown(res.config))
     prog = _program()
@@ -188,7 +188,7 @@ def _program() -> str:
 
 
 def _dir_arg(opts: Any) -> str:
-    from collector.demo import DEFAULT_DIR
+    from collector.app.demo import DEFAULT_DIR
 
     return "" if Path(opts.directory) == DEFAULT_DIR else f" --dir {shlex.quote(str(opts.directory))}"
 
@@ -225,7 +225,7 @@ def demo(
         hidden=True)] = None,
 ) -> None:
     """The demo: virtual wearables, the real daemon, a local InfluxDB, nights, effects and a report."""
-    from collector import demo as d
+    from collector.app import demo as d
 
     try:
         if clean_:

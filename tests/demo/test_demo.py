@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from collector.app.demo import MARKER, PERSONS, DemoOptions, clean, prepare_dir, studies, watch_night
 from collector.cli import app
-from collector.demo import MARKER, PERSONS, DemoOptions, clean, prepare_dir, studies, watch_night
 from collector.errors import ConfigError
 from collector.settings import load_settings
 from collector.storage import local_influx

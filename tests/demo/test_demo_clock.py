@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.demo import PERSONS, READY_SLACK_MIN, DemoOptions, _plan_studies, live_data_end_ns, studies
+from collector.app.demo import PERSONS, READY_SLACK_MIN, DemoOptions, _plan_studies, live_data_end_ns, studies
 from collector.settings import PersonSettings, Settings
 
 NS = 1_000_000_000

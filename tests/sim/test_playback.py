@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.app.demo import PERSONS, play_night, strap_night
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
-from collector.demo import PERSONS, play_night, strap_night
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.bluez import VirtualBlueZ
 from collector.sim.hrm import notification_arrays
