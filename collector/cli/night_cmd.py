@@ -24,9 +24,9 @@ from collector.cli.common import (
 )
 from collector.cli.common import parse_at as common_parse_at
 from collector.cli.dose_cmd import Person, open_service, report_pending, run
-from collector.doses.journal import lights_point_of
 from collector.doses.lights import person_settings
 from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent, NightTagName, Source
+from collector.doses.points import lights_point_of
 from collector.errors import ValidationError
 from collector.settings import PersonSettings, Settings
 from collector.storage.lineprotocol import Point

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -28,14 +28,12 @@ from collector.doses.model import (
     NightTagName,
     NotFoundError,
 )
-from collector.effects.tagging import night_time_ns
+from collector.doses.points import dose_point, lights_point_of, tag_point, to_ns
 from collector.errors import JournalUnavailableError
 from collector.storage.files import FILE_MODE, private_dir
 from collector.storage.lineprotocol import Point
 
 JOURNAL_NAME = "doses.sqlite"
-DOSE_MEASUREMENT = "supplement_dose"
-TAG_MEASUREMENT = "night_tag"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS doses (
@@ -91,65 +89,12 @@ class InfluxOp:
     point: Point
 
 
-def to_ns(dt: datetime) -> int:
-    """UTC epoch nanoseconds of an aware datetime, exact to the microsecond."""
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
 _I64 = 2**63 - 1
 
 
 def _clamp(ns: int) -> int:
     """``ns`` within SQLite's INTEGER range (query bounds may be any datetime)."""
     return max(-_I64, min(_I64, ns))
-
-
-def dose_point(dose: Dose, time_ns: int) -> Point:
-    return Point(
-        DOSE_MEASUREMENT,
-        {
-            "person": dose.person,
-            "supplement": dose.supplement,
-            "form": dose.form.value,
-            "source": dose.source.value,
-        },
-        {
-            "dose_id": str(dose.id),
-            "amount_mg": float(dose.amount_mg),
-            "elemental_mg": float(dose.elemental_mg),
-            "note": dose.note,
-        },
-        time_ns,
-    )
-
-
-def tag_point(tag: NightTag) -> Point:
-    return Point(
-        TAG_MEASUREMENT,
-        {"person": tag.person, "tag": tag.tag.value},
-        {"night": tag.night.isoformat(), "value": True},
-        night_time_ns(tag.night),
-    )
-
-
-def lights_tag_point(person: str, night: date, event: LightsEvent, at_ns: int, *,
-                     value: bool = True) -> Point:
-    """The ``night_tag`` point of a night's lights out / on (one per person, night and event).
-
-    Its time is 12:00 UTC of the night, so recording again overwrites it; ``value=False`` marks it
-    removed (``collector.nights.segment.lights_from_tags`` then ignores it).
-    """
-    return Point(
-        TAG_MEASUREMENT,
-        {"person": person, "tag": event.value},
-        {"night": night.isoformat(), "value": value, "at": at_ns},
-        night_time_ns(night),
-    )
-
-
-def lights_point_of(lights: Lights, *, value: bool = True) -> Point:
-    return lights_tag_point(lights.person, lights.night, lights.event, to_ns(lights.at), value=value)
 
 
 #: SQLite's answers for a file that is not (or no longer) a sound database.
@@ -565,11 +510,5 @@ __all__ = [
     "InfluxOp",
     "check_intact",
     "damaged_journal_error",
-    "dose_point",
     "is_damaged",
-    "lights_point_of",
-    "lights_tag_point",
-    "night_time_ns",
-    "tag_point",
-    "to_ns",
 ]

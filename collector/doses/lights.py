@@ -1,9 +1,9 @@
-"""Lights out / lights on: which night a time belongs to, and the ``night_tag`` point it makes.
+"""Lights out / lights on: which night a time belongs to.
 
-One place for the CLI (``magsleep night lights-out``), the HTTP API and the phone page, so all
-three write the same point: ``night_tag`` with tags person and tag (``lights_out`` /
-``lights_on``), fields night (the evening's date), value (true; false = removed) and at (ns),
-stamped 12:00 UTC of the night. The night window is the nights area's
+One place for the CLI (``magsleep night lights-out``), the HTTP API and the phone page; the
+``night_tag`` point they all write is made by :func:`collector.doses.points.lights_tag_point`
+(tags person and tag ``lights_out`` / ``lights_on``, fields night, value and at, stamped 12:00
+UTC of the night). The night window is the nights area's
 (:func:`collector.nights.segment.night_of`, which needs only NumPy); it is imported on first use
 (the service calls this on its worker thread, not on the event loop).
 """
@@ -13,11 +13,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from collector.doses.journal import lights_tag_point, to_ns
-from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent
+from collector.doses.model import DoseValidationError, FieldProblem
+from collector.doses.points import to_ns
 from collector.doses.rules import ConfiguredPersons
 from collector.settings import PersonSettings, Settings
-from collector.storage.lineprotocol import Point
 
 
 def person_settings(settings: Settings, name: str) -> PersonSettings:
@@ -49,10 +48,4 @@ def night_for(person: PersonSettings, at: datetime, field: str = "at") -> date:
     )])
 
 
-def lights_point(person: PersonSettings, tag: str | LightsEvent, at: datetime) -> Point:
-    """The night_tag point for lights out/on at ``at`` (one per night and tag: re-tagging overwrites)."""
-    event = LightsEvent(tag)
-    return lights_tag_point(person.name, night_for(person, at), event, to_ns(at))
-
-
-__all__ = ["lights_point", "night_for", "person_settings"]
+__all__ = ["night_for", "person_settings"]

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from collector.doses.api import create_app
-from collector.doses.journal import to_ns
-from collector.doses.lights import lights_point, person_settings
+from collector.doses.lights import night_for, person_settings
 from collector.doses.model import DoseValidationError, LightsEvent
+from collector.doses.points import lights_tag_point, to_ns
 from collector.nights.run import compute_all
 from collector.nights.segment import lights_from_tags, night_window
 from collector.nights.stages import EPOCH_S
@@ -29,6 +29,7 @@ from collector.sim.backfill import backfill
 from collector.sim.nights import Study, plan_study
 from collector.sim.params import Dosing, SimConfig
 from collector.sim.person import PersonProfile
+from collector.storage.lineprotocol import Point
 from tests.doses.conftest import TOKEN, auth, make_settings, pipeline_of, service_of
 from tests.doses.test_cli import cli
 
@@ -321,6 +322,11 @@ def test_cli_lights_journaled_while_influx_is_down(
     assert code == 2 and "night window" in out
     code, out = cli(config_file, "night", "lights-out")
     assert code == 2 and "person" in out
+
+
+def lights_point(ps: PersonSettings, tag: str, at: datetime) -> Point:
+    """The point the journal queues for lights out/on at ``at`` (its night from the person's window)."""
+    return lights_tag_point(ps.name, night_for(ps, at), LightsEvent(tag), to_ns(at))
 
 
 def test_lights_point_refuses_times_between_windows() -> None:

@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from collector.doses.journal import to_ns
+from collector.doses.points import to_ns
 from collector.settings import PersonSettings, Settings
 from tests.doses.conftest import TOKEN, ThreadedServer, make_settings
 
