@@ -39,10 +39,11 @@ from bleak import BleakClient
 
 from collector.app.demo import PERSONS, StrapNight, play_night, strap_night, timed_feed
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
+from collector.ble.uuids import HEART_RATE_MEASUREMENT
 from collector.clock import CompressedClock
 from collector.settings import BleSettings, InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.bluez import Notification, VirtualBlueZ, heart_rate_strap, private_system_bus
-from collector.sim.hrm import HEART_RATE_MEASUREMENT_UUID, notification_arrays
+from collector.sim.hrm import notification_arrays
 from collector.sim.nights import NS, Night, plan_study
 from collector.sim.person import PersonProfile
 from collector.storage import local_influx
@@ -136,7 +137,7 @@ async def _bare(bz: VirtualBlueZ, straps: list[StrapNight], speed: float) -> Row
         def cb(_ch: object, _data: bytearray, got: list[int] = receipts[s.address]) -> None:
             got.append(clock.time_ns())
 
-        await c.start_notify(HEART_RATE_MEASUREMENT_UUID, cb)
+        await c.start_notify(HEART_RATE_MEASUREMENT, cb)
         clients.append(c)
     while clock.time_ns() < end_ns:  # noqa: ASYNC110 - polling the simulated clock is the point
         await asyncio.sleep(0.05)

@@ -35,15 +35,17 @@ from typing import Any, Protocol
 
 from collector.ble import pairing
 from collector.ble.daemon import DaemonResult, run_daemon
+from collector.ble.profiles.heart_rate import encode_measurement
 from collector.ble.registry import DeviceRegistry
+from collector.ble.uuids import HEART_RATE_MEASUREMENT
 from collector.clock import Clock, CompressedClock, SystemClock
 from collector.errors import ConfigError, MagsleepError
 from collector.settings import Settings, load_settings
 from collector.sim.bluez import Notification, VirtualBlueZ, heart_rate_strap
 from collector.sim.bluez.fake import VirtualDevice
-from collector.sim.bluez.model import VirtualWearable
+from collector.sim.bluez.gatt import VirtualWearable
 from collector.sim.bluez.trackers import BangleConsole, bangle_js, sleeplog_from_hypnogram
-from collector.sim.hrm import HEART_RATE_MEASUREMENT_UUID, HrNotification, encode_hrm, hr_notifications
+from collector.sim.hrm import HrNotification, hr_notifications
 from collector.sim.nights import NS, Night, Study, plan_study
 from collector.sim.params import SimConfig
 from collector.sim.person import PersonProfile
@@ -120,7 +122,7 @@ class DemoOptions:
 
 
 #: What a strap sends while it is switched on but not worn yet: HR 0, contact not detected.
-NO_CONTACT = encode_hrm(0, (), contact=False)
+NO_CONTACT = encode_measurement(0, (), contact=False)
 
 
 def timed_feed(
@@ -141,7 +143,7 @@ def timed_feed(
         if preroll_from_ns is not None and notes:
             t = max(preroll_from_ns, now_ns)
             while t < notes[0].time_ns - NS:
-                yield Notification((t - now_ns) / NS, HEART_RATE_MEASUREMENT_UUID, NO_CONTACT)
+                yield Notification((t - now_ns) / NS, HEART_RATE_MEASUREMENT, NO_CONTACT)
                 t += NS
         for n in notes:
             if n.time_ns >= now_ns:

@@ -17,35 +17,22 @@ night on a virtual wearable. :func:`notification_arrays` is the same stream as n
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from collector.ble.profiles.heart_rate import encode_measurement
+from collector.ble.uuids import HEART_RATE_MEASUREMENT
 from collector.sim.nights import NS, Night
 from collector.sim.rr import in_intervals
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-#: Heart Rate Measurement characteristic (0x2A37) as a full 128-bit UUID.
-HEART_RATE_MEASUREMENT_UUID = "00002a37-0000-1000-8000-00805f9b34fb"
 RR_UNITS_PER_S = 1024
 _HR_AVERAGE_BEATS = 4  # the strap's HR is the mean of its last few intervals
-
-
-def encode_hrm(bpm: int, rr_1024: Sequence[int] = (), *, contact: bool | None = True) -> bytes:
-    """0x2A37 bytes: flags, HR (uint8, uint16 above 255), RR intervals in 1/1024 s."""
-    wide = bpm > 255
-    flags = 0x01 if wide else 0x00
-    if contact is not None:
-        flags |= 0x04 | (0x02 if contact else 0x00)
-    if len(rr_1024):
-        flags |= 0x10
-    head = struct.pack("<BH", flags, bpm) if wide else struct.pack("<BB", flags, bpm)
-    return head + struct.pack(f"<{len(rr_1024)}H", *rr_1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +45,7 @@ class HrNotification:
     bpm: int
     rr_1024: tuple[int, ...]
     contact: bool | None
-    uuid: str = HEART_RATE_MEASUREMENT_UUID
+    uuid: str = HEART_RATE_MEASUREMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,4 +139,4 @@ def hr_notifications(
     ):
         rr_t = tuple(rr[s:s + n])
         contact = bool(c) if contact_supported else None
-        yield HrNotification(at, t, encode_hrm(bpm, rr_t, contact=contact), bpm, rr_t, contact)
+        yield HrNotification(at, t, encode_measurement(bpm, rr_t, contact=contact), bpm, rr_t, contact)

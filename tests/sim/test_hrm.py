@@ -6,18 +6,19 @@ import itertools
 
 import numpy as np
 
-from collector.ble.profiles.heart_rate import decode_measurement
-from collector.sim.hrm import HEART_RATE_MEASUREMENT_UUID, encode_hrm, hr_notifications, notification_arrays
+from collector.ble.profiles.heart_rate import decode_measurement, encode_measurement
+from collector.ble.uuids import HEART_RATE_MEASUREMENT
+from collector.sim.hrm import hr_notifications, notification_arrays
 from collector.sim.params import Faults
 from collector.sim.rr import in_intervals
 from tests.sim.conftest import make_study
 
 
-def test_encode_hrm_matches_published_bytes() -> None:
+def test_encode_measurement_matches_published_bytes() -> None:
     # movisens/SmartGattLib test vector (ble.md): 72 bpm, contact detected, RR 340 and 748
-    assert encode_hrm(72, (340, 748), contact=True).hex() == "16485401ec02"
-    assert encode_hrm(60, (), contact=None).hex() == "003c"
-    assert encode_hrm(300, (1000,), contact=False).hex() == "152c01e803"
+    assert encode_measurement(72, (340, 748), contact=True).hex() == "16485401ec02"
+    assert encode_measurement(60, (), contact=None).hex() == "003c"
+    assert encode_measurement(300, (1000,), contact=False).hex() == "152c01e803"
 
 
 def test_notifications_decode_with_the_collectors_parser() -> None:
@@ -25,7 +26,7 @@ def test_notifications_decode_with_the_collectors_parser() -> None:
     notes = list(hr_notifications(night))
     a = notification_arrays(night)
     assert len(notes) == len(a.at_s)
-    assert notes[0].uuid == HEART_RATE_MEASUREMENT_UUID
+    assert notes[0].uuid == HEART_RATE_MEASUREMENT
     rr_total = 0
     for n in notes[:: max(1, len(notes) // 2000)] + notes[-5:]:
         m = decode_measurement(n.value)

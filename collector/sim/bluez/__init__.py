@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collector.sim.bluez.dbus_daemon import PrivateDBus, private_system_bus
 from collector.sim.bluez.fake import BlueZError, DeviceStats, VirtualBlueZ, VirtualDevice
-from collector.sim.bluez.model import (
+from collector.sim.bluez.gatt import (
     Characteristic,
     Descriptor,
     Feed,

@@ -29,7 +29,7 @@ from dbus_fast.aio import MessageBus
 from collector.ble.uuids import BATTERY_LEVEL, CCCD, normalize_uuid
 from collector.clock import Clock, SystemClock
 from collector.errors import DeviceError
-from collector.sim.bluez.model import Characteristic, Descriptor, Service, VirtualWearable
+from collector.sim.bluez.gatt import Characteristic, Descriptor, Service, VirtualWearable
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Virtual trackers that speak active protocols: Bangle.js (UART console + sleeplog), Polar H10 (PMD),
 InfiniTime (motion service).
 
-Each is a :class:`~collector.sim.bluez.model.VirtualWearable` (data) plus a small behaviour object
+Each is a :class:`~collector.sim.bluez.gatt.VirtualWearable` (data) plus a small behaviour object
 bound through ``on_write`` (what the device does when the host writes its RX or control point).
 Behaviours keep what they saw (``commands``, ``requests``) for tests and take fault switches.
 """
@@ -30,7 +30,7 @@ from collector.ble.uuids import (
 )
 from collector.clock import Clock, SystemClock
 from collector.sim.bluez.fake import BlueZError
-from collector.sim.bluez.model import Characteristic, Feed, Notification, Service, VirtualWearable
+from collector.sim.bluez.gatt import Characteristic, Feed, Notification, Service, VirtualWearable
 from collector.sim.bluez.wearables import heart_rate_feed, heart_rate_strap
 
 #: TX notification size of a default-MTU link (the UART console splits its output into these).

@@ -19,7 +19,7 @@ from collector.ble.uuids import (
     MANUFACTURER_NAME,
     MODEL_NUMBER,
 )
-from collector.sim.bluez.model import Characteristic, Feed, Notification, Service, VirtualWearable
+from collector.sim.bluez.gatt import Characteristic, Feed, Notification, Service, VirtualWearable
 
 #: Bluetooth SIG company id of Polar Electro (used in the simulated advertisement).
 POLAR_COMPANY_ID = 0x006B

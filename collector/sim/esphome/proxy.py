@@ -5,7 +5,7 @@ ping, device info with the Bluetooth proxy feature flags, raw advertisements, co
 BLE connect/disconnect/pair/clear cache, GATT services, reads, writes and notifications. Messages
 are aioesphomeapi's own protobuf classes (``aioesphomeapi.api_pb2``) with their message ids
 (``aioesphomeapi.core.MESSAGE_TYPE_TO_PROTO``); frames are written with aioesphomeapi's plaintext
-frame packer. The wearables it forwards are the same :class:`~collector.sim.bluez.model.VirtualWearable`
+frame packer. The wearables it forwards are the same :class:`~collector.sim.bluez.gatt.VirtualWearable`
 objects the virtual BlueZ plays (see docs/virtual-bluez.md, "ESPHome proxies").
 
 Fault injection: :meth:`VirtualEsphomeProxy.restart` (the node reboots: API and BLE links drop,
@@ -41,7 +41,7 @@ from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from collector.ble.uuids import normalize_uuid
 from collector.clock import Clock, SystemClock
-from collector.sim.bluez.model import Characteristic, Notification, VirtualWearable
+from collector.sim.bluez.gatt import Characteristic, Notification, VirtualWearable
 
 log = logging.getLogger(__name__)
 
