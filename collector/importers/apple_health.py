@@ -38,9 +38,9 @@ from typing import IO, Protocol
 from xml.etree import ElementTree as ET
 
 from collector.errors import ValidationError
-from collector.importers.base import BATCH, NS, DoseOffer, ImportContext, slug
+from collector.importers.base import BATCH, NS, Batch, DoseOffer, ImportContext, Layout, Rows, slug
 from collector.nights.stages import DEEP, LIGHT, REM, SLEEP, STAGE_NAMES, WAKE
-from collector.storage.lineprotocol import FieldValue, Point
+from collector.storage.lineprotocol import FieldValue, Point, Tags
 
 HR = "HKQuantityTypeIdentifierHeartRate"
 SLEEP_ANALYSIS = "HKCategoryTypeIdentifierSleepAnalysis"
@@ -48,6 +48,7 @@ HRV = "HKQuantityTypeIdentifierHeartRateVariabilitySDNN"
 HEARTBEAT_SERIES = "HKDataTypeIdentifierHeartbeatSeries"
 MAGNESIUM = "HKQuantityTypeIdentifierDietaryMagnesium"
 IN_BED = "HKCategoryValueSleepAnalysisInBed"
+HEART_RATE = Layout("heart_rate", [("bpm", "int")])
 #: Apple's sleep values -> stage code (collector/nights/stages.py)
 SLEEP_VALUES: dict[str, int] = {
     "HKCategoryValueSleepAnalysisAsleepCore": LIGHT,
@@ -327,9 +328,21 @@ class _State:
     """What one import has gathered so far (kept across restarts after a parse error)."""
 
     batch: list[Point] = field(default_factory=list)
+    #: heart rate as rows per device (base.Rows: written without building points)
+    hr: dict[Tags, list[tuple[int, int]]] = field(default_factory=dict)
+    n_hr: int = 0
     sleep: dict[str, list[_Segment]] = field(default_factory=lambda: defaultdict(list))
     devices: dict[str, str] = field(default_factory=dict)  # sourceName -> device tag
     n_record: int = 0
+
+
+    def flush(self) -> Iterator[Batch]:
+        """What was gathered so far, and start again."""
+        for tags, rows in self.hr.items():
+            yield Rows(HEART_RATE, tags, rows)
+        if self.batch:
+            yield self.batch
+        self.hr, self.n_hr, self.batch = {}, 0, []
 
 
 @dataclass(slots=True)
@@ -364,7 +377,7 @@ class AppleHealthImporter:
         except zipfile.BadZipFile:
             return path.stat().st_size
 
-    def parse(self, path: Path, ctx: ImportContext) -> Iterator[list[Point]]:
+    def parse(self, path: Path, ctx: ImportContext) -> Iterator[Batch]:
         opener, name = self._opener(path, ctx)
         st = _State()
         progress = _Progress(ctx.advance)
@@ -389,8 +402,7 @@ class AppleHealthImporter:
                                  "passed over to the next record")
             last = f"line {line}: {msg}"
             skip = line
-        if st.batch:
-            yield st.batch
+        yield from st.flush()
         yield from _sleep_points(st.sleep, ctx)
 
     def _opener(self, path: Path, ctx: ImportContext) -> tuple[Callable[[], AbstractContextManager[_Readable]], str]:
@@ -428,7 +440,7 @@ class AppleHealthImporter:
         return in_zip, f"{path.name}:{member.filename}"
 
     def _parse_xml(self, stream: _Readable, name: str, ctx: ImportContext,
-                   st: _State) -> Generator[list[Point], None, tuple[int, int, str] | None]:
+                   st: _State) -> Generator[Batch, None, tuple[int, int, str] | None]:
         """Parse until the end (None) or a syntax error: (line, column, message) in this stream."""
         report = ctx.report
         root: ET.Element | None = None
@@ -464,13 +476,19 @@ class AppleHealthImporter:
                         root.clear()
                     continue
                 batch = st.batch
+                hr = st.hr
                 try:
                     if typ == HR:
                         t = apple_ns(a["startDate"])
                         bpm = round(float(a["value"]))
                         if not 0 < bpm < 300:
                             raise ValueError(f"heart rate {a['value']} is out of range")
-                        batch.append(Point("heart_rate", ctx.tags(device(a)), {"bpm": bpm}, t))
+                        tags = ctx.tags(device(a))
+                        rows = hr.get(tags)
+                        if rows is None:
+                            rows = hr[tags] = []
+                        rows.append((t, bpm))
+                        st.n_hr += 1
                     elif typ == SLEEP_ANALYSIS:
                         value = a.get("value", "")
                         code = -1 if value == IN_BED else SLEEP_VALUES.get(value)
@@ -494,9 +512,8 @@ class AppleHealthImporter:
                                      f"{a.get('startDate', 'no startDate')})", what)
                 if root is not None:
                     root.clear()
-                if len(batch) >= BATCH:
-                    yield batch
-                    st.batch = []
+                if len(batch) + st.n_hr >= BATCH:
+                    yield from st.flush()
         except ET.ParseError as exc:
             line, col = exc.position
             return line, col, str(exc).split(":", 1)[0]

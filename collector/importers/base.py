@@ -3,7 +3,9 @@
 An importer is a module with a :class:`Importer`: ``detect(path)`` says whether a file is of its
 kind, ``parse(path, ctx)`` yields batches of :class:`~collector.storage.lineprotocol.Point` in the
 documented schema (collector/storage/schema.py), every point tagged ``source=import`` and with a
-``device`` tag naming the app or watch it came from. Bad input never stops an import: the importer
+``device`` tag naming the app or watch it came from. A batch is a list of points or, for importers
+with many points, :class:`Rows`: one series as plain rows, which iterate as the same points and
+which the pipeline encodes without building them. Bad input never stops an import: the importer
 reports it through ``ctx.report`` (file and line or element), skips it and goes on.
 """
 
@@ -12,14 +14,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from collector.storage.lineprotocol import Point, Tags
+from collector.storage.lineprotocol import Point, RowEncoder, Tags
 
 SOURCE = "import"
 NS = 1_000_000_000
@@ -98,6 +100,54 @@ class ImportContext:
         return t
 
 
+class Layout:
+    """A measurement with a fixed field layout (names and types as in the schema), for :class:`Rows`."""
+
+    __slots__ = ("encoder", "measurement", "names")
+
+    def __init__(self, measurement: str, fields: Sequence[tuple[str, str]]) -> None:
+        self.measurement = measurement
+        self.names = tuple(name for name, _ in fields)
+        self.encoder = RowEncoder(measurement, fields)
+
+
+class Rows:
+    """A batch of one series (measurement and tags) as rows ``(time_ns, value, ...)`` in the
+    layout's field order.
+
+    The cheap form of a batch for importers with many points: the pipeline writes the rows
+    through the layout's :class:`~collector.storage.lineprotocol.RowEncoder` (the same lines as the
+    points would give), and iterating yields the same :class:`Point` objects, built on demand.
+    """
+
+    __slots__ = ("layout", "rows", "tags")
+
+    def __init__(self, layout: Layout, tags: Tags, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.layout = layout
+        self.tags = tags
+        self.rows = rows
+
+    @property
+    def measurement(self) -> str:
+        return self.layout.measurement
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Point]:
+        m, names, tags = self.layout.measurement, self.layout.names, self.tags
+        for r in self.rows:
+            yield Point(m, tags, dict(zip(names, r[1:], strict=True)), r[0])
+
+    def lines(self) -> list[str]:
+        """The rows as line protocol (ns precision)."""
+        return self.layout.encoder.lines(self.tags, self.rows)
+
+
+#: What :meth:`Importer.parse` yields.
+Batch = list[Point] | Rows
+
+
 class Importer(Protocol):
     """One kind of input."""
 
@@ -112,7 +162,7 @@ class Importer(Protocol):
         """Total bytes :meth:`parse` reports through ``ctx.advance`` (0 when unknown)."""
         ...
 
-    def parse(self, path: Path, ctx: ImportContext) -> Iterator[list[Point]]:
+    def parse(self, path: Path, ctx: ImportContext) -> Iterator[Batch]:
         """Batches of points; bad input goes to ``ctx.report``, doses to ``ctx.doses``."""
         ...
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import ValidationError
-from collector.importers.base import BATCH, NS, ImportContext, slug
+from collector.importers.base import BATCH, NS, ImportContext, Layout, Rows, slug
 from collector.nights.stages import DEEP, LIGHT, NOT_WORN, STAGE_NAMES, UNKNOWN, WAKE
-from collector.storage.lineprotocol import FieldValue, Point
+from collector.storage.lineprotocol import Tags
 
 EPOCH_S = 60
 MIBAND1_TYPES = {"10", "MIBAND"}
@@ -44,6 +44,8 @@ HUAMI_CARRY = (0, 10)
 #: ActivityKind codes (PineTime; newer Bangle.js)
 ACTIVITY_KIND: dict[int, int] = {1: WAKE, 2: LIGHT, 4: DEEP, 8: NOT_WORN}
 BANGLE: dict[int, int] = {0: WAKE, **ACTIVITY_KIND}
+HEART_RATE = Layout("heart_rate", [("bpm", "int")])
+SLEEP_STAGE = Layout("sleep_stage", [("stage", "string"), ("stage_code", "int"), ("epoch_s", "int")])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,8 @@ _COLUMNS = ("TIMESTAMP", "DEVICE_ID", "RAW_INTENSITY", "RAW_KIND", "HEART_RATE")
 
 def _open(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        # read-only, and used by one thread at a time (an import closes it wherever it stops)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         raise ValidationError(f"{path}: not a readable SQLite database ({exc}); give the file Gadgetbridge's "
@@ -94,14 +97,14 @@ class GadgetbridgeImporter:
     def size(self, path: Path) -> int:
         return path.stat().st_size
 
-    def parse(self, path: Path, ctx: ImportContext) -> Iterator[list[Point]]:
+    def parse(self, path: Path, ctx: ImportContext) -> Iterator[Rows]:
         db = _open(path)
         try:
             yield from self._parse(db, path, ctx)
         finally:
             db.close()
 
-    def _parse(self, db: sqlite3.Connection, path: Path, ctx: ImportContext) -> Iterator[list[Point]]:
+    def _parse(self, db: sqlite3.Connection, path: Path, ctx: ImportContext) -> Iterator[Rows]:
         tables = _tables(db)
         known = {f.table for f in FAMILIES}
         for table in sorted(tables):
@@ -114,7 +117,6 @@ class GadgetbridgeImporter:
         total = sum(db.execute(f'SELECT count(*) FROM "{f.table}"').fetchone()[0] for f in families)
         per_row = path.stat().st_size / total if total else 0.0
         done = 0.0
-        batch: list[Point] = []
         for fam in families:
             cols = {r[1] for r in db.execute(f'PRAGMA table_info("{fam.table}")')}
             missing = [c for c in _COLUMNS if c not in cols]
@@ -129,6 +131,9 @@ class GadgetbridgeImporter:
                 staged = self._has_sleep(db, fam, dev_id, codes)
                 prev_code = UNKNOWN
                 intensities = 0
+                # rows, not points: the pipeline encodes them at f-string speed (base.Rows)
+                hr_rows: list[tuple[int, int]] = []
+                stage_rows: list[tuple[int, str, int, int]] = []
                 rows = db.execute(
                     f'SELECT TIMESTAMP, RAW_INTENSITY, RAW_KIND, HEART_RATE FROM "{fam.table}" '
                     "WHERE DEVICE_ID = ? ORDER BY TIMESTAMP", (dev_id,))
@@ -138,38 +143,36 @@ class GadgetbridgeImporter:
                         if done >= 65536:
                             ctx.advance(int(done))
                             done -= int(done)
-                        if not isinstance(ts, int) or ts <= 0:
+                        if type(ts) is not int or ts <= 0:
                             ctx.report.bad_input(_where(path, fam, ts, dev_id), f"TIMESTAMP {ts!r} is not Unix seconds")
                             continue
                         t = ts * NS
-                        if isinstance(hr, int) and 0 < hr < 255:
-                            batch.append(Point("heart_rate", tags, {"bpm": hr}, t))
-                        elif hr is not None and not isinstance(hr, int):
+                        if type(hr) is int:
+                            if 0 < hr < 255:
+                                hr_rows.append((t, hr))
+                        elif hr is not None:
                             ctx.report.bad_input(_where(path, fam, ts, dev_id), f"HEART_RATE {hr!r} is not a number")
-                        if isinstance(intensity, int) and intensity > 0:
+                        if type(intensity) is int and intensity > 0:
                             intensities += 1
                         if staged:
-                            if not isinstance(raw_kind, int):
+                            if type(raw_kind) is not int:
                                 ctx.report.bad_input(_where(path, fam, ts, dev_id),
                                                      f"RAW_KIND {raw_kind!r} is not a number")
                                 continue
-                            code = _stage(fam, codes, raw_kind, prev_code)
-                            prev_code = code
-                            fields: dict[str, FieldValue] = {"stage": STAGE_NAMES[code], "stage_code": code,
-                                                             "epoch_s": EPOCH_S}
-                            batch.append(Point("sleep_stage", tags, fields, t))
-                        if len(batch) >= BATCH:
-                            yield batch
-                            batch = []
+                            prev_code = code = _stage(fam, codes, raw_kind, prev_code)
+                            stage_rows.append((t, STAGE_NAMES[code], code, EPOCH_S))
+                        if len(stage_rows) + len(hr_rows) >= BATCH:
+                            yield from _rows(tags, hr_rows, stage_rows)
+                            hr_rows, stage_rows = [], []
                     if intensities:
                         ctx.report.skipped["RAW_INTENSITY minutes (device units, not activity counts)"] += intensities
                 except sqlite3.DatabaseError as exc:
                     ctx.report.bad += 1
                     ctx.report.stopped = f"{path.name} table {fam.table}: the database is damaged ({exc}); " \
                                          "rows before it were read"
+                    yield from _rows(tags, hr_rows, stage_rows)
                     break
-        if batch:
-            yield batch
+                yield from _rows(tags, hr_rows, stage_rows)
 
     def _devices(self, db: sqlite3.Connection) -> dict[int, tuple[str, str]]:
         """DEVICE._id -> (device tag, TYPE as text)."""
@@ -189,6 +192,13 @@ class GadgetbridgeImporter:
         q = (f'SELECT 1 FROM "{fam.table}" WHERE DEVICE_ID = ? AND {expr} IN '
              f"({', '.join('?' * len(sleep_raw))}) LIMIT 1")
         return db.execute(q, (dev_id, *sleep_raw)).fetchone() is not None
+
+
+def _rows(tags: Tags, hr: list[tuple[int, int]], stages: list[tuple[int, str, int, int]]) -> Iterator[Rows]:
+    if hr:
+        yield Rows(HEART_RATE, tags, hr)
+    if stages:
+        yield Rows(SLEEP_STAGE, tags, stages)
 
 
 def _where(path: Path, fam: Family, ts: object, dev_id: int) -> str:

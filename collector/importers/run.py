@@ -16,6 +16,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,9 +24,8 @@ from typing import TYPE_CHECKING
 
 from collector.errors import ValidationError
 from collector.importers import get_importer
-from collector.importers.base import NS, DoseOffer, ImportContext, Report
+from collector.importers.base import NS, Batch, DoseOffer, ImportContext, Report, Rows
 from collector.settings import PersonSettings, Settings
-from collector.storage.lineprotocol import Point
 
 if TYPE_CHECKING:
     from collector.storage.pipeline import Pipeline
@@ -87,19 +87,26 @@ class _Tally:
         self.s = summary
         self.slots: set[int] = set()
 
-    def add(self, batch: list[Point]) -> None:
+    def add(self, batch: Batch) -> None:
         s = self.s
-        lo = hi = batch[0].time_ns
-        slots = self.slots
-        counts: Counter[str] = Counter()
-        for p in batch:
-            t = p.time_ns
-            lo = t if t < lo else lo
-            hi = t if t > hi else hi
-            counts[p.measurement] += 1
-            if p.measurement in NIGHT_INPUTS:
-                slots.add(t // _SLOT_NS)
-        s.points.update(counts)
+        if isinstance(batch, Rows):  # one measurement: no per-point bookkeeping
+            times = [r[0] for r in batch.rows]
+            lo, hi = min(times), max(times)
+            s.points[batch.measurement] += len(times)
+            if batch.measurement in NIGHT_INPUTS:
+                self.slots.update({t // _SLOT_NS for t in times})
+        else:
+            lo = hi = batch[0].time_ns
+            slots = self.slots
+            counts: Counter[str] = Counter()
+            for p in batch:
+                t = p.time_ns
+                lo = t if t < lo else lo
+                hi = t if t > hi else hi
+                counts[p.measurement] += 1
+                if p.measurement in NIGHT_INPUTS:
+                    slots.add(t // _SLOT_NS)
+            s.points.update(counts)
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
 
@@ -203,11 +210,14 @@ def _shown(source: str) -> str:
     return re.sub(r"^(https?://)[^/@]*@", r"\1", source)
 
 
-async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: Pipeline | None) -> None:
-    """Pull batches from the importer (in a thread: parsing is CPU work) and hand them on."""
+async def _drain(batches: Iterator[Batch], tally: _Tally, pipe: Pipeline | None) -> None:
+    """Pull batches from the importer (in a thread: parsing is CPU work) and hand them on.
+
+    Always the same thread: an importer may hold objects bound to the thread that made them
+    (an SQLite connection)."""
     loop = asyncio.get_running_loop()
     done = object()
-    pending: list[list[Point]] = []
+    pending: list[Batch] = []
 
     def pull() -> object:
         # a few batches per thread hop: fewer hand-offs, same memory bound
@@ -219,19 +229,23 @@ async def _drain(batches: Iterator[list[Point]], tally: _Tally, pipe: Pipeline |
             pending.append(b)
         return list(pending) if pending else done
 
-    while True:
-        got = await loop.run_in_executor(None, pull)
-        if got is done:
-            return
-        assert isinstance(got, list)
-        for batch in got:
-            if not batch:
-                continue
-            tally.add(batch)
-            if pipe is not None:
-                while pipe.pending()[1] > MAX_PENDING_LINES:  # noqa: ASYNC110 - no "drained below" event
-                    await asyncio.sleep(0.02)
-                await pipe.put(batch)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="magsleep-import") as parser:
+        while True:
+            got = await loop.run_in_executor(parser, pull)
+            if got is done:
+                return
+            assert isinstance(got, list)
+            for batch in got:
+                if not batch:
+                    continue
+                tally.add(batch)
+                if pipe is not None:
+                    while pipe.pending()[1] > MAX_PENDING_LINES:  # noqa: ASYNC110 - no "drained below" event
+                        await asyncio.sleep(0.02)
+                    if isinstance(batch, Rows):
+                        await pipe.put_rows(batch.layout.encoder, batch.tags, batch.rows)
+                    else:
+                        await pipe.put(batch)
 
 
 async def _log_doses(settings: Settings, person: PersonSettings, summary: ImportSummary, pipe: Pipeline,

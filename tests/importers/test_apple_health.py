@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from collector.importers.apple_health import AppleHealthImporter, apple_ns, clock_s
+from collector.importers.base import Rows
+from collector.storage.lineprotocol import encode_points
+from collector.storage.schema import normalize
 from tests.importers.common import FIXTURES, NS, count, ctx, do_import, settings
 
 XML = FIXTURES / "apple_export.xml"
@@ -66,6 +69,13 @@ def test_records_mapped_and_bad_elements_reported() -> None:
         "ends before it starts"]
     assert [(d.elemental_mg, d.origin) for d in c.doses] == [(200.0, "MyFitnessPal (Apple Health)"),
                                                           (150.0, "Cronometer (Apple Health)")]
+
+
+def test_heart_rate_rows_write_the_lines_of_their_points() -> None:
+    rows = [b for b in AppleHealthImporter().parse(XML, ctx()) if isinstance(b, Rows)]
+    assert sum(len(b) for b in rows) == 6
+    for b in rows:  # what the pipeline writes for the rows is what the points give through the general path
+        assert b.lines() == encode_points([normalize(p) for p in b])
 
 
 def test_beat_lists_as_rr_when_asked() -> None:
