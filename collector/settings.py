@@ -253,7 +253,7 @@ class GenericProfileSettings(_Section):
     def _check_fields(self) -> GenericProfileSettings:
         import struct
 
-        from collector.storage.schema import MEASUREMENTS
+        from collector.storage.schema import MEASUREMENTS, MOTION, SENSOR_MEASUREMENTS
 
         n = len(struct.unpack(self.format, bytes(struct.calcsize(self.format))))
         if len(self.fields) != n:
@@ -263,14 +263,13 @@ class GenericProfileSettings(_Section):
             if isinstance(v, list) and len(v) != n:
                 raise ValueError(f"{what} lists {len(v)} numbers, need one per value ({n}) or a single number")
         m = MEASUREMENTS.get(self.measurement)
-        if m is None or self.measurement in ("device_status", "night", "effect", "trial_plan", "supplement_dose",
-                                             "night_tag"):
+        if m is None or self.measurement not in SENSOR_MEASUREMENTS:
             raise ValueError(f"measurement {self.measurement!r} cannot be fed by a sensor; use one of "
-                             "heart_rate, rr, motion, sleep_stage")
+                             f"{', '.join(SENSOR_MEASUREMENTS)}")
         numeric = {f.name: f.type for f in m.fields if f.type in ("int", "float")}
         axes = [f for f in self.fields if f in ACCELERATION_FIELDS]
         if self.acceleration_hz is not None:
-            if self.measurement != "motion" or sorted(axes) != sorted(ACCELERATION_FIELDS):
+            if self.measurement != MOTION.name or sorted(axes) != sorted(ACCELERATION_FIELDS):
                 raise ValueError("acceleration_hz needs measurement = \"motion\" and the fields x_g, y_g, z_g "
                                  "once each (the sample in g after scale and offset)")
         elif axes:

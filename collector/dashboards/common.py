@@ -10,6 +10,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from collector.dashboards.influxql import DATASOURCE, DATASOURCE_VARIABLE, InfluxAnnotation, InfluxQL
 from collector.storage.reader import quote_ident, quote_str
+from collector.storage.schema import DEVICE_STATUS, HEART_RATE, MOTION, NIGHT, RR, SUPPLEMENT_DOSE
 
 # Regex filters as Grafana's InfluxDB data source expects them: a single value is regex-escaped,
 # several become (a|b), "All" becomes the variable's allValue.
@@ -111,13 +112,14 @@ def multi_variable(name: str, label: str, query: str) -> dash.QueryVariable:
 def device_variable() -> dash.QueryVariable:
     return multi_variable(
         "device", "Device",
-        f'SHOW TAG VALUES FROM "device_status", "heart_rate", "rr", "motion" WITH KEY = "device" WHERE {PERSON}')
+        f"SHOW TAG VALUES FROM {DEVICE_STATUS.quoted}, {HEART_RATE.quoted}, {RR.quoted}, {MOTION.quoted} "
+        f'WITH KEY = "device" WHERE {PERSON}')
 
 
 def dose_annotation() -> dash.AnnotationQuery:
     """Magnesium doses as markers on every time axis."""
     query = (
-        'SELECT "elemental_mg", "amount_mg", "note", "form", "supplement" FROM "supplement_dose" '
+        f'SELECT "elemental_mg", "amount_mg", "note", "form", "supplement" FROM {SUPPLEMENT_DOSE.quoted} '
         f"WHERE {where(PERSON, TIME)}"
     )
     return (
@@ -189,7 +191,7 @@ NIGHT_LINK_FIELDS = (
 
 def nights_table(fields: str, description: str) -> table.Panel:
     """A full-width table of the person's nights (``fields`` of ``night``), each row linking to its night."""
-    q = f'SELECT {NIGHT_LINK_FIELDS}, {fields} FROM "night" WHERE {where(PERSON, TIME)} GROUP BY "dose"'
+    q = f'SELECT {NIGHT_LINK_FIELDS}, {fields} FROM {NIGHT.quoted} WHERE {where(PERSON, TIME)} GROUP BY "dose"'
     return (
         table.Panel()
         .title("Nights")

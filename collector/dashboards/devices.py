@@ -20,12 +20,13 @@ from collector.dashboards.common import (
     where,
 )
 from collector.dashboards.influxql import InfluxQL
+from collector.storage.schema import DEVICE_STATUS, HEART_RATE, NIGHT
 
 UID = "magsleep-devices"
 
 
 def state_timeline() -> statetimeline.Panel:
-    q = f'SELECT "state" FROM "device_status" WHERE {where(PERSON, DEVICE, TIME)} GROUP BY "device"'
+    q = f'SELECT "state" FROM {DEVICE_STATUS.quoted} WHERE {where(PERSON, DEVICE, TIME)} GROUP BY "device"'
     return (
         statetimeline.Panel()
         .title("Connection state")
@@ -40,7 +41,8 @@ def state_timeline() -> statetimeline.Panel:
 
 def last_seen() -> stat.Panel:
     # A single selector keeps the time of the selected point: the last status the device sent.
-    q = f'SELECT last("connected") AS "connected" FROM "device_status" WHERE {where(PERSON, DEVICE)} GROUP BY "device"'
+    q = (f'SELECT last("connected") AS "connected" FROM {DEVICE_STATUS.quoted} '
+         f'WHERE {where(PERSON, DEVICE)} GROUP BY "device"')
     return (
         stat.Panel()
         .title("Last seen")
@@ -58,7 +60,7 @@ def last_seen() -> stat.Panel:
 def now_table() -> table.Panel:
     cols = ("state", "battery_pct", "reconnects", "rssi_dbm", "notify_rate", "model", "firmware")
     fields = ", ".join(f'last("{c}") AS "{c}"' for c in cols)
-    q = f'SELECT {fields} FROM "device_status" WHERE {where(PERSON, DEVICE)} GROUP BY "device"'
+    q = f'SELECT {fields} FROM {DEVICE_STATUS.quoted} WHERE {where(PERSON, DEVICE)} GROUP BY "device"'
     return (
         table.Panel()
         .title("Devices now")
@@ -81,7 +83,7 @@ def now_table() -> table.Panel:
 
 def battery() -> timeseries.Panel:
     q = (
-        f'SELECT last("battery_pct") FROM "device_status" WHERE {where(PERSON, DEVICE, TIME)} '
+        f'SELECT last("battery_pct") FROM {DEVICE_STATUS.quoted} WHERE {where(PERSON, DEVICE, TIME)} '
         'GROUP BY time($__interval), "device" fill(none)'
     )
     return (
@@ -99,7 +101,7 @@ def battery() -> timeseries.Panel:
 
 def reconnects() -> timeseries.Panel:
     q = (
-        f'SELECT max("reconnects") FROM "device_status" WHERE {where(PERSON, DEVICE, TIME)} '
+        f'SELECT max("reconnects") FROM {DEVICE_STATUS.quoted} WHERE {where(PERSON, DEVICE, TIME)} '
         'GROUP BY time($__interval), "device" fill(none)'
     )
     return (
@@ -116,7 +118,7 @@ def reconnects() -> timeseries.Panel:
 
 
 def coverage() -> timeseries.Panel:
-    q = f'SELECT "coverage_pct" AS "coverage" FROM "night" WHERE {where(PERSON, TIME)}'
+    q = f'SELECT "coverage_pct" AS "coverage" FROM {NIGHT.quoted} WHERE {where(PERSON, TIME)}'
     return (
         timeseries.Panel()
         .title("Usable signal per night")
@@ -136,7 +138,7 @@ def coverage() -> timeseries.Panel:
 
 def samples_per_day() -> timeseries.Panel:
     q = (
-        f'SELECT count("bpm") FROM "heart_rate" WHERE {where(PERSON, DEVICE, TIME)} '
+        f'SELECT count("bpm") FROM {HEART_RATE.quoted} WHERE {where(PERSON, DEVICE, TIME)} '
         'GROUP BY time(1d), "device" fill(0)'
     )
     return (

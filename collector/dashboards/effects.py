@@ -24,6 +24,7 @@ from collector.dashboards.common import (
     where,
 )
 from collector.dashboards.influxql import InfluxQL
+from collector.storage.schema import EFFECT, EFFECT_VERDICT, NIGHT, TRIAL_PLAN
 
 UID = "magsleep-effects"
 METRIC = '"metric" =~ /^$metric$/'  # multi-value: Grafana sends (a|b)
@@ -42,7 +43,7 @@ EFFECT_COLUMNS = (
 def metric_variable() -> dash.QueryVariable:
     """The metrics that have effect estimates for the person (as written by `magsleep effects`)."""
     return (
-        multi_variable("metric", "Metric", f'SHOW TAG VALUES FROM "effect" WITH KEY = "metric" WHERE {PERSON}')
+        multi_variable("metric", "Metric", f'SHOW TAG VALUES FROM {EFFECT.quoted} WITH KEY = "metric" WHERE {PERSON}')
         .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"]))
     )
 
@@ -53,7 +54,7 @@ def latest(columns: tuple[tuple[str, str], ...]) -> str:
 
 def effect_stat() -> stat.Panel:
     cond = where(PERSON, eq("comparison", "mg_vs_control"), METRIC)
-    q = f'SELECT {latest(EFFECT_COLUMNS)} FROM "effect" WHERE {cond}'
+    q = f'SELECT {latest(EFFECT_COLUMNS)} FROM {EFFECT.quoted} WHERE {cond}'
     return (
         stat.Panel()
         .title("$metric: magnesium − control")
@@ -88,7 +89,7 @@ def effect_stat() -> stat.Panel:
 
 def estimate_over_time() -> timeseries.Panel:
     q = (
-        'SELECT "estimate", "ci_low", "ci_high" FROM "effect" '
+        f'SELECT "estimate", "ci_low", "ci_high" FROM {EFFECT.quoted} '
         f"WHERE {where(PERSON, eq('comparison', 'mg_vs_control'), METRIC, TIME)} GROUP BY \"metric\""
     )
     return (
@@ -107,7 +108,7 @@ def estimate_over_time() -> timeseries.Panel:
 
 def verdict_panel() -> table.Panel:
     """The verdict (`magsleep effects` writes it as ``effect_verdict``): one answer first, then the next step."""
-    q = (f'SELECT last("headline") AS "answer", last("next_step") AS "next step" FROM "effect_verdict" '
+    q = (f'SELECT last("headline") AS "answer", last("next_step") AS "next step" FROM {EFFECT_VERDICT.quoted} '
          f"WHERE {where(PERSON, eq('comparison', 'mg_vs_control'))}")
     return (
         table.Panel()
@@ -128,7 +129,8 @@ def verdict_panel() -> table.Panel:
 def effects_table(comparison: str, title: str) -> table.Panel:
     cols = (("label", "name"), ("state", "verdict"), *EFFECT_COLUMNS, ("p_adj", "p (BH)"), ("unit", "unit"),
             ("summary", "summary"), ("rank", "rank"))
-    q = f'SELECT {latest(cols)} FROM "effect" WHERE {where(PERSON, eq("comparison", comparison))} GROUP BY "metric"'
+    q = (f"SELECT {latest(cols)} FROM {EFFECT.quoted} "
+         f'WHERE {where(PERSON, eq("comparison", comparison))} GROUP BY "metric"')
     return (
         table.Panel()
         .title(title)
@@ -147,8 +149,8 @@ def effects_table(comparison: str, title: str) -> table.Panel:
 
 
 def adherence_timeline() -> statetimeline.Panel:
-    planned = f'SELECT "magnesium" AS "planned" FROM "trial_plan" WHERE {where(PERSON, TIME)}'
-    taken = f'SELECT "elemental_mg" AS "taken (mg)" FROM "night" WHERE {where(PERSON, TIME)}'
+    planned = f'SELECT "magnesium" AS "planned" FROM {TRIAL_PLAN.quoted} WHERE {where(PERSON, TIME)}'
+    taken = f'SELECT "elemental_mg" AS "taken (mg)" FROM {NIGHT.quoted} WHERE {where(PERSON, TIME)}'
     return (
         statetimeline.Panel()
         .title("Trial plan vs what happened")
@@ -166,9 +168,11 @@ def adherence_timeline() -> statetimeline.Panel:
 
 def adherence_stats() -> stat.Panel:
     mg, ctl = '"magnesium" = true', '"magnesium" = false'
-    planned_mg = f'SELECT count("magnesium") AS "planned magnesium" FROM "trial_plan" WHERE {where(PERSON, mg, TIME)}'
-    planned_ctl = f'SELECT count("magnesium") AS "planned control" FROM "trial_plan" WHERE {where(PERSON, ctl, TIME)}'
-    nights = f'SELECT count("tst_min") AS "nights" FROM "night" WHERE {where(PERSON, TIME)} GROUP BY "dose"'
+    planned_mg = (f'SELECT count("magnesium") AS "planned magnesium" FROM {TRIAL_PLAN.quoted} '
+                  f"WHERE {where(PERSON, mg, TIME)}")
+    planned_ctl = (f'SELECT count("magnesium") AS "planned control" FROM {TRIAL_PLAN.quoted} '
+                   f"WHERE {where(PERSON, ctl, TIME)}")
+    nights = f'SELECT count("tst_min") AS "nights" FROM {NIGHT.quoted} WHERE {where(PERSON, TIME)} GROUP BY "dose"'
     return (
         stat.Panel()
         .title("Plan and nights")

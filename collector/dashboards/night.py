@@ -22,9 +22,10 @@ from collector.dashboards.common import (
     where,
 )
 from collector.dashboards.influxql import DATASOURCE, InfluxQL
+from collector.storage.schema import HEART_RATE, NIGHT, RR, SLEEP_STAGE
 
 UID = "magsleep-night"
-NIGHT = "\"night\" = '$night'"
+THIS_NIGHT = "\"night\" = '$night'"
 
 # (field, title, Grafana unit) of the night summary.
 SUMMARY: tuple[tuple[str, str, str], ...] = (
@@ -48,14 +49,14 @@ def night_variable() -> dash.QueryVariable:
         .label("Night")
         .description("Nights (evening dates) inside the time range; pick a row in 'Nights' to jump to one.")
         .datasource(DATASOURCE)
-        .query(f'SELECT "night" FROM "night" WHERE {where(PERSON, TIME)}')
+        .query(f'SELECT "night" FROM {NIGHT.quoted} WHERE {where(PERSON, TIME)}')
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_DESC)
     )
 
 
 def hypnogram() -> statetimeline.Panel:
-    q = f'SELECT "stage_code" FROM "sleep_stage" WHERE {where(PERSON, TIME)} GROUP BY "source", "device"'
+    q = f'SELECT "stage_code" FROM {SLEEP_STAGE.quoted} WHERE {where(PERSON, TIME)} GROUP BY "source", "device"'
     return (
         statetimeline.Panel()
         .title("Hypnogram")
@@ -74,7 +75,7 @@ def hypnogram() -> statetimeline.Panel:
 
 def heart_rate() -> timeseries.Panel:
     q = (
-        f'SELECT mean("bpm") FROM "heart_rate" WHERE {where(PERSON, DEVICE, TIME)} '
+        f'SELECT mean("bpm") FROM {HEART_RATE.quoted} WHERE {where(PERSON, DEVICE, TIME)} '
         'GROUP BY time($__interval), "device" fill(null)'
     )
     return (
@@ -91,13 +92,14 @@ def heart_rate() -> timeseries.Panel:
 
 def rr_panel() -> timeseries.Panel:
     rr = (
-        f'SELECT mean("rr_ms") FROM "rr" WHERE {where(PERSON, DEVICE, TIME)} '
+        f'SELECT mean("rr_ms") FROM {RR.quoted} WHERE {where(PERSON, DEVICE, TIME)} '
         'GROUP BY time($__interval), "device" fill(null)'
     )
     # RMSSD: root mean square of successive RR differences, per device, in 5-minute windows.
     rmssd = (
         'SELECT sqrt(mean("d2")) AS "RMSSD" FROM ('
-        f'SELECT pow(difference("rr_ms"), 2) AS "d2" FROM "rr" WHERE {where(PERSON, DEVICE, TIME)} GROUP BY "device"'
+        f'SELECT pow(difference("rr_ms"), 2) AS "d2" FROM {RR.quoted} '
+        f'WHERE {where(PERSON, DEVICE, TIME)} GROUP BY "device"'
         f') WHERE {TIME} GROUP BY time(5m), "device" fill(none)'
     )
     return (
@@ -115,7 +117,7 @@ def rr_panel() -> timeseries.Panel:
 
 def summary() -> stat.Panel:
     fields = ", ".join(f'last("{f}") AS "{title}"' for f, title, _ in SUMMARY)
-    q = f'SELECT {fields} FROM "night" WHERE {where(PERSON, NIGHT)}'
+    q = f'SELECT {fields} FROM {NIGHT.quoted} WHERE {where(PERSON, THIS_NIGHT)}'
     panel = (
         stat.Panel()
         .title("Night of $night")

@@ -22,16 +22,18 @@ from collector.dashboards.common import (
     where,
 )
 from collector.dashboards.influxql import InfluxQL
+from collector.storage.schema import EFFECT, NIGHT
 
 UID = "magsleep-overview"
 
 
 def metric_panel(m: Metric) -> timeseries.Panel:
-    nightly = InfluxQL(f'SELECT "{m.field}" FROM "night" WHERE {where(PERSON, TIME)} GROUP BY "dose"').alias(
+    nightly = InfluxQL(f'SELECT "{m.field}" FROM {NIGHT.quoted} WHERE {where(PERSON, TIME)} GROUP BY "dose"').alias(
         "$tag_dose"
     )
     rolling = (
-        InfluxQL(f'SELECT moving_average("{m.field}", 7) AS "7-night mean" FROM "night" WHERE {where(PERSON, TIME)}')
+        InfluxQL(f'SELECT moving_average("{m.field}", 7) AS "7-night mean" FROM {NIGHT.quoted} '
+                 f"WHERE {where(PERSON, TIME)}")
         .ref_id("B")
         .alias("7-night mean")
     )
@@ -64,7 +66,7 @@ def metric_panel(m: Metric) -> timeseries.Panel:
 def effect_stat(m: Metric) -> stat.Panel:
     q = (
         'SELECT last("estimate") AS "difference", last("ci_low") AS "CI low", last("ci_high") AS "CI high", '
-        'last("n_mg") AS "n magnesium", last("n_control") AS "n control" FROM "effect" '
+        f'last("n_mg") AS "n magnesium", last("n_control") AS "n control" FROM {EFFECT.quoted} '
         f"WHERE {where(PERSON, eq('comparison', 'mg_vs_control'), eq('metric', m.field))}"
     )
     return (

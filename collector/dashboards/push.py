@@ -20,6 +20,7 @@ from collector.dashboards import night as night_dash
 from collector.dashboards import overview as overview_dash
 from collector.errors import MagsleepError, StorageError
 from collector.settings import Settings
+from collector.storage.schema import SUPPLEMENT_DOSE
 
 DATASOURCE_UID = "magsleep-influxdb"
 DOSE_TAG = "magsleep-dose"
@@ -164,7 +165,7 @@ async def push_all(o: PushOptions, *, settings: Settings | None = None) -> PushR
 async def _push_annotations(api: Any, o: PushOptions, settings: Settings) -> int:
     from collector.storage.reader import InfluxReader, quote_str
 
-    q = 'SELECT "dose_id", "elemental_mg", "amount_mg", "form", "supplement", "person" FROM "supplement_dose"'
+    q = f'SELECT "dose_id", "elemental_mg", "amount_mg", "form", "supplement", "person" FROM {SUPPLEMENT_DOSE.quoted}'
     if o.person:
         q += f' WHERE "person" = {quote_str(o.person)}'
     try:

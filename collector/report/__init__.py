@@ -20,6 +20,7 @@ from collector.errors import ConfigError, MagsleepError, StorageError
 from collector.report import plots
 from collector.settings import Settings
 from collector.storage.reader import InfluxReader, Row, quote_str
+from collector.storage.schema import EFFECT, EFFECT_VERDICT, HEART_RATE, NIGHT, SLEEP_STAGE
 
 # (field of the night measurement, title, unit) shown over time.
 NIGHT_SERIES: tuple[tuple[str, str, str], ...] = (
@@ -70,26 +71,28 @@ async def load(reader: InfluxReader, person: str, tz: tzinfo) -> ReportData:
     """Everything the report shows, read with a handful of InfluxQL queries."""
     p = quote_str(person)
     data = ReportData(person, tz)
-    data.nights = sorted(await reader.query(f'SELECT * FROM "night" WHERE "person" = {p}'), key=lambda r: r["time"])
+    nights = await reader.query(f'SELECT * FROM {NIGHT.quoted} WHERE "person" = {p}')
+    data.nights = sorted(nights, key=lambda r: r["time"])
     latest_effects = 'GROUP BY "metric" ORDER BY time DESC LIMIT 1'
     data.effects = await reader.query(
-        f"""SELECT * FROM "effect" WHERE "person" = {p} AND "comparison" = 'mg_vs_control' {latest_effects}"""
+        f"""SELECT * FROM {EFFECT.quoted} WHERE "person" = {p} AND "comparison" = 'mg_vs_control' {latest_effects}"""
     )
     data.before_after = await reader.query(
-        f"""SELECT * FROM "effect" WHERE "person" = {p} AND "comparison" = 'before_after' {latest_effects}"""
+        f"""SELECT * FROM {EFFECT.quoted} WHERE "person" = {p} AND "comparison" = 'before_after' {latest_effects}"""
     )
-    verdicts = await reader.query(f'SELECT * FROM "effect_verdict" WHERE "person" = {p} ORDER BY time DESC LIMIT 1')
+    verdicts = await reader.query(
+        f'SELECT * FROM {EFFECT_VERDICT.quoted} WHERE "person" = {p} ORDER BY time DESC LIMIT 1')
     data.verdict = verdicts[0] if verdicts else None
     last = data.latest
     if last is not None and last.get("lights_out") and last.get("lights_on"):
         window = f'"person" = {p} AND time >= {int(last["lights_out"])} AND time <= {int(last["lights_on"])}'
         # One row per source and device: simulated input tags device and computed stages both source=sim.
-        q = f'SELECT "stage_code" FROM "sleep_stage" WHERE {window} GROUP BY "source", "device"'
+        q = f'SELECT "stage_code" FROM {SLEEP_STAGE.quoted} WHERE {window} GROUP BY "source", "device"'
         for r in await reader.query(q):
             if r.get("stage_code") is not None:
                 key = " · ".join(str(r[k]) for k in ("source", "device") if r.get(k))
                 data.stages.setdefault(key or "?", []).append((int(r["time"]), int(r["stage_code"])))
-        hr_q = f'SELECT mean("bpm") AS "bpm" FROM "heart_rate" WHERE {window} GROUP BY time(1m) fill(none)'
+        hr_q = f'SELECT mean("bpm") AS "bpm" FROM {HEART_RATE.quoted} WHERE {window} GROUP BY time(1m) fill(none)'
         data.hr = [(int(r["time"]), float(r["bpm"])) for r in await reader.query(hr_q) if r.get("bpm") is not None]
     return data
 

@@ -47,6 +47,11 @@ class Measurement:
     fields: tuple[FieldSpec, ...]
     example: str
 
+    @property
+    def quoted(self) -> str:
+        """The name as an InfluxQL identifier (``"night"``), for queries."""
+        return '"' + self.name.replace('"', '\\"') + '"'
+
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
             if f.name == name:
@@ -293,6 +298,12 @@ SLEEP_STAGE = MEASUREMENTS["sleep_stage"]
 SUPPLEMENT_DOSE = MEASUREMENTS["supplement_dose"]
 NIGHT = MEASUREMENTS["night"]
 NIGHT_TAG = MEASUREMENTS["night_tag"]
+EFFECT = MEASUREMENTS["effect"]
+EFFECT_VERDICT = MEASUREMENTS["effect_verdict"]
+TRIAL_PLAN = MEASUREMENTS["trial_plan"]
+DEVICE_STATUS = MEASUREMENTS["device_status"]
+#: What a wearable's sensor may write (a ``[[ble.generic]]`` profile, an importer); the others are computed.
+SENSOR_MEASUREMENTS: tuple[str, ...] = (HEART_RATE.name, RR.name, MOTION.name, SLEEP_STAGE.name)
 
 
 def validate_point(p: Point) -> None:
