@@ -1,13 +1,13 @@
-"""Shared pieces of the CLI: settings loading, consoles, error exit, the one day (``--since``) and
-moment (``--at``) parser, tables that fit the terminal, the night/nights hint."""
+"""Shared pieces of the CLI: settings loading, consoles, error exit, the one day (``--since``)
+parser, tables that fit the terminal, the night/nights hint. The one moment (``--at``) parser
+is the doses' (:func:`collector.doses.rules.parse_at`): its rule matches what a dose accepts."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from datetime import time as dtime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -96,33 +96,6 @@ def parse_day(text: str, today: date, option: str = "--since") -> date:
         return date.fromisoformat(t)
     except ValueError:
         raise ValidationError(f"{option} {text!r}: give {DAY_FORMS}") from None
-
-
-AT_HELP = "HH:MM (the most recent such time) or a date and time 'YYYY-MM-DD HH:MM'."
-_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
-#: "23:40" typed at 23:35 is tonight's, not yesterday's: a clock up to this far ahead still counts.
-AT_AHEAD = timedelta(minutes=10)
-
-
-def parse_at(text: str, tz: tzinfo, now: datetime, option: str = "--at") -> datetime:
-    """A moment as every command takes it: ``HH:MM``, the most recent such local time in ``tz``
-    (up to :data:`AT_AHEAD` in the future still counts as today), or an ISO date and time (in
-    ``tz`` unless it carries an offset). ``now`` is the caller's clock."""
-    t = text.strip()
-    m = _HHMM.fullmatch(t)
-    if m:
-        h, mi = int(m.group(1)), int(m.group(2))
-        if h > 23 or mi > 59:
-            raise ValidationError(f"{option} {text!r}: hours 0-23 and minutes 0-59, e.g. 21:30")
-        local_now = now.astimezone(tz)
-        at = datetime.combine(local_now.date(), dtime(h, mi), tzinfo=tz)
-        return at - timedelta(days=1) if at > local_now + AT_AHEAD else at
-    try:
-        at = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValidationError(f"{option} {text!r}: use HH:MM (e.g. 21:30) or 'YYYY-MM-DD HH:MM' "
-                              "(e.g. '2026-11-20 22:10')") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=tz)
 
 
 def today_for(settings: Settings, person: str | None = None, now: datetime | None = None) -> date:

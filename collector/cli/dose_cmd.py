@@ -20,9 +20,7 @@ import typer
 from rich.markup import escape
 
 from collector.app.persons import Persons
-from collector.cli.common import AT_HELP as COMMON_AT_HELP
 from collector.cli.common import DAY_FORMS, Column, console, err_console, fail, fitted_table, get_settings, parse_day
-from collector.cli.common import parse_at as common_parse_at
 from collector.doses.csvio import export_csv, import_rows, read_rows
 from collector.doses.model import (
     Dose,
@@ -32,7 +30,9 @@ from collector.doses.model import (
     Source,
     problems_from_pydantic,
 )
-from collector.doses.service import DoseService, Rules
+from collector.doses.rules import AT_HELP as COMMON_AT_HELP
+from collector.doses.rules import Rules
+from collector.doses.service import DoseService
 from collector.errors import MagsleepError, ValidationError
 from collector.settings import Settings
 
@@ -88,12 +88,6 @@ def run(fn: Callable[[], Awaitable[T]], *, what: str = "dose") -> T:
 
 async def _call(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
-
-
-def parse_at(text: str, rules: Rules, person: str | None) -> datetime:
-    """``--at`` (:func:`collector.cli.common.parse_at`) in the person's time zone, on the service's clock."""
-    names = rules.persons()
-    return common_parse_at(text, rules.tz(person or (names[0] if len(names) == 1 else "")), rules.now())
 
 
 def _short(dose_id: UUID) -> str:
@@ -165,7 +159,7 @@ def add(
 
     async def go() -> None:
         async with open_service(settings) as svc:
-            taken = parse_at(at, svc.rules, person) if at else None
+            taken = svc.rules.at(at, person) if at else None
             data: dict[str, Any] = {"amount_mg": amount, "note": note, "supplement": supplement,
                                     "source": Source.cli}
             for k, v in (("form", form), ("person", person), ("elemental_mg", elemental),
@@ -185,14 +179,13 @@ def _parse_since(text: str | None, rules: Rules, person: str | None) -> datetime
     """``--since``: a day as everywhere (:func:`parse_day`, from its start), or a date and time."""
     if text is None:
         return None
-    names = rules.persons()
-    tz = rules.tz(person or (names[0] if len(names) == 1 else ""))
+    tz = rules.zone_for(person)
     try:
         d = parse_day(text, rules.now().astimezone(tz).date())
     except ValidationError:
         if ":" not in text:
             raise
-        return parse_at(text, rules, person)
+        return rules.at(text, person, "--since")
     return datetime.combine(d, time(0, 0), tzinfo=tz)
 
 
@@ -245,7 +238,7 @@ def edit(
                 if v is not None:
                     data[k] = v
             if at is not None:
-                data["taken_at"] = parse_at(at, svc.rules, person or old.person)
+                data["taken_at"] = svc.rules.at(at, person or old.person)
             if not data:
                 raise ValidationError("nothing to change; give --amount, --form, --at, --person, "
                                       "--note or --elemental")

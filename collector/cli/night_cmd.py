@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
 from collector.cli.common import (
-    AT_HELP,
     DAY_FORMS,
     SINCE_HELP,
     SiblingHintGroup,
@@ -22,13 +20,13 @@ from collector.cli.common import (
     parse_day,
     today_for,
 )
-from collector.cli.common import parse_at as common_parse_at
 from collector.cli.dose_cmd import Person, open_service, report_pending, run
 from collector.doses.lights import person_settings
-from collector.doses.model import DoseValidationError, FieldProblem, LightsEvent, NightTagName, Source
+from collector.doses.model import LightsEvent, NightTagName, Source
 from collector.doses.points import lights_point_of
+from collector.doses.rules import AT_HELP
 from collector.errors import ValidationError
-from collector.settings import PersonSettings, Settings
+from collector.settings import Settings
 from collector.storage.lineprotocol import Point
 
 app = typer.Typer(help="Nights: tag them (no dose, alcohol, ...), lights out / lights on.", no_args_is_help=True,
@@ -107,23 +105,12 @@ def tags(
 # InfluxDB being down), then mirrored as `night_tag` points (collector.doses.lights.lights_point).
 
 
-def parse_at(text: str | None, person: PersonSettings, now: datetime) -> datetime:
-    """``--at`` (:func:`collector.cli.common.parse_at`) in the person's time zone; default now."""
-    tz = ZoneInfo(person.timezone)
-    return now.astimezone(tz) if not text else common_parse_at(text, tz, now)
-
-
 async def write_lights(settings: Settings, person: str | None, tag: str, at: str | None,
                        now: datetime | None = None) -> Point:
     """Record lights out/on through the dose journal; returns the ``night_tag`` point it makes."""
     clock = now or datetime.now(UTC)
     async with open_service(settings, now=None if now is None else (lambda: clock)) as svc:
-        problems: list[FieldProblem] = []
-        name = svc.rules.resolve_person(person, problems)
-        if problems:
-            raise DoseValidationError(problems)
-        when = parse_at(at, person_settings(settings, name), clock)
-        saved, _ = await svc.set_lights(name, LightsEvent(tag), when, source=Source.cli)
+        saved, _ = await svc.record_lights(person, LightsEvent(tag), at, source=Source.cli)
         await report_pending(svc)
     return lights_point_of(saved)
 

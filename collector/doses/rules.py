@@ -82,13 +82,6 @@ class ConfiguredPersons:
         p = self.configured(name)
         return UTC if p is None else ZoneInfo(p.timezone)
 
-    def zone_for(self, name: str | None) -> tzinfo:
-        """The time zone of ``name``, else of the only known person, else UTC."""
-        if name is None:
-            names = self.names()
-            name = names[0] if len(names) == 1 else ""
-        return self.tz(name)
-
 
 class Rules:
     """What validation needs to know: the settings, who exists (``persons``), and the time now."""
@@ -109,6 +102,18 @@ class Rules:
 
     def tz(self, person: str) -> tzinfo:
         return self.people.tz(person)
+
+    def zone_for(self, person: str | None) -> tzinfo:
+        """The time zone of ``person``, else of the only known person, else UTC."""
+        if person is None:
+            names = self.persons()
+            person = names[0] if len(names) == 1 else ""
+        return self.tz(person)
+
+    def at(self, text: str, person: str | None, option: str = "--at") -> datetime:
+        """``--at`` text (:func:`parse_at`) in the time zone of ``person`` (else the only one), now
+        being this clock's now."""
+        return parse_at(text, self.zone_for(person), self.now(), option)
 
     def default_form(self) -> Form:
         try:

@@ -318,6 +318,17 @@ class DoseService:
         await self.drain()
         return saved, changed
 
+    async def record_lights(self, person: str | None, event: LightsEvent, at: str | None, *,
+                            source: Source = Source.cli) -> tuple[Lights, bool]:
+        """:meth:`set_lights` with ``at`` as a person types it (``--at``: :func:`parse_at` in the
+        person's time zone; default now)."""
+        problems: list[FieldProblem] = []
+        name = self.rules.resolve_person(person, problems)
+        if problems:
+            raise DoseValidationError(problems)
+        when = self.rules.at(at, name) if at else None
+        return await self.set_lights(name, event, when, source=source)
+
     async def remove_lights(self, person: str | None, night: date, event: LightsEvent) -> Lights:
         """Remove a night's lights out/on (InfluxDB: a ``value=false`` point overwrites it)."""
         problems: list[FieldProblem] = []

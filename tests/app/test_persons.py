@@ -55,7 +55,7 @@ def test_commands_on_configured_persons_say_what_to_pass(tmp_path: Path) -> None
     none = Persons(settings_for(tmp_path), registry=lambda: ["erin"])
     with pytest.raises(ConfigError, match=r"no persons configured; add a \[\[persons\]\] entry"):
         none.configured_names(None)
-    assert none.zone_for(None) is UTC and none.names() == ["erin"]  # the only known person
+    assert none.names() == ["erin"] and none.tz("erin") is UTC
 
 
 def test_the_cli_resolves_persons_through_the_registry(tmp_path: Path) -> None:

@@ -1,13 +1,12 @@
-"""One day parser for --since (and --until, --start, a night's DATE), one moment parser for --at."""
+"""One day parser for --since (and --until, --start, a night's DATE); --at is tests/doses/test_at.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime
 
 import pytest
 
-from collector.cli.common import DAY_FORMS, parse_at, parse_day, today_for
+from collector.cli.common import DAY_FORMS, parse_day, today_for
 from collector.errors import ValidationError
 from collector.settings import PersonSettings, Settings
 from tests.cli.console import Console, flat
@@ -47,42 +46,6 @@ def test_today_is_where_the_person_lives() -> None:
     assert today_for(s, "lea", now) == date(2026, 6, 15)
     one = Settings(persons=[PersonSettings(name="kai", timezone="Pacific/Kiritimati")])
     assert today_for(one, None, now) == date(2026, 6, 16)  # the only person
-
-
-BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def _berlin(y: int, mo: int, d: int, h: int, mi: int) -> datetime:
-    return datetime(y, mo, d, h, mi, tzinfo=BERLIN)
-
-
-@pytest.mark.parametrize(("text", "now", "expected"), [
-    ("21:30", _berlin(2026, 11, 20, 21, 35), _berlin(2026, 11, 20, 21, 30)),
-    ("7:05", _berlin(2026, 11, 20, 21, 35), _berlin(2026, 11, 20, 7, 5)),
-    ("21:45", _berlin(2026, 11, 20, 21, 35), _berlin(2026, 11, 20, 21, 45)),  # 10 min ahead: a slow clock
-    ("21:46", _berlin(2026, 11, 20, 21, 35), _berlin(2026, 11, 19, 21, 46)),  # further ahead: yesterday's
-    ("23:10", _berlin(2026, 11, 21, 0, 30), _berlin(2026, 11, 20, 23, 10)),  # typed after midnight
-    ("23:10", datetime(2026, 11, 20, 23, 30, tzinfo=UTC), _berlin(2026, 11, 20, 23, 10)),  # now in another zone
-    ("01:30", _berlin(2026, 3, 29, 4, 0), _berlin(2026, 3, 29, 1, 30)),  # the night the clocks go forward
-    ("2026-11-20 22:10", _berlin(2026, 11, 25, 9, 0), _berlin(2026, 11, 20, 22, 10)),
-    ("2026-11-20T22:10", _berlin(2026, 11, 25, 9, 0), _berlin(2026, 11, 20, 22, 10)),
-    ("2026-11-20T22:10+00:00", _berlin(2026, 11, 25, 9, 0), datetime(2026, 11, 20, 22, 10, tzinfo=UTC)),
-])
-def test_at_forms(text: str, now: datetime, expected: datetime) -> None:
-    got = parse_at(text, BERLIN, now)
-    assert got == expected
-    assert got.utcoffset() is not None
-    assert got <= now + timedelta(minutes=10) or "-" in text  # a clock time is never far in the future
-
-
-@pytest.mark.parametrize(("text", "phrase"), [("25:99", "hours 0-23 and minutes 0-59"), ("24:00", "hours 0-23"),
-                                              ("yesterday-ish", "use HH:MM (e.g. 21:30) or 'YYYY-MM-DD HH:MM'"),
-                                              ("2130", "use HH:MM")])
-def test_bad_at_says_what_to_give(text: str, phrase: str) -> None:
-    with pytest.raises(ValidationError) as exc:
-        parse_at(text, BERLIN, _berlin(2026, 11, 20, 21, 35))
-    assert str(exc.value).startswith(f"--at {text!r}: ")
-    assert phrase in str(exc.value)
 
 
 @pytest.mark.parametrize("argv", [
