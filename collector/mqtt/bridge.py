@@ -35,10 +35,10 @@ from collector.effects.store import PlanStore, StoredPlan
 from collector.errors import ConfigError, MagsleepError
 from collector.mqtt import discovery as d
 from collector.mqtt.reminders import STATE_FILE, Reminder, SentLog, due, post_ntfy
-from collector.mqtt.state import Verdict, device_states, effect_verdict, magnesium_tonight, night_row, person_states
+from collector.mqtt.state import Verdict, device_states, magnesium_tonight, night_row, person_states, stored_verdict
 from collector.settings import Settings
 from collector.storage.pipeline import backoff_delay
-from collector.storage.reader import InfluxReader, quote_str
+from collector.storage.reader import InfluxReader, Row, quote_str
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ RECONNECT_MAX_S = 60.0
 #: Seconds the goodbye (availability "offline") may take when magsleep stops.
 GOODBYE_S = 1.0
 #: Seconds a connected bridge has, once told to stop, to say goodbye and disconnect before its
-#: connection is cut off (a connection not yet made is cut off at once): a broker that hangs
-#: never holds up the stop for an aiomqtt operation timeout.
+#: connection is cut off (a connection not yet made is left at once): a broker that hangs never
+#: holds up the stop for an aiomqtt operation timeout.
 STOP_GRACE_S = GOODBYE_S + 1.0
 #: Seconds a cancelled connection or bridge may take to unwind before it is left behind.
 CANCEL_S = 1.0
@@ -118,6 +118,7 @@ class Bridge:
         self._verdicts: dict[str, Verdict] = {}
         self._refreshes = 0
         self._refresh_lock = asyncio.Lock()
+        self._left: set[asyncio.Task[Any]] = set()  # connect attempts a stop left to end by themselves
 
     # -- the loops ------------------------------------------------------------------------------
 
@@ -172,8 +173,8 @@ class Bridge:
                 await asyncio.wait_for(stop.wait(), backoff_delay(max(failures, 1), self.reconnect_max_s))
 
     async def _until_done_or_stopped(self, session: asyncio.Task[int], stop: asyncio.Event) -> None:
-        """Wait for the connection to end; once ``stop`` is set, give a connected one STOP_GRACE_S to
-        say goodbye and disconnect, then cancel it (one still connecting is cancelled at once)."""
+        """Wait for the connection to end; once ``stop`` is set, give it STOP_GRACE_S to say goodbye
+        and disconnect, then cancel it."""
         stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
             await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -181,11 +182,10 @@ class Bridge:
             stopper.cancel()
         if session.done():
             return
-        if self._client is not None:
-            await asyncio.wait({session}, timeout=STOP_GRACE_S)
-            if session.done():
-                return
-            log.info("MQTT: the broker did not answer the goodbye within %.0f s; connection cut off", STOP_GRACE_S)
+        await asyncio.wait({session}, timeout=STOP_GRACE_S)
+        if session.done():
+            return
+        log.info("MQTT: the broker did not answer the goodbye within %.0f s; connection cut off", STOP_GRACE_S)
         if not await cancel_and_wait([session], CANCEL_S):
             log.warning("MQTT: the connection did not end after it was cancelled; left behind")
 
@@ -194,7 +194,10 @@ class Bridge:
         failed attempts in a row (0 after a connection was made)."""
         where = f"{self.mqtt.host}:{self.mqtt.port}"
         try:
-            async with client:
+            async with contextlib.AsyncExitStack() as connected:
+                if not await self._connect(client, stop):
+                    return failures  # stopped while connecting
+                connected.push_async_exit(client)  # disconnects when done
                 self._client = client
                 self.connects += 1
                 log.info("MQTT: connected to %s%s", where, f" after {failures} failed attempt(s)"
@@ -215,6 +218,38 @@ class Bridge:
             self._client = None
             self._published.clear()
         return failures
+
+    async def _connect(self, client: aiomqtt.Client, stop: asyncio.Event) -> bool:
+        """Connect (raises MqttError); False if ``stop`` came first. aiomqtt is not cancelled while it
+        waits for the CONNACK (that breaks the client's state): the attempt is left to end by itself,
+        and a connection it still makes is closed at once."""
+        connecting = asyncio.create_task(client.__aenter__(), name="mqtt-connect")
+        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
+        try:
+            await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not connecting.done():
+                self._left.add(connecting)
+                connecting.add_done_callback(lambda t: self._close_left(t, client))
+        if connecting.done():
+            connecting.result()
+            return True
+        return False
+
+    def _close_left(self, connecting: asyncio.Task[aiomqtt.Client], client: aiomqtt.Client) -> None:
+        """A connect attempt left behind by a stop has ended: disconnect if it connected after all."""
+        self._left.discard(connecting)
+        if connecting.cancelled() or connecting.exception() is not None:
+            return
+        closing = asyncio.create_task(client.__aexit__(None, None, None), name="mqtt-disconnect-left")
+        self._left.add(closing)
+        closing.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._left.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed disconnect of a connection nobody uses is no news
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """Availability "offline" (retained), waiting at most GOODBYE_S for the broker."""
@@ -344,15 +379,22 @@ class Bridge:
         return out
 
     async def _effects(self, persons: list[str]) -> dict[str, Verdict]:
+        """Each person's latest stored verdict (``magsleep effects`` writes it; the same words everywhere)."""
         out: dict[str, Verdict] = {}
         try:
             async with InfluxReader.from_settings(self.settings) as reader:
                 for p in persons:
-                    rows = await reader.query(
-                        f"SELECT * FROM effect WHERE person = {quote_str(p)} AND comparison = 'mg_vs_control' "
-                        "ORDER BY time DESC LIMIT 100")
-                    out[p] = effect_verdict(rows, self.settings.analysis.min_nights_per_arm)
-        except MagsleepError as exc:
+                    rows = await reader.query(f'SELECT * FROM "effect_verdict" WHERE "person" = {quote_str(p)} '
+                                              "ORDER BY time DESC LIMIT 1")
+                    verdict = rows[0] if rows else None
+                    effects: list[Row] = []
+                    if verdict is not None:
+                        effects = await reader.query(
+                            f'SELECT "metric", "summary" FROM "effect" WHERE "person" = {quote_str(p)} AND '
+                            f'"comparison" = {quote_str(str(verdict.get("comparison") or ""))} AND '
+                            f'time = {int(verdict["time"])}')
+                    out[p] = stored_verdict(verdict, effects)
+        except MagsleepError as exc:  # InfluxDB away: the retained verdict stays as it was
             log.debug("MQTT: cannot read effects: %s", exc)
         return out
 

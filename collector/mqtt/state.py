@@ -12,7 +12,6 @@ from typing import Any
 from collector.ble.registry import DeviceStatus, RegisteredDevice
 from collector.doses.model import Assignment, Dose, MorningCard, PlanToday
 from collector.doses.today import evening_of
-from collector.effects.metrics import METRICS
 from collector.mqtt.discovery import HA_STATE_MAX, NIGHT_SENSORS, NONE, OFF, ON, Topics
 from collector.storage.reader import Row
 
@@ -54,51 +53,39 @@ def night_row(rows: Sequence[Row], card: MorningCard) -> Row | None:
                                     _STAGING_RANK.get(str(r.get("staging")), 3)), default=None)
 
 
+#: The verdict sensor's state while no ``effect_verdict`` is stored for the person.
+NO_VERDICT = "No verdict yet: 'magsleep effects' writes one once there are nights and doses."
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     text: str
     attributes: dict[str, Any]
 
 
-def effect_verdict(rows: Sequence[Row], min_nights: int) -> Verdict:
-    """The latest ``effect`` run (magnesium vs control) in a sentence, each metric's summary as attributes."""
-    rows = [r for r in rows if r.get("comparison", "mg_vs_control") == "mg_vs_control"]
-    if not rows:
-        return Verdict("No estimate yet: magsleep effects computes one once nights and doses are in.",
-                       {"metrics": {}})
-    stamp = max(int(r["time"]) for r in rows)
-    latest = {str(r.get("metric")): r for r in rows if int(r["time"]) == stamp}
+def stored_verdict(verdict: Row | None, effects: Sequence[Row] = ()) -> Verdict:
+    """The sensor for the latest stored ``effect_verdict`` (written by ``magsleep effects``): its
+    headline as the state, word for word as the CLI, the report and the Effects dashboard show it;
+    the next step, the staging source and each metric's summary of the same run as attributes.
+
+    ``effects``: the ``effect`` rows of that run (same person, comparison and time)."""
+    if verdict is None:
+        return Verdict(NO_VERDICT, {"metrics": {}})
+    headline = str(verdict.get("headline") or "")
+    order = [m for m in str(verdict.get("order") or "").split(",") if m]
+    summaries = {str(r.get("metric")): str(r.get("summary") or "") for r in effects if r.get("metric")}
+    ranked = [m for m in order if m in summaries] + sorted(m for m in summaries if m not in order)
     attrs: dict[str, Any] = {
-        "computed_at": datetime.fromtimestamp(stamp / 1e9, UTC).isoformat(timespec="seconds"),
-        "metrics": {m: str(r.get("summary") or "") for m, r in sorted(latest.items())},
+        "headline": headline,  # in full (HA keeps 255 characters of a state)
+        "next_step": str(verdict.get("next_step") or ""),
+        "comparison": str(verdict.get("comparison") or ""),
+        "staging_source": str(verdict.get("source") or ""),
+        "computed_at": datetime.fromtimestamp(int(verdict["time"]) / 1e9, UTC).isoformat(timespec="seconds"),
+        "metrics": {m: summaries[m] for m in ranked},
     }
-    n_mg = max(int(r.get("n_mg") or 0) for r in latest.values())
-    n_ctl = max(int(r.get("n_control") or 0) for r in latest.values())
-    arms = f"{n_mg} magnesium vs {n_ctl} control nights"
-    reported = {m: r for m, r in latest.items() if r.get("reported") is True}
-    if not reported:
-        return Verdict(_clip(f"Not enough nights yet ({arms}; {min_nights} of each needed): keep "
-                             "following the plan."), attrs)
-    better: list[str] = []
-    worse: list[str] = []
-    for m, r in sorted(reported.items()):
-        spec = METRICS.get(m)
-        lo, hi, est = (_float(r.get(k)) for k in ("ci_low", "ci_high", "estimate"))
-        if spec is None or lo is None or hi is None or est is None:
-            continue
-        if lo > 0 or hi < 0:  # the 95% CI excludes no difference
-            (better if spec.beneficial(est) else worse).append(spec.label)
-    if not better and not worse:
-        text = f"No clear difference with magnesium so far ({arms})."
-    else:
-        parts = []
-        if better:
-            parts.append("better with magnesium: " + ", ".join(better))
-        if worse:
-            parts.append("worse with magnesium: " + ", ".join(worse))
-        text = "; ".join(parts) + f" ({arms}); other metrics: no clear difference."
-        text = text[0].upper() + text[1:]
-    return Verdict(_clip(text), attrs)
+    if verdict.get("sources_note"):
+        attrs["sources_note"] = str(verdict["sources_note"])
+    return Verdict(_clip(headline or NO_VERDICT), attrs)
 
 
 def person_states(topics: Topics, person: str, *, plan: PlanToday | None, doses_tonight: Sequence[Dose] | None,

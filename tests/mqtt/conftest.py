@@ -195,7 +195,8 @@ class FrozenLink:
                     elif not self.frozen:  # frozen: swallowed, the connection stays open
                         dst.write(data)
                     await dst.drain()
-            dst.close()
+            if not self.frozen:  # a dead network does not pass on a close either
+                dst.close()
 
         await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
 

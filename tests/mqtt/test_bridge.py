@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from aiohttp import web
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
 from collector.doses.model import DoseCreate, Source
 from collector.doses.service import DoseService
+from collector.effects.io import verdict_point
 from collector.effects.planner import PlanSpec
 from collector.effects.store import PlanStore, StoredPlan, night_time_ns
+from collector.effects.verdict import Verdict, VerdictItem
 from collector.mqtt.bridge import STOP_GRACE_S, Bridge, running_bridge
 from collector.mqtt.reminders import STATE_FILE
+from collector.mqtt.state import NO_VERDICT
 from collector.settings import InfluxSettings, MqttSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
 from collector.storage.local_influx import free_port
@@ -39,6 +43,13 @@ from tests.mqtt.conftest import Broker, frozen_link, home_assistant
 BERLIN = ZoneInfo("Europe/Berlin")
 TONIGHT = date(2026, 11, 20)  # a Friday
 ADDR = "C0:FF:EE:00:0B:01"
+RUN_NS = 1_763_000_000_000_000_000  # when the effects run wrote its points
+VERDICT = Verdict("alice", "mg_vs_control",
+                  "For you, magnesium nights: fell asleep 4.2 min faster (clear), total sleep no clear change.",
+                  "26 more nights of the current plan to tell a 10-minute change in total sleep.",
+                  (VerdictItem("sol_min", "time to fall asleep", "clear", "fell asleep 4.2 min faster", 1),
+                   VerdictItem("tst_min", "total sleep", "no_clear_change", "total sleep no clear change", 0)),
+                  "computed")
 #: How long a stop may take here: the bridge's own grace plus room for a loaded 2-core machine, and
 #: well below aiomqtt's 10-s operation timeout that a stop used to wait out.
 STOP_BOUND_S = STOP_GRACE_S + 3.0
@@ -116,12 +127,15 @@ async def test_discovery_payloads_and_states_after_a_night(settings, broker, pip
         night("alice", "2026-11-18", tst_min=410, sol_min=12, waso_min=35, se_pct=87, rmssd_ms=40, hr_min5_bpm=51),
         night("alice", "2026-11-19", tst_min=455.5, sol_min=8, waso_min=21.25, se_pct=93.1, rmssd_ms=47,
               hr_min5_bpm=49),
+        # an effects run as `magsleep effects` writes it: its effect points and its verdict, one stamp
         Point("effect", {"person": "alice", "metric": "sol_min", "comparison": "mg_vs_control"},
               {"estimate": -4.2, "ci_low": -7.0, "ci_high": -1.1, "n_mg": 14, "n_control": 13, "reported": True,
-               "unit": "min", "summary": "Sleep onset was 4.2 min faster with magnesium"}, 1_763_000_000_000_000_000),
+               "unit": "min", "summary": "Sleep onset was 4.2 min faster with magnesium"}, RUN_NS),
         Point("effect", {"person": "alice", "metric": "tst_min", "comparison": "mg_vs_control"},
               {"estimate": 3.0, "ci_low": -9.0, "ci_high": 15.0, "n_mg": 14, "n_control": 13, "reported": True,
-               "unit": "min", "summary": "Total sleep: no clear difference"}, 1_763_000_000_000_000_000),
+               "unit": "min", "summary": "Total sleep: no clear difference"}, RUN_NS),
+        verdict_point(VERDICT, RUN_NS),
+        verdict_point(replace(VERDICT, headline="An older run's answer."), RUN_NS - 86_400 * 10**9),
     ])
     await pipe.flush(timeout=20)
     async with home_assistant(broker.port) as ha:
@@ -168,14 +182,17 @@ async def test_discovery_payloads_and_states_after_a_night(settings, broker, pip
             assert attrs["baseline_nights"] == 2 and attrs["provisional"] is False
             assert ha.text(p + "tonight_plan") == "magnesium"
             assert ha.text(p + "dose_logged") == "OFF"
-            assert ha.text(p + "effect") == ("Better with magnesium: Sleep onset (14 magnesium vs 13 control "
-                                              "nights); other metrics: no clear difference.")
-            assert json.loads(ha.text(p + "effect/attributes") or "")["metrics"]["tst_min"] == (
-                "Total sleep: no clear difference")
+            # the verdict: the latest stored one, word for word
+            assert ha.text(p + "effect") == VERDICT.headline
+            verdict = json.loads(ha.text(p + "effect/attributes") or "")
+            assert verdict["next_step"] == VERDICT.next_step and verdict["comparison"] == "mg_vs_control"
+            assert verdict["metrics"] == {"sol_min": "Sleep onset was 4.2 min faster with magnesium",
+                                          "tst_min": "Total sleep: no clear difference"}
+            assert list(verdict["metrics"]) == ["sol_min", "tst_min"]  # in the verdict's order
             assert ha.text("magsleep/person/bob/tonight_plan") == "control"
             assert ha.text("magsleep/person/carol/tonight_plan") == "no_plan"
             assert ha.text("magsleep/person/bob/tst_min") == "None"
-            assert ha.text("magsleep/person/bob/effect", ).startswith("No estimate yet")  # type: ignore[union-attr]
+            assert ha.text("magsleep/person/bob/effect") == NO_VERDICT
             assert [ha.text(f"magsleep/device/h10-alice/{k}") for k in ("connected", "battery", "last_seen")] == [
                 "ON", "87", "2026-11-20T19:00:00+00:00"]
             # a Home Assistant (re)started now gets every config and state at once: all retained

@@ -1,4 +1,4 @@
-"""The pure parts: when a reminder is due, the effect verdict, command topics."""
+"""The pure parts: when a reminder is due, the verdict sensor, command topics."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from collector.doses.forms import Form
 from collector.doses.model import Assignment, PlannedNight, PlanToday, UsualDose
 from collector.errors import ConfigError
-from collector.mqtt.discovery import Topics
+from collector.mqtt.discovery import HA_STATE_MAX, Topics
 from collector.mqtt.reminders import due
-from collector.mqtt.state import effect_verdict
+from collector.mqtt.state import NO_VERDICT, stored_verdict
 from collector.settings import MqttSettings, load_settings
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -49,24 +49,22 @@ def test_when_a_reminder_is_due(local: str, at: time, planned: Assignment | None
             assert "300 mg glycinate" in r.text
 
 
-def _effect(metric: str, est: float, lo: float, hi: float, t: int = 2, reported: bool = True) -> dict[str, object]:
-    return {"time": t, "metric": metric, "comparison": "mg_vs_control", "estimate": est, "ci_low": lo,
-            "ci_high": hi, "n_mg": 9, "n_control": 8, "reported": reported, "summary": f"{metric} summary"}
-
-
-def test_effect_verdict_reads_the_latest_run() -> None:
-    assert effect_verdict([], 3).text.startswith("No estimate yet")
-    few = effect_verdict([_effect("sol_min", -3, -9, 2, reported=False)], 3)
-    assert few.text == ("Not enough nights yet (9 magnesium vs 8 control nights; 3 of each needed): keep "
-                        "following the plan.")
-    rows = [_effect("sol_min", 5, 1, 9, t=1),  # an older run: ignored
-            _effect("sol_min", -3, -5, -1), _effect("tst_min", -12, -20, -4), _effect("waso_min", 2, -1, 5)]
-    v = effect_verdict(rows, 3)
-    assert v.text == ("Better with magnesium: Sleep onset; worse with magnesium: Total sleep (9 magnesium vs 8 "
-                      "control nights); other metrics: no clear difference.")
-    assert set(v.attributes["metrics"]) == {"sol_min", "tst_min", "waso_min"}
-    assert effect_verdict([_effect("waso_min", 2, -1, 5)], 3).text == (
-        "No clear difference with magnesium so far (9 magnesium vs 8 control nights).")
+def test_the_verdict_sensor_is_the_stored_verdict() -> None:
+    none = stored_verdict(None)
+    assert none.text == NO_VERDICT and "No verdict yet" in none.text and none.attributes == {"metrics": {}}
+    headline = "For you, magnesium nights: " + ", ".join(f"metric {i} no clear change" for i in range(12)) + "."
+    row = {"time": 1_764_000_000_000_000_000, "headline": headline, "next_step": "12 more nights of the plan.",
+           "comparison": "mg_vs_control", "source": "computed", "order": "tst_min,sol_min",
+           "sources_note": "only nights staged by computed are analysed (3 staged by device left out)"}
+    effects = [{"metric": m, "summary": f"{m} in words"} for m in ("waso_min", "sol_min", "tst_min")]
+    v = stored_verdict(row, effects)
+    assert len(headline) > HA_STATE_MAX and len(v.text) == HA_STATE_MAX  # what HA keeps of a state
+    assert v.text[:-1] == headline[:HA_STATE_MAX - 1] and v.attributes["headline"] == headline
+    assert list(v.attributes["metrics"]) == ["tst_min", "sol_min", "waso_min"]  # the verdict's order first
+    assert v.attributes["next_step"] == "12 more nights of the plan."
+    assert v.attributes["computed_at"] == "2025-11-24T16:00:00+00:00"
+    assert v.attributes["sources_note"].endswith("left out)")
+    assert stored_verdict({**row, "headline": "Short."}).text == "Short."
 
 
 def test_command_topics() -> None:
