@@ -39,6 +39,7 @@ from collector.mqtt.state import Verdict, device_states, magnesium_tonight, nigh
 from collector.settings import Settings
 from collector.storage.pipeline import backoff_delay
 from collector.storage.reader import InfluxReader, Row, quote_str
+from collector.storage.schema import EFFECT, EFFECT_VERDICT
 
 log = logging.getLogger(__name__)
 
@@ -384,13 +385,13 @@ class Bridge:
         try:
             async with InfluxReader.from_settings(self.settings) as reader:
                 for p in persons:
-                    rows = await reader.query(f'SELECT * FROM "effect_verdict" WHERE "person" = {quote_str(p)} '
-                                              "ORDER BY time DESC LIMIT 1")
+                    rows = await reader.query(f'SELECT * FROM {EFFECT_VERDICT.quoted} WHERE "person" = '
+                                              f"{quote_str(p)} ORDER BY time DESC LIMIT 1")
                     verdict = rows[0] if rows else None
                     effects: list[Row] = []
                     if verdict is not None:
                         effects = await reader.query(
-                            f'SELECT "metric", "summary" FROM "effect" WHERE "person" = {quote_str(p)} AND '
+                            f'SELECT "metric", "summary" FROM {EFFECT.quoted} WHERE "person" = {quote_str(p)} AND '
                             f'"comparison" = {quote_str(str(verdict.get("comparison") or ""))} AND '
                             f'time = {int(verdict["time"])}')
                     out[p] = stored_verdict(verdict, effects)
