@@ -32,6 +32,7 @@ from collector.clock import Clock
 from collector.errors import DeviceError, DeviceNotFoundError, ParseError
 from collector.settings import BleSettings
 from collector.storage.lineprotocol import FieldValue, Point, Tags
+from collector.storage.schema import DEVICE_STATUS
 from collector.storage.sinks import PointSink
 
 if TYPE_CHECKING:
@@ -506,7 +507,7 @@ class DeviceSession:
             fields["via"] = self.via
         ts = max(self._clock.time_ns(), self._last_status_ns + 1)
         self._last_status_ns = ts
-        self._buffer.add([Point("device_status", self.status_tags, fields, ts)])
+        self._buffer.add([Point(DEVICE_STATUS.name, self.status_tags, fields, ts)])
         if self._on_status is not None:
             self._on_status(self.device, DeviceStatus(
                 state=self.state.value, connected=connected, last_seen_ns=ts if connected else 0,

@@ -20,6 +20,7 @@ from collector.settings import Settings
 from collector.storage.lineprotocol import FieldValue, Point
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, Row, quote_str
+from collector.storage.schema import EFFECT, EFFECT_VERDICT, NIGHT, NIGHT_TAG, SUPPLEMENT_DOSE
 
 Source = Literal["real", "sim", "all"]
 _STAGING_RANK = {"computed": 0, "device": 1, "none": 2}
@@ -180,11 +181,11 @@ async def load_person(
 ) -> PersonData:
     p = quote_str(person)
     since_q = _since_clause(since)
-    nights = await reader.query(f"SELECT * FROM night WHERE person = {p}{since_q}")
+    nights = await reader.query(f"SELECT * FROM {NIGHT.quoted} WHERE person = {p}{since_q}")
     # doses from a day before the first night on, so the first evening's dose is seen
     dose_since = f" AND time >= {night_time_ns(since) - 2 * 86_400_000_000_000}" if since else ""
-    doses = await reader.query(f"SELECT * FROM supplement_dose WHERE person = {p}{dose_since}")
-    tags = await reader.query(f"SELECT * FROM night_tag WHERE person = {p}{since_q}")
+    doses = await reader.query(f"SELECT * FROM {SUPPLEMENT_DOSE.quoted} WHERE person = {p}{dose_since}")
+    tags = await reader.query(f"SELECT * FROM {NIGHT_TAG.quoted} WHERE person = {p}{since_q}")
     return build_nights(person, nights, doses, tags, settings, source=source)
 
 
@@ -219,7 +220,7 @@ def effect_points(results: Iterable[EffectResult], time_ns: int,
                           next_step=r.next_step)
         if r.nights_more is not None:
             fields["nights_more"] = int(r.nights_more)
-        pts.append(Point("effect", {"person": r.person, "metric": r.metric,
+        pts.append(Point(EFFECT.name, {"person": r.person, "metric": r.metric,
                                     "comparison": r.comparison}, fields, time_ns))
     return pts
 
@@ -231,7 +232,7 @@ def verdict_point(v: Verdict, time_ns: int, sources_note: str = "") -> Point:
                                      "order": ",".join(i.metric for i in v.items)}
     if sources_note:
         fields["sources_note"] = sources_note
-    return Point("effect_verdict", {"person": v.person, "comparison": v.comparison}, fields, time_ns)
+    return Point(EFFECT_VERDICT.name, {"person": v.person, "comparison": v.comparison}, fields, time_ns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from collector.errors import StorageError, ValidationError
 from collector.settings import Settings
 from collector.storage.files import private_file
 from collector.storage.lineprotocol import Point
+from collector.storage.schema import TRIAL_PLAN
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS plan (
@@ -62,7 +63,7 @@ class StoredPlan:
     def points(self) -> list[Point]:
         """``trial_plan`` points, one per planned night, stamped 12:00 UTC of the evening."""
         return [
-            Point("trial_plan", {"person": self.person, "design": self.spec.design},
+            Point(TRIAL_PLAN.name, {"person": self.person, "design": self.spec.design},
                   {"night": d.isoformat(), "magnesium": mg, "plan_id": self.plan_id}, night_time_ns(d))
             for d, mg in sorted(self.nights.items())
         ]

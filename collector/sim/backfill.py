@@ -33,7 +33,7 @@ from collector.sim.nights import NS, SLEEPLOG_AWAKE, SLEEPLOG_DEEP, SLEEPLOG_LIG
 from collector.storage.lineprotocol import Point, RowEncoder, Tags, encode_points, format_value
 from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, quote_str
-from collector.storage.schema import normalize
+from collector.storage.schema import HEART_RATE, MOTION, RR, SLEEP_STAGE, normalize
 
 SOURCE = "sim"
 #: Bangle.js sleeplog status -> (schema stage name, stage_code)
@@ -93,7 +93,7 @@ def _small_points(night: Night, study: Study, dev: SimDevices, doses: bool = Tru
         t0 = night.lights_out_ns
         step = EPOCH_S * NS
         out.extend(
-            Point("motion", tags, {"counts": float(a), "epoch_s": EPOCH_S}, t0 + i * step)  # ActiGraph-like counts
+            Point(MOTION.name, tags, {"counts": float(a), "epoch_s": EPOCH_S}, t0 + i * step)  # ActiGraph-like counts
             for i, a in enumerate(night.motion.tolist())
         )
     if night.device_stages is not None:
@@ -101,7 +101,7 @@ def _small_points(night: Night, study: Study, dev: SimDevices, doses: bool = Tru
         starts, status = night.device_stages
         for t, s in zip(starts.tolist(), status.tolist(), strict=True):
             name, code = SLEEPLOG_TO_STAGE[int(s)]
-            out.append(Point("sleep_stage", tags, {"stage": name, "stage_code": code, "epoch_s": 600}, int(t)))
+            out.append(Point(SLEEP_STAGE.name, tags, {"stage": name, "stage_code": code, "epoch_s": 600}, int(t)))
     dp = dose_point(study, night.plan.index) if doses else None
     if dp is not None:
         out.append(dp)
@@ -122,8 +122,8 @@ def night_points(
     pts: list[Point] = []
     for t, bpm, c, k in zip(a.time_ns.tolist(), a.bpm.tolist(), a.contact.tolist(), keep.tolist(), strict=True):
         if bpm > 0 and k:
-            pts.append(Point("heart_rate", tags, {"bpm": bpm, "contact": bool(c)}, t))
-    pts.extend(Point("rr", tags, {"rr_ms": v}, t) for v, t in zip(a.rr_ms.tolist(), a.rr_time_ns.tolist(),
+            pts.append(Point(HEART_RATE.name, tags, {"bpm": bpm, "contact": bool(c)}, t))
+    pts.extend(Point(RR.name, tags, {"rr_ms": v}, t) for v, t in zip(a.rr_ms.tolist(), a.rr_time_ns.tolist(),
                                                                      strict=True))
     pts.extend(_small_points(night, study, dev, doses))
     return pts
@@ -208,9 +208,9 @@ def write_truth(path: Path, study: Study, truths: Sequence[dict[str, Any]]) -> N
 async def real_data_count(settings: Settings, person: str, start_ns: int, end_ns: int) -> int:
     """How many non-simulated heart points ``person`` has in [start_ns, end_ns] (0 if the database is new)."""
     q = (
-        f"SELECT count(bpm) FROM heart_rate WHERE person = {quote_str(person)} AND source != 'sim' "
+        f"SELECT count(bpm) FROM {HEART_RATE.quoted} WHERE person = {quote_str(person)} AND source != 'sim' "
         f"AND time >= {int(start_ns)} AND time <= {int(end_ns)}; "
-        f"SELECT count(rr_ms) FROM rr WHERE person = {quote_str(person)} AND source != 'sim' "
+        f"SELECT count(rr_ms) FROM {RR.quoted} WHERE person = {quote_str(person)} AND source != 'sim' "
         f"AND time >= {int(start_ns)} AND time <= {int(end_ns)}"
     )
     try:

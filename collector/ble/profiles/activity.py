@@ -31,6 +31,7 @@ import numpy as np
 
 from collector.nights.activity import epoch_counts, vector_magnitude
 from collector.storage.lineprotocol import Point
+from collector.storage.schema import MOTION
 
 NS = 1_000_000_000
 #: Epoch of the stored counts (Cole-Kripke's 1-minute epoch).
@@ -139,7 +140,7 @@ class EpochCounts:
         self.emitted_epochs += 1
         fields = {"counts": round(float(vector_magnitude(axes)), 2), "counts_x": cx, "counts_y": cy, "counts_z": cz,
                   "epoch_s": self.epoch_s}
-        return Point("motion", self._tags, fields, start)
+        return Point(MOTION.name, self._tags, fields, start)
 
     def _prune(self) -> None:
         """Keep the run-in of the epoch in progress (and, for a held value, the value standing then)."""

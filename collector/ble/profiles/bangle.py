@@ -36,6 +36,7 @@ from collector.ble.profiles.uart import NUS_SERVICE, NUS_TX, UartConsole, json_p
 from collector.ble.uuids import HEART_RATE_SERVICE
 from collector.errors import DeviceError, ParseError
 from collector.storage.lineprotocol import Point
+from collector.storage.schema import HEART_RATE, SLEEP_STAGE
 
 if TYPE_CHECKING:
     from bleak import BleakClient
@@ -160,7 +161,7 @@ def stage_points(
         stage, code = STAGES[status]
         for k in range(max(t10, since10), min(end10, until10)):
             t_ns = (k * EPOCH_MS - skew_ms) * 1_000_000
-            points.append(Point("sleep_stage", tags, {"stage": stage, "stage_code": code, "epoch_s": EPOCH_S}, t_ns))
+            points.append(Point(SLEEP_STAGE.name, tags, {"stage": stage, "stage_code": code, "epoch_s": EPOCH_S}, t_ns))
     return points, max(since_ms, watermark10 * EPOCH_MS)
 
 
@@ -179,7 +180,7 @@ def hrm_points(line: str, received_ns: int, tags: Mapping[str, str]) -> list[Poi
     bpm, conf = value[1], value[2]
     if not (_is_int(bpm) and isinstance(conf, (int, float))) or not 20 <= bpm <= 250 or conf < MIN_HRM_CONFIDENCE:
         return []
-    return [Point("heart_rate", tags, {"bpm": int(bpm)}, received_ns)]
+    return [Point(HEART_RATE.name, tags, {"bpm": int(bpm)}, received_ns)]
 
 
 class SleeplogState:

@@ -19,6 +19,7 @@ from collector.ble.profiles.base import Parser, Subscription
 from collector.ble.uuids import BODY_SENSOR_LOCATION, HEART_RATE_MEASUREMENT, HEART_RATE_SERVICE
 from collector.errors import ParseError
 from collector.storage.lineprotocol import FieldValue, Point
+from collector.storage.schema import HEART_RATE, RR
 
 FLAG_HR_UINT16 = 0x01
 FLAG_CONTACT_DETECTED = 0x02
@@ -114,14 +115,14 @@ def measurement_points(m: HeartRateMeasurement, received_ns: int, tags: Mapping[
             fields["contact"] = m.contact
         if m.energy_kj is not None:
             fields["energy_kj"] = m.energy_kj
-        points.append(Point("heart_rate", tags, fields, received_ns))
+        points.append(Point(HEART_RATE.name, tags, fields, received_ns))
     if m.rr_1024:
         end = received_ns
         beats: list[Point] = []
         for raw in reversed(m.rr_1024):
             if raw == 0:
                 continue
-            beats.append(Point("rr", tags, {"rr_ms": raw * 1000.0 / 1024.0}, end))
+            beats.append(Point(RR.name, tags, {"rr_ms": raw * 1000.0 / 1024.0}, end))
             end -= round(raw * _NS_PER_RR_UNIT)
         beats.reverse()
         points.extend(beats)

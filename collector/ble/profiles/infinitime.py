@@ -26,6 +26,7 @@ from collector.ble.profiles.hooks import ProfileContext
 from collector.errors import ParseError
 from collector.nights.activity import load_counts
 from collector.storage.lineprotocol import Point
+from collector.storage.schema import MOTION
 
 if TYPE_CHECKING:
     from bleak import BleakClient
@@ -72,7 +73,7 @@ class InfiniTimeProfile:
     def parse(self, uuid: str, data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
         """Steps become a point; raw motion is only validated (it becomes epochs in ``on_connect``'s stream)."""
         if uuid == STEP_COUNT:
-            return [Point("motion", tags, {"steps": decode_steps(data)}, received_ns)]
+            return [Point(MOTION.name, tags, {"steps": decode_steps(data)}, received_ns)]
         if uuid == RAW_MOTION:
             decode_motion(data)
             return []
