@@ -6,7 +6,9 @@ magsleep computed itself (device ``magsleep-*``) are never read back as inputs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,8 +62,8 @@ async def read_buckets(r: InfluxReader, person: str, start_ns: int, end_ns: int)
         f"GROUP BY time({_BUCKET}) fill(none)",
     ]
     out: dict[int, list[Any]] = {}
-    for k, q in enumerate(qs):
-        for row in await r.query(q):
+    for k, rows in enumerate(await asyncio.gather(*(r.query(q) for q in qs))):  # InfluxDB runs them side by side
+        for row in rows:
             out.setdefault(int(row["time"]), [None] * 8)[2 * k : 2 * k + 2] = [row.get("count"), row.get("sum")]
     return {t: tuple(v) for t, v in out.items()}
 
@@ -90,32 +92,30 @@ async def read_doses(r: InfluxReader, person: str, start_ns: int, end_ns: int) -
     return await r.query(f"SELECT {cols} FROM {SUPPLEMENT_DOSE.name} WHERE {_where(person, start_ns, end_ns)}")
 
 
-def _arr(rows: Sequence[Row], key: str, dtype: type) -> Any:
-    return np.array([row.get(key) if row.get(key) is not None else np.nan for row in rows], dtype=dtype)
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One series of a GROUP BY answer, time-ordered: its tags and each selected field as a column."""
+
+    device: str
+    source: str
+    time: I64
+    cols: tuple[F64, ...]  # None (no value) is NaN
+
+    def between(self, lo_ns: int, hi_ns: int) -> _Series:
+        a, b = np.searchsorted(self.time, [lo_ns, hi_ns])
+        return _Series(self.device, self.source, self.time[a:b], tuple(c[a:b] for c in self.cols))
 
 
-def main_device(rows: Sequence[Row]) -> list[Row]:
-    """Rows of the device that covers the most time (sum of ``epoch_s``; two devices at once would
-    interleave): a band's many 60-s rows do not outweigh a watch's few long stage segments."""
-    if not rows:
-        return []
-    counts: dict[str, int] = {}
-    for row in rows:
-        span = row.get("epoch_s")
-        counts[str(row.get("device"))] = counts.get(str(row.get("device")), 0) + (
-            int(span) if isinstance(span, int | float) and span > 0 else EPOCH_S)
-    best = max(counts, key=lambda k: counts[k])
-    return [row for row in rows if str(row.get("device")) == best]
+async def _read_series(r: InfluxReader, measurement: str, fields: Sequence[str], where: str,
+                       group: Sequence[str], no_device: str = "") -> list[_Series]:
+    """``SELECT fields FROM measurement WHERE where GROUP BY group`` column-wise; ``no_device`` names
+    a series without a ``device`` tag.
 
-
-async def _series_columns(r: InfluxReader, q: str, field_name: str) -> tuple[I64, F64, set[str]]:
-    """(time, value) of the main device's points, read column-wise (nights hold ~30,000 beats).
-
-    ``q`` groups by ``device, source``, so tags travel once per series instead of once per row
-    (a third of the response), and the answer comes as MessagePack (typed, cheap to decode); the
-    main device is the one with the most points.
+    Grouped by tags, the tags travel once per series instead of once per row (a third of the
+    response), and the answer comes as MessagePack (typed, cheap to decode).
     """
-    per_device: dict[str, list[tuple[I64, F64, str]]] = {}
+    out: list[_Series] = []
+    q = f"SELECT {', '.join(fields)} FROM {measurement} WHERE {where} GROUP BY {', '.join(group)}"
     results = await r.raw(q, binary=True)
     with gc_paused():
         for res in results:
@@ -127,51 +127,113 @@ async def _series_columns(r: InfluxReader, q: str, field_name: str) -> tuple[I64
                 tags = series.get("tags") or {}
                 c = list(zip(*vals, strict=True))
                 t = np.array(c[cols.index("time")], dtype=np.int64)
-                v = np.array(c[cols.index(field_name)], dtype=np.float64)  # None (no value) becomes NaN
-                per_device.setdefault(str(tags.get(_DEV, "")), []).append((t, v, str(tags.get(_SRC, ""))))
+                fs = tuple(np.array(c[cols.index(f)], dtype=np.float64) for f in fields)
+                out.append(_Series(str(tags.get(_DEV) or no_device), str(tags.get(_SRC, "")), t, fs))
         del results
+    return out
+
+
+def _main_heart(series: Sequence[_Series]) -> tuple[I64, F64, set[str]]:
+    """(time, value, sources) of the heart device with the most points (ties by name), NaN dropped."""
+    per_device: dict[str, list[_Series]] = {}
+    for s in series:
+        if s.time.size:
+            per_device.setdefault(s.device, []).append(s)
     if not per_device:
         return np.zeros(0, np.int64), np.zeros(0), set()
-    main = min(per_device, key=lambda d: (-sum(t.size for t, _, _ in per_device[d]), d))  # most points; ties by name
+    main = min(per_device, key=lambda d: (-sum(s.time.size for s in per_device[d]), d))  # most points
     parts = per_device[main]
-    t = np.concatenate([p[0] for p in parts])
-    v = np.concatenate([p[1] for p in parts])
+    t = np.concatenate([p.time for p in parts])
+    v = np.concatenate([p.cols[0] for p in parts])
     order = np.argsort(t, kind="stable")
     keep = np.isfinite(v)
-    sources = {s for tt, vv, s in parts if np.any(np.isfinite(vv))}
+    sources = {p.source for p in parts if np.any(np.isfinite(p.cols[0]))}
     return t[order][keep[order]], v[order][keep[order]], sources
+
+
+def _main_epochs(series: Sequence[_Series]) -> tuple[I64, F64, I64, str]:
+    """Time, value and epoch length of the rows with a value of the device that covers the most time
+    (sum of ``epoch_s`` where positive, else 30 s, per row; ties go to the device seen first, then by
+    name), and that device. Two devices at once would interleave; a band's many 60-s rows do not
+    outweigh a watch's few long stage segments."""
+    best: tuple[int, int, str] | None = None
+    for s in series:
+        if not s.time.size:
+            continue
+        span = s.cols[1]
+        covered = int(np.where(np.isfinite(span) & (span > 0), np.trunc(span), EPOCH_S).sum())
+        key = (-covered, int(s.time[0]), s.device)
+        if best is None or key < best:
+            best = key
+    if best is None:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), ""
+    s = next(x for x in series if x.device == best[2])
+    keep = np.isfinite(s.cols[0])
+    span = s.cols[1][keep]
+    epoch = np.where(np.isnan(span) | (span == 0), EPOCH_S, np.trunc(np.nan_to_num(span))).astype(np.int64)
+    return s.time[keep], s.cols[0][keep], epoch, s.device
+
+
+def _night_slices(series: Sequence[_Series], win: NightWindow) -> list[_Series]:
+    return [s.between(win.start_ns, win.end_ns) for s in series]
+
+
+async def read_inputs_many(r: InfluxReader, person: str,
+                           nights: Sequence[tuple[NightWindow, Sequence[Row]]]) -> list[NightInputs]:
+    """Raw points of one person in each night window (with its ``night_tag`` rows), read with one
+    query per measurement over the span of the nights and split per night in memory.
+
+    Each night's inputs are exactly those of its window alone: the device with the most heart
+    points in that night, the device covering the most time of motion and of stages in that night.
+    """
+    if not nights:
+        return []
+    wins = [w for w, _ in nights]
+    lo, hi = min(w.start_ns for w in wins), max(w.end_ns for w in wins)
+    by = [_DEV, _SRC]
+    # (a motion or stage point without a device tag counts as device "None", as it always did)
+    rr, motion, stages = await asyncio.gather(  # InfluxDB answers them side by side
+        _read_series(r, RR.name, [_RR_MS], _where(person, lo, hi), by),
+        # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
+        _read_series(r, MOTION.name, [_COUNTS, _EPOCH_S], _where(person, lo, hi), [_DEV], "None"),
+        _read_series(r, SLEEP_STAGE.name, [_STAGE_CODE, _STAGE_EPOCH_S], f"{_where(person, lo, hi)} AND {_NOT_OURS}",
+                     [_DEV], "None"))
+    heart = [_main_heart(_night_slices(rr, w)) for w in wins]
+    # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
+    no_rr = [k for k, h in enumerate(heart) if not h[0].size]
+    no_rr_set = set(no_rr)
+    if no_rr:
+        a, b = min(wins[k].start_ns for k in no_rr), max(wins[k].end_ns for k in no_rr)
+        hr = await _read_series(r, HEART_RATE.name, [_BPM], _where(person, a, b), by)
+        for k in no_rr:
+            heart[k] = _main_heart(_night_slices(hr, wins[k]))
+    out: list[NightInputs] = []
+    for k, ((win, tag_rows), (heart_t, heart_v, sources)) in enumerate(zip(nights, heart, strict=True)):
+        had_rr = k not in no_rr_set
+        mo_t, mo_v, mo_e, _ = _main_epochs(_night_slices(motion, win))
+        st_t, st_v, st_e, st_dev = _main_epochs(_night_slices(stages, win))
+        lo_tag, hi_tag = lights_from_tags([dict(x) for x in tag_rows])
+        empty_t, empty_v = np.zeros(0, np.int64), np.zeros(0)
+        out.append(NightInputs(
+            window=win,
+            rr_time_ns=heart_t if had_rr else empty_t,
+            rr_ms=heart_v if had_rr else empty_v,
+            hr_time_ns=empty_t if had_rr else heart_t,
+            hr_bpm=empty_v if had_rr else heart_v,
+            motion_time_ns=mo_t,
+            motion_activity=mo_v,
+            motion_epoch_s=mo_e,
+            stage_time_ns=st_t,
+            stage_code=st_v.astype(np.int64),
+            stage_epoch_s=st_e,
+            stage_device=st_dev,
+            lights_out_tag_ns=lo_tag,
+            lights_on_tag_ns=hi_tag,
+            sim=sources == {"sim"},
+        ))
+    return out
 
 
 async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: Sequence[Row]) -> NightInputs:
     """Raw points of one person in one night window."""
-    w = _where(person, win.start_ns, win.end_ns)
-    by = f"GROUP BY {_DEV}, {_SRC}"
-    rr_t, rr_v, rr_src = await _series_columns(r, f"SELECT {_RR_MS} FROM {RR.name} WHERE {w} {by}", _RR_MS)
-    # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
-    hr_t, hr_v, hr_src = (np.zeros(0, np.int64), np.zeros(0), set()) if rr_t.size else await _series_columns(
-        r, f"SELECT {_BPM} FROM {HEART_RATE.name} WHERE {w} {by}", _BPM)
-    # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
-    mo = main_device(await r.query(f"SELECT {_COUNTS}, {_EPOCH_S}, {_DEV} FROM {MOTION.name} WHERE {w}"))
-    st = main_device(await r.query(
-        f"SELECT {_STAGE_CODE}, {_STAGE_EPOCH_S}, {_DEV}, {_SRC} FROM {SLEEP_STAGE.name} WHERE {w} AND {_NOT_OURS}"))
-    lo_tag, hi_tag = lights_from_tags([dict(x) for x in tag_rows])
-    mo = [x for x in mo if x.get(_COUNTS) is not None]
-    st = [x for x in st if x.get(_STAGE_CODE) is not None]
-    sources = rr_src if rr_t.size else hr_src
-    return NightInputs(
-        window=win,
-        rr_time_ns=rr_t,
-        rr_ms=rr_v,
-        hr_time_ns=hr_t,
-        hr_bpm=hr_v,
-        motion_time_ns=np.array([int(x["time"]) for x in mo], dtype=np.int64),
-        motion_activity=_arr(mo, _COUNTS, np.float64),
-        motion_epoch_s=np.array([int(x.get(_EPOCH_S) or EPOCH_S) for x in mo], dtype=np.int64),
-        stage_time_ns=np.array([int(x["time"]) for x in st], dtype=np.int64),
-        stage_code=np.array([int(x[_STAGE_CODE]) for x in st], dtype=np.int64),
-        stage_epoch_s=np.array([int(x.get(_STAGE_EPOCH_S) or EPOCH_S) for x in st], dtype=np.int64),
-        stage_device=str(st[0].get(_DEV)) if st else "",
-        lights_out_tag_ns=lo_tag,
-        lights_on_tag_ns=hi_tag,
-        sim=sources == {"sim"},
-    )
+    return (await read_inputs_many(r, person, [(win, tag_rows)]))[0]

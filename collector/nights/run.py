@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from collector.effects.tagging import night_time_ns
+from collector.effects.tagging import Dose, NightKey, night_time_ns, tag_nights
 from collector.errors import AnalysisError, StorageError
 from collector.nights.compute import (
     EPOCH_NS,
@@ -46,7 +46,7 @@ from collector.nights.compute import (
     stage_tags,
 )
 from collector.nights.gru_classifier import load_classifier
-from collector.nights.inputs import first_data_ns, read_buckets, read_doses, read_inputs, read_night_tags
+from collector.nights.inputs import first_data_ns, read_buckets, read_doses, read_inputs_many, read_night_tags
 from collector.nights.listing import NIGHT_COLUMNS, list_nights
 from collector.nights.segment import NS, NightWindow, night_window
 from collector.nights.stages import EPOCH_S
@@ -92,19 +92,13 @@ MIN_NIGHTS_FOR_WORKERS = 4
 # --------------------------------------------------------------------------------------------
 
 
-def dose_info(res: NightResult, dose_rows: Sequence[Row], tag_names: Iterable[str],
+def dose_info(res: NightResult, doses: Sequence[Dose], tag_names: Iterable[str],
               settings: Settings, person: PersonSettings) -> DoseInfo:
     """The night's dose status via the effects area's rule (collector.effects.tagging.tag_nights).
 
     This is the one hook between nights and doses: washout / off-window nights are neither arm and
     are written as ``unknown``; the effects analysis re-derives status from doses itself.
     """
-    try:
-        from collector.effects.tagging import Dose, NightKey, tag_nights
-    except ImportError:  # pragma: no cover - the effects area is part of the package
-        return DoseInfo()
-    doses = [Dose(int(x["time"]), float(x.get("elemental_mg") or 0.0), str(x.get("form") or ""),
-                  str(x.get("supplement") or "magnesium")) for x in dose_rows]
     key = NightKey(date.fromisoformat(res.night), res.lights_out_ns, res.lights_on_ns)
     nd = tag_nights([key], doses, {key.night: list(tag_names)}, window_h=settings.analysis.dose_window_h,
                     tz=ZoneInfo(person.timezone))[0]
@@ -118,6 +112,37 @@ def dose_info(res: NightResult, dose_rows: Sequence[Row], tag_names: Iterable[st
 # --------------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------------
+
+
+#: Nights read together (one range query per measurement) and written together: at most this many,
+#: from at most this many days (~30,000 beats a night of a chest strap: a chunk stays under 20 MB).
+CHUNK_NIGHTS = 16
+
+
+_Deletion = tuple[str, dict[str, str], int]  # measurement, tags, time
+
+
+@dataclass(frozen=True, slots=True)
+class _Todo:
+    win: NightWindow
+    fp: str
+    tag_rows: list[Row]
+
+
+def _chunks(todo: Sequence[_Todo]) -> list[list[_Todo]]:
+    """``todo`` (in night order) in runs of at most CHUNK_NIGHTS nights spanning at most CHUNK_NIGHTS days."""
+    out: list[list[_Todo]] = []
+    for item in todo:
+        if out and len(out[-1]) < CHUNK_NIGHTS and (item.win.night - out[-1][0].win.night).days < CHUNK_NIGHTS:
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
+
+
+def _stages_from_rr(inp: NightInputs) -> bool:
+    """The night will be staged from its RR by the classifier (no device stages in the window)."""
+    return bool(inp.rr_time_ns.size) and not bool(np.any(inp.stage_code >= 0))
 
 
 @dataclass
@@ -186,13 +211,14 @@ async def compute_person(
     recompute: bool = False,
     now_ns: int | None = None,
     executor: Executor | Callable[[int], Executor | None] | None = None,
-    concurrency: int = 1,
 ) -> RunSummary:
     """Compute the new or changed nights of one person: windows that have ended by ``now_ns``, and the
     open window once it has closed (:func:`~collector.nights.compute.closes_at`), written as provisional.
 
-    ``executor`` runs the computations (None: a thread of this process); a callable is asked for
-    one with the number of nights to compute, so that worker processes start only when worth it.
+    ``executor`` runs the nights staged from RR (None: a thread of this process); a callable is asked
+    for one, with the number of nights left, at the first such night, so that worker processes start
+    only when worth it. Nights are read, computed and written in chunks (:data:`CHUNK_NIGHTS`): the
+    same nights and points as one by one, with a few queries and one state commit per chunk.
     """
     t_start = time.perf_counter()
     summary = RunSummary(person.name)
@@ -229,9 +255,15 @@ async def compute_person(
     if not nights:
         return summary
     span_lo, span_hi = nights[0].start_ns, nights[-1].end_ns
-    buckets = await read_buckets(reader, person.name, span_lo, span_hi)
-    tag_rows = await read_night_tags(reader, person.name, span_lo - _DOSE_LOOKBACK_NS)
-    dose_rows = await read_doses(reader, person.name, span_lo - _DOSE_LOOKBACK_NS, span_hi)
+    buckets, tag_rows, dose_rows = await asyncio.gather(
+        read_buckets(reader, person.name, span_lo, span_hi),
+        read_night_tags(reader, person.name, span_lo - _DOSE_LOOKBACK_NS),
+        read_doses(reader, person.name, span_lo - _DOSE_LOOKBACK_NS, span_hi))
+    dose_rows.sort(key=lambda x: int(x["time"]))  # (InfluxDB sends them in time order)
+    dose_times = np.array([int(x["time"]) for x in dose_rows], dtype=np.int64)
+    doses = [Dose(int(x["time"]), float(x.get("elemental_mg") or 0.0), str(x.get("form") or ""),
+                  str(x.get("supplement") or "magnesium")) for x in dose_rows]
+    real_doses = [d for d, x in zip(doses, dose_rows, strict=True) if x.get("source") != "sim"]
     tags_by_night: dict[str, list[Row]] = {}
     for row in tag_rows:
         if row.get("night"):
@@ -243,7 +275,8 @@ async def compute_person(
     opts = _options(settings)
     loop = asyncio.get_running_loop()
 
-    todo: list[tuple[NightWindow, str, list[Row]]] = []
+    todo: list[_Todo] = []
+    emptied: list[tuple[str, StateRow]] = []
     for win in nights:
         key = win.night.isoformat()
         is_open = win.night in open_nights
@@ -252,8 +285,8 @@ async def compute_person(
         inp_part = [(int(t), buckets[int(t)]) for t in bucket_times[lo_i:hi_i]]
         ntags = sorted(((str(x.get("tag")), x.get("value"), x.get("at"), int(x["time"]))
                         for x in tags_by_night.get(key, [])), key=str)
-        ev = [(int(x["time"]), x.get("elemental_mg"), x.get("form")) for x in dose_rows
-              if win.start_ns - _DOSE_LOOKBACK_NS <= int(x["time"]) < win.end_ns]
+        d_lo, d_hi = np.searchsorted(dose_times, [win.start_ns - _DOSE_LOOKBACK_NS, win.end_ns])
+        ev = [(int(x["time"]), x.get("elemental_mg"), x.get("form")) for x in dose_rows[d_lo:d_hi]]
         fp = _fingerprint([inp_part, ntags, ev, settings_part, *(["open"] if is_open else [])])
         prev = known.get(key)
         if not inp_part and is_open:
@@ -261,8 +294,8 @@ async def compute_person(
             continue
         if not inp_part:
             if prev is not None and prev.night_tags:  # data deleted: remove what was written
-                await _remove(pipe, prev, person.name, night_time_ns(win.night))
-                state.put(person.name, key, StateRow(fp, 0, 0, "", ""))
+                await _remove(pipe, prev, night_time_ns(win.night))
+                emptied.append((key, StateRow(fp, 0, 0, "", "")))
             summary.empty += 1
             continue
         if not recompute and prev is not None and prev.fingerprint == fp:
@@ -273,38 +306,33 @@ async def compute_person(
             if not 0 < prev.ready_at_ns <= now_i:  # no new data, and not yet long enough after sleep
                 summary.pending += 1
                 continue
-        todo.append((win, fp, tags_by_night.get(key, [])))
+        todo.append(_Todo(win, fp, tags_by_night.get(key, [])))
+    if emptied:
+        state.put_many(person.name, emptied)
 
-    if callable(executor) and not isinstance(executor, Executor):
-        executor = executor(len(todo))
-    summary.parallel = executor is not None
-
-    async def run_one(win: NightWindow, fp: str, ntag_rows: list[Row]) -> None:
-        key = win.night.isoformat()
-        inp = await read_inputs(reader, person.name, win, ntag_rows)
-        res = await loop.run_in_executor(executor, _compute, inp, subject, person.timezone, opts)
+    def output(item: _Todo, inp: NightInputs, res: NightResult | None,
+               points: list[Point]) -> tuple[StateRow, list[_Deletion]]:
+        """The night's points (appended to ``points``), its state row and the stale points to delete."""
+        key = item.win.night.isoformat()
         prev = known.get(key)
-        is_open = win.night in open_nights
+        is_open = item.win.night in open_nights
+        stale: list[_Deletion] = []
         if res is None:
             if prev is not None and prev.night_tags:
-                await _remove(pipe, prev, person.name, night_time_ns(win.night))
-            state.put(person.name, key, StateRow(fp, 0, 0, "", ""))
+                stale = _stale(prev, 0, 0, "", "", night_time_ns(item.win.night))
             if is_open:
                 summary.pending += 1
             else:
                 summary.empty += 1
-            return
+            return StateRow(item.fp, 0, 0, "", ""), stale
         if is_open and (prev is None or not prev.night_tags):
             closes = closes_at(res, inp, close_after_ns)
             if closes is None or closes > now_i:  # still asleep (or no sleep yet): not a night to show
-                state.put(person.name, key, StateRow(fp, 0, 0, "", "", closes or 0))
                 summary.pending += 1
-                return
-        names = [str(x.get("tag")) for x in ntag_rows if x.get("value") is not False]
-        dose = dose_info(res, [x for x in dose_rows if x.get("source") != "sim" or inp.sim], names, settings,
-                         person)
+                return StateRow(item.fp, 0, 0, "", "", closes or 0), stale
+        names = [str(x.get("tag")) for x in item.tag_rows if x.get("value") is not False]
+        dose = dose_info(res, doses if inp.sim else real_doses, names, settings, person)
         npoint = night_point(person.name, res, dose, sim=inp.sim, provisional=is_open)
-        points: list[Point] = []
         new_stage_tags = ""
         lo = hi = 0
         if res.hypnogram is not None:
@@ -313,44 +341,94 @@ async def compute_person(
             lo, hi = res.hypnogram.start_ns, res.hypnogram.end_ns
         new_night_tags = json.dumps(dict(npoint.tags), sort_keys=True)
         if prev is not None:
-            await _delete_stale(pipe, prev, lo, hi, new_stage_tags, new_night_tags, npoint.time_ns)
+            stale = _stale(prev, lo, hi, new_stage_tags, new_night_tags, npoint.time_ns)
         points.append(npoint)
-        await pipe.put(points)
-        state.put(person.name, key, StateRow(fp, lo, hi, new_stage_tags, new_night_tags))
         summary.computed += 1
         summary.flagged += int(res.flagged)
         summary.provisional += int(is_open)
         summary.nights.append(key)
+        return StateRow(item.fp, lo, hi, new_stage_tags, new_night_tags), stale
 
-    # Read the next night while the current one computes (bounded to keep memory flat).
-    sem = asyncio.Semaphore(max(1, concurrency) + (1 if executor is not None else 0))
+    here = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nights")  # off the event loop
+    pool: Executor | None = executor if isinstance(executor, Executor) else None
+    asked = pool is not None or executor is None
 
-    async def guarded(item: tuple[NightWindow, str, list[Row]]) -> None:
-        async with sem:
-            await run_one(*item)
+    def runner(inp: NightInputs, left: int) -> Executor:
+        """Worker processes (if ``executor`` gives any when asked with the nights left) for nights staged
+        from their RR (~0.3 s of CPU each); nights staged by their device or without RR take
+        milliseconds and are computed here, in one thread."""
+        nonlocal pool, asked
+        if not _stages_from_rr(inp):
+            return here
+        if not asked:
+            asked = True
+            pool = executor(left) if callable(executor) and not isinstance(executor, Executor) else None
+        if pool is None:
+            return here
+        summary.parallel = True
+        return pool
 
-    await asyncio.gather(*(guarded(item) for item in todo))
+    async def finish(chunk: list[_Todo], inputs: list[NightInputs],
+                     running: list[asyncio.Future[NightResult | None]]) -> None:
+        """Write a chunk's points (to the outbox) and then its state rows."""
+        rows: list[tuple[str, StateRow]] = []
+        points: list[Point] = []
+        for item, inp, fut in zip(chunk, inputs, running, strict=True):
+            state_row, stale = output(item, inp, await fut, points)
+            for measurement, tags, t in stale:
+                await pipe.delete(measurement, tags, t)
+            rows.append((item.win.night.isoformat(), state_row))
+        await pipe.put(points)  # in the outbox before the state says they were written
+        state.put_many(person.name, rows)
+
+    # Chunks of nights, each read with a few range queries; while one chunk computes, the next is
+    # read and queued, so the workers never wait for a chunk to be written.
+    in_flight: list[tuple[list[_Todo], list[NightInputs], list[asyncio.Future[NightResult | None]]]] = []
+    left = len(todo)
+    try:
+        for chunk in _chunks(todo):
+            inputs = await read_inputs_many(reader, person.name, [(t.win, t.tag_rows) for t in chunk])
+            in_flight.append((chunk, inputs, [
+                loop.run_in_executor(runner(inp, left), _compute, inp, subject, person.timezone, opts)
+                for inp in inputs]))
+            left -= len(chunk)
+            if len(in_flight) > 1:
+                await finish(*in_flight[0])
+                in_flight.pop(0)
+        while in_flight:
+            await finish(*in_flight[0])
+            in_flight.pop(0)
+    finally:
+        for _, _, running in in_flight:  # after an error: nothing left computing
+            for fut in running:
+                fut.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        here.shutdown(wait=False)
     summary.nights.sort()
     summary.seconds = time.perf_counter() - t_start
     return summary
 
 
-async def _remove(pipe: Pipeline, prev: StateRow, person: str, t_night: int) -> None:
-    await _delete_stale(pipe, prev, 0, 0, "", "", t_night)
+async def _remove(pipe: Pipeline, prev: StateRow, t_night: int) -> None:
+    """Delete what was written for a night that has no data any more."""
+    for measurement, tags, t in _stale(prev, 0, 0, "", "", t_night):
+        await pipe.delete(measurement, tags, t)
 
 
-async def _delete_stale(pipe: Pipeline, prev: StateRow, lo: int, hi: int, stage_tags_json: str,
-                        night_tags_json: str, t_night: int) -> None:
-    """Delete stage epochs no longer in the night and a night point whose tags changed."""
+def _stale(prev: StateRow, lo: int, hi: int, stage_tags_json: str, night_tags_json: str,
+           t_night: int) -> list[_Deletion]:
+    """Stage epochs no longer in the night and a night point whose tags changed."""
+    out: list[_Deletion] = []
     step = EPOCH_S * NS
     if prev.stage_tags:
         old_tags = json.loads(prev.stage_tags)
         same_series = prev.stage_tags == stage_tags_json
         for t in range(prev.stage_lo_ns, prev.stage_hi_ns, step):
             if not same_series or not (lo <= t < hi):
-                await pipe.delete(SLEEP_STAGE.name, old_tags, t)
+                out.append((SLEEP_STAGE.name, old_tags, t))
     if prev.night_tags and prev.night_tags != night_tags_json:
-        await pipe.delete(NIGHT.name, json.loads(prev.night_tags), t_night)
+        out.append((NIGHT.name, json.loads(prev.night_tags), t_night))
+    return out
 
 
 async def compute_all(
@@ -387,8 +465,7 @@ async def compute_all(
                 Pipeline.from_settings(settings, name="nights") as pipe:
             for p in persons:
                 out.append(await compute_person(settings, p, reader, pipe, state, since=since, until=until,
-                                                recompute=recompute, now_ns=now_ns, executor=executor_for,
-                                                concurrency=workers))
+                                                recompute=recompute, now_ns=now_ns, executor=executor_for))
             await pipe.flush(timeout=max(60.0, settings.influx.timeout_s * 6))
     except StorageError:
         raise

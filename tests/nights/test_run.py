@@ -163,11 +163,23 @@ def test_cli_list_formats(setup, influx_server, influx_db, tmp_path, monkeypatch
 
 
 def test_main_device_is_the_one_covering_most_time() -> None:
-    from collector.nights.inputs import main_device as _main_device
+    import numpy as np
 
-    band = [{"device": "band", "epoch_s": 60, "time": i} for i in range(100)]  # 100 min in 60-s rows
-    watch = [{"device": "watch", "epoch_s": 1800, "time": i} for i in range(8)]  # 4 h in 8 segments
-    assert {r["device"] for r in _main_device(band + watch)} == {"watch"}
-    no_span = [{"device": "a", "time": 1}, {"device": "a", "time": 2}, {"device": "b", "time": 3}]
-    assert {r["device"] for r in _main_device(no_span)} == {"a"}  # without epoch_s: the most rows
-    assert _main_device([]) == []
+    from collector.nights.inputs import _main_epochs, _Series
+
+    def series(device: str, n: int, epoch_s: float, t0: int = 0) -> _Series:
+        t = np.arange(t0, t0 + n, dtype=np.int64)
+        return _Series(device, "device", t, (np.full(n, 1.0), np.full(n, epoch_s)))
+
+    band = series("band", 100, 60)  # 100 min in 60-s rows
+    watch = series("watch", 8, 1800, t0=5)  # 4 h in 8 segments
+    assert _main_epochs([band, watch])[3] == "watch"
+    # without epoch_s: the most rows; a tie goes to the device seen first
+    assert _main_epochs([series("b", 2, np.nan, t0=3), series("a", 2, np.nan, t0=5)])[3] == "b"
+    assert _main_epochs([series("a", 2, np.nan), series("b", 1, np.nan)])[3] == "a"
+    t, v, e, dev = _main_epochs([])
+    assert (t.size, v.size, e.size, dev) == (0, 0, 0, "")
+    # rows without a value count for the device's time but are not returned; epoch 0 or none is 30 s
+    s = _Series("w", "device", np.array([1, 2, 3]), (np.array([2.0, np.nan, 1.0]), np.array([0.0, 600.0, np.nan])))
+    t, v, e, _ = _main_epochs([s])
+    assert t.tolist() == [1, 3] and v.tolist() == [2.0, 1.0] and e.tolist() == [30, 30]
