@@ -26,7 +26,6 @@ from collector.cli.common import (
     parse_day,
     today_for,
 )
-from collector.cli.night_cmd import write_lights as write_lights  # its old home: kept for importers
 from collector.errors import MagsleepError
 from collector.nights.listing import NIGHT_COLUMNS, list_nights
 from collector.nights.run import compute_all

@@ -85,6 +85,9 @@ _DOSE_LOOKBACK_NS = 24 * 3600 * NS
 #: Worker processes start only for at least this many nights (a worker's start-up, ~1 s of CPU,
 #: is more than computing a night, ~0.3 s).
 MIN_NIGHTS_FOR_WORKERS = 4
+#: Nights read together (one range query per measurement) and written together: at most this many,
+#: from at most this many days (~30,000 beats a night of a chest strap: a chunk stays under 20 MB).
+CHUNK_NIGHTS = 16
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,11 +115,6 @@ def dose_info(res: NightResult, doses: Sequence[Dose], tag_names: Iterable[str],
 # --------------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------------
-
-
-#: Nights read together (one range query per measurement) and written together: at most this many,
-#: from at most this many days (~30,000 beats a night of a chest strap: a chunk stays under 20 MB).
-CHUNK_NIGHTS = 16
 
 
 _Deletion = tuple[str, dict[str, str], int]  # measurement, tags, time
