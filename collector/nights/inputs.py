@@ -55,10 +55,10 @@ async def read_buckets(r: InfluxReader, person: str, start_ns: int, end_ns: int)
     """Per 30-min bucket: counts and sums of each input measurement (the change detector)."""
     w = _where(person, start_ns, end_ns)
     qs = [
-        f"SELECT count({_RR_MS}), sum({_RR_MS}) FROM {RR.name} WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count({_BPM}), sum({_BPM}) FROM {HEART_RATE.name} WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count({_COUNTS}), sum({_COUNTS}) FROM {MOTION.name} WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
-        f"SELECT count({_STAGE_CODE}), sum({_STAGE_CODE}) FROM {SLEEP_STAGE.name} WHERE {w} AND {_NOT_OURS} "
+        f"SELECT count({_RR_MS}), sum({_RR_MS}) FROM {RR.quoted} WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
+        f"SELECT count({_BPM}), sum({_BPM}) FROM {HEART_RATE.quoted} WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
+        f"SELECT count({_COUNTS}), sum({_COUNTS}) FROM {MOTION.quoted} WHERE {w} GROUP BY time({_BUCKET}) fill(none)",
+        f"SELECT count({_STAGE_CODE}), sum({_STAGE_CODE}) FROM {SLEEP_STAGE.quoted} WHERE {w} AND {_NOT_OURS} "
         f"GROUP BY time({_BUCKET}) fill(none)",
     ]
     out: dict[int, list[Any]] = {}
@@ -72,9 +72,9 @@ async def first_data_ns(r: InfluxReader, person: str) -> int | None:
     """The time of the person's first heart or device-stage point (None without any)."""
     best: int | None = None
     p = quote_str(person)
-    for q in (f"SELECT first({_RR_MS}) FROM {RR.name} WHERE {_PERSON} = {p}",
-              f"SELECT first({_BPM}) FROM {HEART_RATE.name} WHERE {_PERSON} = {p}",
-              f"SELECT first({_STAGE_CODE}) FROM {SLEEP_STAGE.name} WHERE {_PERSON} = {p} AND {_NOT_OURS}"):
+    for q in (f"SELECT first({_RR_MS}) FROM {RR.quoted} WHERE {_PERSON} = {p}",
+              f"SELECT first({_BPM}) FROM {HEART_RATE.quoted} WHERE {_PERSON} = {p}",
+              f"SELECT first({_STAGE_CODE}) FROM {SLEEP_STAGE.quoted} WHERE {_PERSON} = {p} AND {_NOT_OURS}"):
         for row in await r.query(q):
             t = int(row["time"])
             best = t if best is None else min(best, t)
@@ -83,13 +83,14 @@ async def first_data_ns(r: InfluxReader, person: str) -> int | None:
 
 async def read_night_tags(r: InfluxReader, person: str, since_ns: int) -> list[Row]:
     """The person's ``night_tag`` rows from ``since_ns`` on."""
-    return await r.query(f"SELECT * FROM {NIGHT_TAG.name} WHERE {_PERSON} = {quote_str(person)} AND time >= {since_ns}")
+    p = quote_str(person)
+    return await r.query(f"SELECT * FROM {NIGHT_TAG.quoted} WHERE {_PERSON} = {p} AND time >= {since_ns}")
 
 
 async def read_doses(r: InfluxReader, person: str, start_ns: int, end_ns: int) -> list[Row]:
     """The person's doses in [start, end): time, elemental_mg, form, supplement, source."""
     cols = ", ".join([_ELEMENTAL_MG, *(t for t in _DOSE_TAGS if t != _PERSON)])
-    return await r.query(f"SELECT {cols} FROM {SUPPLEMENT_DOSE.name} WHERE {_where(person, start_ns, end_ns)}")
+    return await r.query(f"SELECT {cols} FROM {SUPPLEMENT_DOSE.quoted} WHERE {_where(person, start_ns, end_ns)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,18 +194,18 @@ async def read_inputs_many(r: InfluxReader, person: str,
     by = [_DEV, _SRC]
     # (a motion or stage point without a device tag counts as device "None", as it always did)
     rr, motion, stages = await asyncio.gather(  # InfluxDB answers them side by side
-        _read_series(r, RR.name, [_RR_MS], _where(person, lo, hi), by),
+        _read_series(r, RR.quoted, [_RR_MS], _where(person, lo, hi), by),
         # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
-        _read_series(r, MOTION.name, [_COUNTS, _EPOCH_S], _where(person, lo, hi), [_DEV], "None"),
-        _read_series(r, SLEEP_STAGE.name, [_STAGE_CODE, _STAGE_EPOCH_S], f"{_where(person, lo, hi)} AND {_NOT_OURS}",
-                     [_DEV], "None"))
+        _read_series(r, MOTION.quoted, [_COUNTS, _EPOCH_S], _where(person, lo, hi), [_DEV], "None"),
+        _read_series(r, SLEEP_STAGE.quoted, [_STAGE_CODE, _STAGE_EPOCH_S],
+                     f"{_where(person, lo, hi)} AND {_NOT_OURS}", [_DEV], "None"))
     heart = [_main_heart(_night_slices(rr, w)) for w in wins]
     # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
     no_rr = [k for k, h in enumerate(heart) if not h[0].size]
     no_rr_set = set(no_rr)
     if no_rr:
         a, b = min(wins[k].start_ns for k in no_rr), max(wins[k].end_ns for k in no_rr)
-        hr = await _read_series(r, HEART_RATE.name, [_BPM], _where(person, a, b), by)
+        hr = await _read_series(r, HEART_RATE.quoted, [_BPM], _where(person, a, b), by)
         for k in no_rr:
             heart[k] = _main_heart(_night_slices(hr, wins[k]))
     out: list[NightInputs] = []

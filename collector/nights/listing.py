@@ -27,6 +27,6 @@ async def list_nights(settings: Settings, *, person: str | None = None, since: d
     where = (" WHERE " + " AND ".join(conds)) if conds else ""
     group = ", ".join(t.name for t in NIGHT.tags)  # person, dose, staging, source
     async with InfluxReader.from_settings(settings) as r:
-        rows = await r.query(f"SELECT * FROM {NIGHT.name}{where} GROUP BY {group}")
+        rows = await r.query(f"SELECT * FROM {NIGHT.quoted}{where} GROUP BY {group}")
     rows.sort(key=lambda x: (str(x.get("night")), str(x.get("person"))))
     return rows
