@@ -609,8 +609,8 @@ async def _live(settings: Settings, opts: DemoOptions, study_of: dict[str, Study
 
 async def _backfill_and_doses(settings: Settings, opts: DemoOptions, study_of: dict[str, Study],
                               progress: Progress, result: DemoResult) -> None:
+    from collector.doses.entities import DoseCreate, Source
     from collector.doses.forms import parse_form
-    from collector.doses.model import DoseCreate, Source
     from collector.doses.service import DoseService
     from collector.sim.backfill import backfill, default_truth_path, dose_id
     from collector.storage.pipeline import Pipeline

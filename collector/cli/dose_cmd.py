@@ -22,7 +22,7 @@ from rich.markup import escape
 from collector.app.persons import Persons
 from collector.cli.common import DAY_FORMS, Column, console, err_console, fail, fitted_table, get_settings, parse_day
 from collector.doses.csvio import export_csv, import_rows, read_rows
-from collector.doses.model import (
+from collector.doses.entities import (
     Dose,
     DoseCreate,
     DosePatch,

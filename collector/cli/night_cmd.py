@@ -21,8 +21,8 @@ from collector.cli.common import (
     today_for,
 )
 from collector.cli.dose_cmd import Person, open_service, report_pending, run
+from collector.doses.entities import LightsEvent, NightTagName, Source
 from collector.doses.lights import person_settings
-from collector.doses.model import LightsEvent, NightTagName, Source
 from collector.doses.points import lights_point_of
 from collector.doses.rules import AT_HELP
 from collector.errors import ValidationError

@@ -34,8 +34,7 @@ from uuid import UUID
 import pydantic
 from aiohttp import web
 
-from collector.doses.forms import FORM_NAMES, Form
-from collector.doses.model import (
+from collector.doses.entities import (
     ConflictError,
     DoseCreate,
     DoseList,
@@ -53,6 +52,7 @@ from collector.doses.model import (
     Source,
     problems_from_pydantic,
 )
+from collector.doses.forms import FORM_NAMES, Form
 from collector.doses.openapi import openapi_document
 from collector.doses.rules import PersonLookup
 from collector.doses.service import DoseService, PointSink

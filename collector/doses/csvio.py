@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from collector.doses.model import (
+from collector.doses.entities import (
     Dose,
     DoseCreate,
     DoseValidationError,

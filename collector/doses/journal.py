@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
-from collector.doses.model import (
+from collector.doses.entities import (
     ConflictError,
     Dose,
     Lights,

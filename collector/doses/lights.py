@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from collector.doses.model import DoseValidationError, FieldProblem
+from collector.doses.entities import DoseValidationError, FieldProblem
 from collector.doses.points import to_ns
 from collector.doses.rules import ConfiguredPersons
 from collector.settings import PersonSettings, Settings

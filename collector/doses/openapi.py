@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from collector import __version__
-from collector.doses.model import (
+from collector.doses.entities import (
     Dose,
     DoseCreate,
     DoseList,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from collector.doses.model import Dose, Lights, LightsEvent, NightTag
+from collector.doses.entities import Dose, Lights, LightsEvent, NightTag
 from collector.effects.tagging import night_time_ns
 from collector.storage.lineprotocol import Point
 from collector.storage.schema import NIGHT_TAG, SUPPLEMENT_DOSE, Measurement

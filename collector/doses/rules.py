@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 
-from collector.doses.forms import Form, elemental_share, parse_form
-from collector.doses.model import (
+from collector.doses.entities import (
     Dose,
     DoseCreate,
     DosePatch,
@@ -28,6 +27,7 @@ from collector.doses.model import (
     Source,
     problems_from_pydantic,
 )
+from collector.doses.forms import Form, elemental_share, parse_form
 from collector.errors import ConfigError, ValidationError
 from collector.settings import PersonSettings, Settings
 

@@ -21,10 +21,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from collector.doses.drain import STALL_AFTER_S, BacklogSink, JournalDrain, PointSink
-from collector.doses.forms import FORM_NAMES
-from collector.doses.journal import JOURNAL_NAME, DoseJournal, damaged_journal_error, is_damaged
-from collector.doses.lights import night_for
-from collector.doses.model import (
+from collector.doses.entities import (
     ConflictError,
     Dose,
     DoseCreate,
@@ -40,6 +37,9 @@ from collector.doses.model import (
     NotFoundError,
     Source,
 )
+from collector.doses.forms import FORM_NAMES
+from collector.doses.journal import JOURNAL_NAME, DoseJournal, damaged_journal_error, is_damaged
+from collector.doses.lights import night_for
 from collector.doses.rules import (
     PersonLookup,
     Rules,

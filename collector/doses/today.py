@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
 
-from collector.doses.model import (
+from collector.doses.entities import (
     Assignment,
     Dose,
     MorningCard,

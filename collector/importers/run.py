@@ -251,8 +251,8 @@ async def _drain(batches: Iterator[Batch], tally: _Tally, pipe: Pipeline | None)
 async def _log_doses(settings: Settings, person: PersonSettings, summary: ImportSummary, pipe: Pipeline,
                      now: Callable[[], datetime] | None) -> None:
     """Log the offered doses through the dose service (the journal is their source of truth)."""
+    from collector.doses.entities import DoseCreate, Source
     from collector.doses.forms import Form
-    from collector.doses.model import DoseCreate, Source
     from collector.doses.service import DoseService, utcnow
     from collector.errors import MagsleepError
 

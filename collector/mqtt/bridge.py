@@ -28,7 +28,7 @@ import aiomqtt
 
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, load_status, status_path
 from collector.clock import Clock
-from collector.doses.model import Assignment, Dose, DoseCreate, LightsEvent, PlanToday, Source
+from collector.doses.entities import Assignment, Dose, DoseCreate, LightsEvent, PlanToday, Source
 from collector.doses.service import DoseService, PointSink
 from collector.doses.today import morning_card, plan_today, read_night_rows
 from collector.effects.store import PlanStore, StoredPlan

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from collector.ble.registry import DeviceStatus, RegisteredDevice
-from collector.doses.model import Assignment, Dose, MorningCard, PlanToday
+from collector.doses.entities import Assignment, Dose, MorningCard, PlanToday
 from collector.doses.today import evening_of
 from collector.mqtt.discovery import HA_STATE_MAX, NIGHT_SENSORS, NONE, OFF, ON, Topics
 from collector.storage.reader import Row

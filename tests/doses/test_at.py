@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.doses.model import DoseCreate, DoseValidationError
+from collector.doses.entities import DoseCreate, DoseValidationError
 from collector.doses.rules import AT_AHEAD, FUTURE_TOLERANCE, Rules, build_dose, parse_at
 from collector.errors import ValidationError
 from collector.settings import PersonSettings, Settings, StorageSettings

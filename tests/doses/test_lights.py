@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from collector.doses.api import create_app
+from collector.doses.entities import DoseValidationError, LightsEvent
 from collector.doses.lights import night_for, person_settings
-from collector.doses.model import DoseValidationError, LightsEvent
 from collector.doses.points import lights_tag_point, to_ns
 from collector.nights.run import compute_all
 from collector.nights.segment import lights_from_tags, night_window

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,13 +40,20 @@ def zone_at(hour: int) -> str:
 @pytest.fixture
 def settings(request: pytest.FixtureRequest, tmp_path: Path, influx_server: Any,
              influx_db: str) -> Settings:
-    """The dose tests' settings; parametrized indirectly with a zone, both persons live there."""
+    """The dose tests' settings; parametrized indirectly with a zone, both persons live there, or
+    with person settings both persons get (e.g. :data:`ALL_DAY`)."""
     s = make_settings(tmp_path / "state", influx_server.url, influx_db)
-    zone = getattr(request, "param", None)
-    if zone:
-        s = s.model_copy(update={"persons": [PersonSettings(name="alice", timezone=zone),
-                                              PersonSettings(name="bob", timezone=zone)]})
+    param = getattr(request, "param", None)
+    if isinstance(param, str) and param:
+        s = s.model_copy(update={"persons": [PersonSettings(name="alice", timezone=param),
+                                              PersonSettings(name="bob", timezone=param)]})
+    elif isinstance(param, dict):
+        s = s.model_copy(update={"persons": [p.model_copy(update=param) for p in s.persons]})
     return s
+
+
+#: A 24-hour night window: a lights out tapped now is in a night at any hour the test runs.
+ALL_DAY = {"night_start": dtime(12, 0), "night_end": dtime(12, 0)}
 
 
 @pytest.fixture
@@ -251,6 +259,7 @@ class SkewedClock:
 SERVER_BEHIND = SkewedClock(timedelta(minutes=20))
 
 
+@pytest.mark.parametrize("settings", [ALL_DAY], indirect=True, ids=["all-day-window"])
 @pytest.mark.parametrize("server_now", [SERVER_BEHIND])
 def test_server_clock_behind_keeps_taps_for_retry(
     browser: WebDriver, threaded_server: ThreadedServer
@@ -307,7 +316,7 @@ def test_tonight_morning_card_deviation_and_person_filter(
     browser: WebDriver, threaded_server: ThreadedServer, settings: Settings
 ) -> None:
     """Issue 13 #3 at 21:00 where the persons live: plan, morning card, deviations, filter, theme."""
-    from collector.doses.model import DoseCreate, Source
+    from collector.doses.entities import DoseCreate, Source
     from collector.effects.planner import PlanSpec
     from collector.effects.store import PlanStore, StoredPlan, night_time_ns, tonight
 

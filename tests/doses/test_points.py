@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from uuid import UUID
 
+from collector.doses.entities import Dose, Lights, LightsEvent, NightTag, NightTagName, Source
 from collector.doses.forms import Form
-from collector.doses.model import Dose, Lights, LightsEvent, NightTag, NightTagName, Source
 from collector.doses.points import dose_point, lights_point_of, tag_point, to_ns
 from collector.storage.lineprotocol import encode_point
 from collector.storage.schema import validate_point

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from collector.app.persons import Persons
 from collector.doses.api import mount
+from collector.doses.entities import DoseCreate, DosePatch, DoseValidationError, Source
 from collector.doses.forms import FORMS, Form, elemental_share, molar_mass, parse_form
-from collector.doses.model import DoseCreate, DosePatch, DoseValidationError, Source
 from collector.doses.rules import Rules, apply_patch, build_dose
 from collector.doses.service import DoseService
 from collector.settings import Settings

@@ -23,7 +23,7 @@ import tomli_w
 from aiohttp import web
 
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status, status_path
-from collector.doses.model import DoseCreate, Source
+from collector.doses.entities import DoseCreate, Source
 from collector.doses.service import DoseService
 from collector.effects.io import verdict_point
 from collector.effects.planner import PlanSpec

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from collector.doses.entities import Assignment, PlannedNight, PlanToday, UsualDose
 from collector.doses.forms import Form
-from collector.doses.model import Assignment, PlannedNight, PlanToday, UsualDose
 from collector.errors import ConfigError
 from collector.mqtt.discovery import HA_STATE_MAX, Topics
 from collector.mqtt.reminders import due

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collector.doses.model import LightsEvent
+from collector.doses.entities import LightsEvent
 from collector.doses.points import lights_tag_point
 from collector.nights.run import compute_all
 from collector.nights.segment import night_window

@@ -87,8 +87,8 @@ async def test_stopping_terminates_a_running_child(influx_server, influx_db, tmp
 async def test_triggers_due_at_a_pending_nights_moment_and_after_a_new_lights_on(tmp_path):
     from datetime import UTC, date, datetime
 
+    from collector.doses.entities import Lights, LightsEvent, Source
     from collector.doses.journal import DoseJournal
-    from collector.doses.model import Lights, LightsEvent, Source
     from collector.nights.schedule import LIGHTS_DELAY_S, Triggers
     from collector.nights.state import NightState, StateRow
 

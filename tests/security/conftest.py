@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from collector.doses.api import DOSE_SERVICE, create_app
-from collector.doses.model import Dose
+from collector.doses.entities import Dose
 from collector.settings import Settings
 from tests.doses.conftest import TOKEN, app_in_thread, make_settings
 

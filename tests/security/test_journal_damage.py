@@ -18,7 +18,7 @@ import pytest
 
 from collector.app.daemon import run_daemon
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
-from collector.doses.model import DoseCreate
+from collector.doses.entities import DoseCreate
 from collector.doses.service import DoseService
 from collector.settings import ApiSettings, InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.sim.bluez import heart_rate_feed, heart_rate_strap
