@@ -42,6 +42,7 @@ from collector.nights.staging import (
 )
 from collector.nights.wake import WakeRule
 from collector.storage.lineprotocol import FieldValue, Point
+from collector.storage.schema import NIGHT, SLEEP_STAGE
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -355,7 +356,7 @@ def night_point(person: str, res: NightResult, dose: DoseInfo, *, sim: bool = Fa
         fields["elemental_mg"] = 0.0
         fields["form"] = ""
     tags = {"person": person, "dose": dose.status, "staging": res.staging, "source": "sim" if sim else "computed"}
-    return Point("night", tags, fields, night_time_ns(date.fromisoformat(res.night)))
+    return Point(NIGHT.name, tags, fields, night_time_ns(date.fromisoformat(res.night)))
 
 
 def stage_tags(person: str, hyp: Hypnogram, *, sim: bool = False) -> dict[str, str]:
@@ -371,5 +372,5 @@ def stage_points(person: str, hyp: Hypnogram, *, sim: bool = False) -> list[Poin
         f: dict[str, FieldValue] = {"stage": STAGE_NAMES[int(c)], "stage_code": int(c), "epoch_s": hyp.epoch_s}
         if math.isfinite(p):
             f["probability"] = float(p)
-        out.append(Point("sleep_stage", tags, f, int(t)))
+        out.append(Point(SLEEP_STAGE.name, tags, f, int(t)))
     return out
