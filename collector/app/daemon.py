@@ -3,7 +3,7 @@
 The BLE sessions (:mod:`collector.ble.daemon`) write into the collector's pipeline; beside them,
 on the same pipeline, run the dose HTTP API and phone page (:mod:`collector.doses.api`), the Home
 Assistant bridge when ``[mqtt]`` is configured (:mod:`collector.mqtt.bridge`) and the nights
-schedule (:mod:`collector.nights.schedule`). ``run_daemon`` runs until ``stop_event`` is set
+schedule (:mod:`collector.app.schedule`). ``run_daemon`` runs until ``stop_event`` is set
 (``magsleep run`` sets it on SIGTERM/SIGINT), then stops the sessions, the services and flushes
 the pipeline within :data:`collector.ble.daemon.STOP_BUDGET_S` seconds.
 """
@@ -69,7 +69,7 @@ async def run_daemon(
             await stack.enter_async_context(running_bridge(settings, sink=pipe, clock=clock,
                                                            status_file=status_file, devices=devices))
         if compute_nights and settings.nights.compute_every_min > 0:
-            from collector.nights.schedule import Triggers, compute_periodically
+            from collector.app.schedule import Triggers, compute_periodically
 
             triggers = Triggers.for_settings(settings, time_ns=clock.time_ns)
             nights = asyncio.create_task(

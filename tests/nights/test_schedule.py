@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from collector.nights.schedule import compute_periodically, run_once
+from collector.app.schedule import compute_periodically, run_once
 from collector.settings import load_settings
 from collector.sim.backfill import backfill
 from collector.sim.nights import plan_study
@@ -46,7 +46,7 @@ async def wait_for_night(influx_server, db: str, what: str, timeout_s: float = 3
 async def test_periodic_runs_compute_the_night_and_stop_promptly(influx_server, influx_db, tmp_path, caplog):
     cfg = await backfilled_config(influx_server, influx_db, tmp_path)
     stop = asyncio.Event()
-    caplog.set_level(logging.INFO, logger="collector.nights.schedule")
+    caplog.set_level(logging.INFO, logger="collector.app.schedule")
     task = asyncio.create_task(compute_periodically(cfg, 3600.0, stop))
     try:
         await wait_for_night(influx_server, influx_db, "the schedule")
@@ -64,7 +64,7 @@ async def test_periodic_runs_compute_the_night_and_stop_promptly(influx_server, 
 
 
 async def test_a_failing_run_is_logged_with_what_to_fix(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="collector.nights.schedule")
+    caplog.set_level(logging.WARNING, logger="collector.app.schedule")
     code = await run_once(tmp_path / "missing.toml", asyncio.Event())
     assert code == 2
     assert "failed (exit 2)" in caplog.text
@@ -74,7 +74,7 @@ async def test_a_failing_run_is_logged_with_what_to_fix(tmp_path, caplog):
 async def test_stopping_terminates_a_running_child(influx_server, influx_db, tmp_path, caplog):
     cfg = await backfilled_config(influx_server, influx_db, tmp_path)
     stop = asyncio.Event()
-    caplog.set_level(logging.WARNING, logger="collector.nights.schedule")
+    caplog.set_level(logging.WARNING, logger="collector.app.schedule")
     task = asyncio.create_task(run_once(cfg, stop))
     await asyncio.sleep(0.3)  # the child is importing or computing
     stop.set()
@@ -87,9 +87,9 @@ async def test_stopping_terminates_a_running_child(influx_server, influx_db, tmp
 async def test_triggers_due_at_a_pending_nights_moment_and_after_a_new_lights_on(tmp_path):
     from datetime import UTC, date, datetime
 
+    from collector.app.schedule import LIGHTS_DELAY_S, Triggers
     from collector.doses.entities import Lights, LightsEvent, Source
     from collector.doses.journal import DoseJournal
-    from collector.nights.schedule import LIGHTS_DELAY_S, Triggers
     from collector.nights.state import NightState, StateRow
 
     ns = 1_000_000_000
@@ -120,7 +120,7 @@ async def test_triggers_due_at_a_pending_nights_moment_and_after_a_new_lights_on
 
 
 async def test_a_due_trigger_starts_a_run_before_the_regular_one(influx_server, influx_db, tmp_path, caplog):
-    from collector.nights.schedule import Triggers
+    from collector.app.schedule import Triggers
 
     class Once(Triggers):
         """A real Triggers whose moment has come once (the files are not the point here)."""
@@ -133,7 +133,7 @@ async def test_a_due_trigger_starts_a_run_before_the_regular_one(influx_server, 
 
     cfg = write_config(tmp_path / "magsleep.toml", influx_server.url, influx_db, tmp_path / "state", "UTC")
     stop = asyncio.Event()
-    caplog.set_level(logging.INFO, logger="collector.nights.schedule")
+    caplog.set_level(logging.INFO, logger="collector.app.schedule")
     trig = Once(tmp_path / "n.sqlite", tmp_path / "d.sqlite")
     task = asyncio.create_task(compute_periodically(cfg, 3600.0, stop, triggers=trig, poll_s=0.05, min_gap_s=0))
     try:

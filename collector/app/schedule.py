@@ -9,7 +9,7 @@ nights state, :mod:`collector.nights.state`), and a new lights-on in the dose jo
 Each run is a child process: the staging stack (SciPy, sleepecg, ~150 MB) never enters the
 collector, a failure there can't stop collection, and the run is incremental (a night or none:
 ~1-2 s of CPU). A run still going when the daemon stops is terminated; the next start picks it up
-(idempotent).
+(idempotent). It lives in the app layer: it watches the nights state and the dose journal.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from collector.doses.journal import JOURNAL_NAME
 from collector.nights.state import STATE_NAME
 from collector.settings import Settings
 
@@ -63,8 +64,6 @@ class Triggers:
 
     @classmethod
     def for_settings(cls, settings: Settings, *, time_ns: Callable[[], int] = time.time_ns) -> Triggers:
-        from collector.doses.journal import JOURNAL_NAME
-
         state_dir = settings.storage.state_dir.expanduser()
         return cls(state_dir / STATE_NAME, state_dir / JOURNAL_NAME, time_ns=time_ns)
 
