@@ -18,7 +18,7 @@ from typing import Literal
 import aiohttp
 
 from collector.ble.registry import atomic_write
-from collector.doses.model import Assignment, PlanToday
+from collector.doses.entities import Assignment, PlanToday
 from collector.doses.today import evening_of
 from collector.errors import MagsleepError
 from collector.settings import MqttSettings
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Hours after the reminder time during which a missed reminder is still sent (e.g. after a restart).
 LATE_H = 3.0
-#: Before this local hour a time belongs to the previous evening (as doses do).
-EVENING_STARTS = time(6, 0)
 STATE_FILE = "mqtt-reminders.json"
 
 Kind = Literal["take_magnesium", "skip_magnesium"]
@@ -55,7 +53,7 @@ def due(person: str, now: datetime, tz: tzinfo, plan: PlanToday, dose_logged: bo
     if sent == night or plan.tonight is None or plan.tonight.night != night or dose_logged:
         return None
     start = datetime.combine(night, at, tzinfo=tz)
-    if at < EVENING_STARTS:  # e.g. 00:30: after midnight, still this evening
+    if evening_of(start, tz) != night:  # e.g. 00:30: after midnight, still this evening
         start += timedelta(days=1)
     local = now.astimezone(tz)
     if not start <= local < start + timedelta(hours=LATE_H):
