@@ -115,7 +115,7 @@ async def _read_series(r: InfluxReader, measurement: str, fields: Sequence[str],
     Grouped by tags, the tags travel once per series instead of once per row (a third of the
     response), and the answer comes as MessagePack (typed, cheap to decode).
     """
-    out: list[_Series] = []
+    parts: dict[tuple[str, str], list[tuple[I64, tuple[F64, ...]]]] = {}
     q = f"SELECT {', '.join(fields)} FROM {measurement} WHERE {where} GROUP BY {', '.join(group)}"
     results = await r.raw(q, binary=True)
     with gc_paused():
@@ -129,9 +129,12 @@ async def _read_series(r: InfluxReader, measurement: str, fields: Sequence[str],
                 c = list(zip(*vals, strict=True))
                 t = np.array(c[cols.index("time")], dtype=np.int64)
                 fs = tuple(np.array(c[cols.index(f)], dtype=np.float64) for f in fields)
-                out.append(_Series(str(tags.get(_DEV) or no_device), str(tags.get(_SRC, "")), t, fs))
+                key = (str(tags.get(_DEV) or no_device), str(tags.get(_SRC, "")))
+                parts.setdefault(key, []).append((t, fs))  # a series' chunks come in time order
         del results
-    return out
+    return [_Series(dev, src, np.concatenate([p[0] for p in ps]),
+                    tuple(np.concatenate([p[1][k] for p in ps]) for k in range(len(fields))))
+            for (dev, src), ps in parts.items()]
 
 
 def _main_heart(series: Sequence[_Series]) -> tuple[I64, F64, set[str]]:
@@ -156,7 +159,7 @@ def _main_epochs(series: Sequence[_Series]) -> tuple[I64, F64, I64, str]:
     """Time, value and epoch length of the rows with a value of the device that covers the most time
     (sum of ``epoch_s`` where positive, else 30 s, per row; ties go to the device seen first, then by
     name), and that device. Two devices at once would interleave; a band's many 60-s rows do not
-    outweigh a watch's few long stage segments."""
+    outweigh a watch's few long stage segments. The device is "" when none of its rows has a value."""
     best: tuple[int, int, str] | None = None
     for s in series:
         if not s.time.size:
@@ -172,7 +175,7 @@ def _main_epochs(series: Sequence[_Series]) -> tuple[I64, F64, I64, str]:
     keep = np.isfinite(s.cols[0])
     span = s.cols[1][keep]
     epoch = np.where(np.isnan(span) | (span == 0), EPOCH_S, np.trunc(np.nan_to_num(span))).astype(np.int64)
-    return s.time[keep], s.cols[0][keep], epoch, s.device
+    return s.time[keep], s.cols[0][keep], epoch, s.device if keep.any() else ""
 
 
 def _night_slices(series: Sequence[_Series], win: NightWindow) -> list[_Series]:
