@@ -4,12 +4,13 @@ is the doses' (:func:`collector.doses.rules.parse_at`): its rule matches what a 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -23,6 +24,11 @@ from typer.core import TyperGroup
 from collector import __version__
 from collector.errors import MagsleepError, ValidationError
 from collector.settings import Settings, load_settings, resolve_config_path
+
+if TYPE_CHECKING:  # the dose service loads only for the commands that use it
+    from collector.doses.service import DoseService
+
+T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -67,6 +73,42 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` (as plain text: ``[[persons]]`` stays as written) and exit."""
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def run_async(fn: Callable[[], Awaitable[T]], *, what: str = "dose") -> T:
+    """Run ``fn`` and turn magsleep errors into a clear message and exit code 2 (a
+    :class:`~collector.doses.entities.DoseValidationError` as one line per bad field)."""
+    import pydantic
+
+    from collector.doses.entities import DoseValidationError, problems_from_pydantic
+
+    try:
+        return asyncio.run(_call(fn))
+    except DoseValidationError as exc:
+        lines = "\n".join(f"  {p.field}: {p.reason}" for p in exc.problems)
+        fail(f"invalid {what}:\n{lines}")
+    except pydantic.ValidationError as exc:
+        lines = "\n".join(f"  {p.field}: {p.reason}" for p in problems_from_pydantic(exc))
+        fail(f"invalid input:\n{lines}")
+    except MagsleepError as exc:
+        fail(str(exc))
+
+
+async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+async def report_pending(svc: DoseService) -> None:
+    """Say on stderr when InfluxDB has not taken a command's dose changes yet (they are safe)."""
+    n = await svc.pending()
+    if n:
+        err_console.print(
+            f"[yellow]InfluxDB did not take {n} change(s) yet; they are safe in the dose journal "
+            "and are sent later (next command, the daemon, or `magsleep dose sync`).[/yellow]")
+
+
+#: ``--person`` of the dose and night commands.
+Person = Annotated[str | None, typer.Option("--person", "-p", help="Whose dose (default: the only configured person).")]
 
 
 def version() -> None:

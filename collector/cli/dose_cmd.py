@@ -5,89 +5,43 @@ Also ``magsleep api``: the dose HTTP API and phone page on their own.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-import pydantic
 import typer
 from rich.markup import escape
 
+from collector.app.doses import open_dose_service
 from collector.app.persons import Persons
-from collector.cli.common import DAY_FORMS, Column, console, err_console, fail, fitted_table, get_settings, parse_day
+from collector.cli.common import (
+    DAY_FORMS,
+    Column,
+    Person,
+    console,
+    err_console,
+    fitted_table,
+    get_settings,
+    parse_day,
+    report_pending,
+    run_async,
+)
 from collector.doses.csvio import export_csv, import_rows, read_rows
 from collector.doses.entities import (
     Dose,
     DoseCreate,
     DosePatch,
-    DoseValidationError,
     Source,
-    problems_from_pydantic,
 )
 from collector.doses.rules import AT_HELP as COMMON_AT_HELP
 from collector.doses.rules import Rules
-from collector.doses.service import DoseService
 from collector.errors import MagsleepError, ValidationError
-from collector.settings import Settings
 
 app = typer.Typer(help="Supplement doses: log, list, edit, delete, import, export.",
                   no_args_is_help=True)
 T = TypeVar("T")
-
-FLUSH_TIMEOUT_S = 3.0
-
-
-@asynccontextmanager
-async def open_service(
-    settings: Settings, *, influx: bool = True, now: Callable[[], datetime] | None = None
-) -> AsyncIterator[DoseService]:
-    """The dose service, with a short-lived pipeline (memory outbox) when ``influx``.
-
-    The journal is the CLI's outbox: operations it could not deliver stay queued there and go
-    out with the next command, ``magsleep dose sync``, or the running daemon. ``now``: the
-    clock for validation (default the real one).
-    """
-    clock: dict[str, Any] = {"persons": Persons(settings)}
-    if now is not None:
-        clock["now"] = now
-    if not influx:
-        async with DoseService(settings, **clock) as svc:
-            yield svc
-        return
-    from collector.storage.pipeline import Pipeline
-
-    pipe = Pipeline.from_settings(settings, name="cli", outbox_path=None, wait_for_embedded=True)
-    await pipe.start()
-    try:
-        async with DoseService(settings, sink=pipe, durable_sink=False,
-                               flush_timeout_s=FLUSH_TIMEOUT_S, **clock) as svc:
-            yield svc
-    finally:
-        await pipe.stop(flush_timeout=0.1)
-
-
-def run(fn: Callable[[], Awaitable[T]], *, what: str = "dose") -> T:
-    """Run ``fn`` and turn magsleep errors into a clear message and exit code 2."""
-    try:
-        return asyncio.run(_call(fn))
-    except DoseValidationError as exc:
-        lines = "\n".join(f"  {p.field}: {p.reason}" for p in exc.problems)
-        fail(f"invalid {what}:\n{lines}")
-    except pydantic.ValidationError as exc:
-        lines = "\n".join(f"  {p.field}: {p.reason}" for p in problems_from_pydantic(exc))
-        fail(f"invalid input:\n{lines}")
-    except MagsleepError as exc:
-        fail(str(exc))
-
-
-async def _call(fn: Callable[[], Awaitable[T]]) -> T:
-    return await fn()
 
 
 def _short(dose_id: UUID) -> str:
@@ -104,31 +58,6 @@ def _describe(d: Dose) -> str:
             f" at {d.taken_at.strftime('%Y-%m-%d %H:%M %Z')}")
 
 
-async def resolve_id(svc: DoseService, text: str) -> UUID:
-    """A full id, or a unique prefix of one (as `dose list` shows)."""
-    t = text.strip().lower()
-    try:
-        return UUID(t)
-    except ValueError:
-        pass
-    if not re.fullmatch(r"[0-9a-f-]{4,36}", t):
-        raise ValidationError(f"{text!r} is not a dose id; copy one from `magsleep dose list`")
-    matches = [d.id for d in await svc.list_doses() if str(d.id).startswith(t)]
-    if not matches:
-        raise ValidationError(f"no dose id starts with {text!r}; see `magsleep dose list`")
-    if len(matches) > 1:
-        raise ValidationError(f"{text!r} matches {len(matches)} doses; give more characters")
-    return matches[0]
-
-
-async def report_pending(svc: DoseService) -> None:
-    n = await svc.pending()
-    if n:
-        err_console.print(
-            f"[yellow]InfluxDB did not take {n} change(s) yet; they are safe in the dose journal "
-            "and are sent later (next command, the daemon, or `magsleep dose sync`).[/yellow]")
-
-
 def _warn(warnings: list[str]) -> None:
     for w in warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
@@ -140,7 +69,6 @@ AT_HELP = f"When taken: {COMMON_AT_HELP[:-1]} (default now)."
 ELEMENTAL_HELP = "Elemental magnesium in mg, if the label states it (default: from the form)."
 SINCE_HELP = f"From this day on: {DAY_FORMS}; or a date and time 'YYYY-MM-DD HH:MM'."
 
-Person = Annotated[str | None, typer.Option("--person", "-p", help="Whose dose (default: the only configured person).")]
 
 
 @app.command("add")
@@ -158,7 +86,7 @@ def add(
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings) as svc:
+        async with open_dose_service(settings) as svc:
             taken = svc.rules.at(at, person) if at else None
             data: dict[str, Any] = {"amount_mg": amount, "note": note, "supplement": supplement,
                                     "source": Source.cli}
@@ -172,7 +100,7 @@ def add(
             _warn(res.warnings)
             await report_pending(svc)
 
-    run(go)
+    run_async(go)
 
 
 def _parse_since(text: str | None, rules: Rules, person: str | None) -> datetime | None:
@@ -205,14 +133,14 @@ def list_(
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings, influx=False) as svc:
+        async with open_dose_service(settings, influx=False) as svc:
             start = _parse_since(since, svc.rules, person)
             doses = await svc.list_doses(person=person, since=start, limit=limit)
         rows = [[_short(d.id), d.taken_at.strftime("%Y-%m-%d %H:%M"), d.person, d.form.value,
                  mg(d.amount_mg), mg(d.elemental_mg), d.source.value, escape(d.note)] for d in doses]
         console.print(fitted_table(DOSE_TABLE, rows, title=f"{len(doses)} dose(s)"))
 
-    run(go)
+    run_async(go)
 
 
 @app.command("edit")
@@ -229,8 +157,8 @@ def edit(
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings) as svc:
-            uid = await resolve_id(svc, dose_id)
+        async with open_dose_service(settings) as svc:
+            uid = await svc.find_id(dose_id)
             old = await svc.get(uid)
             data: dict[str, Any] = {}
             for k, v in (("amount_mg", amount), ("form", form), ("person", person),
@@ -247,7 +175,7 @@ def edit(
             _warn(res.warnings)
             await report_pending(svc)
 
-    run(go)
+    run_async(go)
 
 
 @app.command("delete")
@@ -258,13 +186,13 @@ def delete(
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings) as svc:
-            uid = await resolve_id(svc, dose_id)
+        async with open_dose_service(settings) as svc:
+            uid = await svc.find_id(dose_id)
             old = await svc.delete(uid)
             console.print(f"deleted {_describe(old)}  id {old.id}", highlight=False)
             await report_pending(svc)
 
-    run(go)
+    run_async(go)
 
 
 @app.command("import")
@@ -280,7 +208,7 @@ def import_(
 
     async def go() -> None:
         rows = read_rows(file)
-        async with open_service(settings) as svc:
+        async with open_dose_service(settings) as svc:
             report = await import_rows(svc, rows, skip_bad=skip_bad)
             for bad in report.bad:
                 for p in bad.problems:
@@ -295,7 +223,7 @@ def import_(
                           f"there; {len(report.bad)} bad row(s) skipped")
             await report_pending(svc)
 
-    run(go)
+    run_async(go)
 
 
 @app.command("export")
@@ -308,7 +236,7 @@ def export(
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings, influx=False) as svc:
+        async with open_dose_service(settings, influx=False) as svc:
             start = _parse_since(since, svc.rules, person)
             doses = await svc.list_doses(person=person, since=start)
         doses.reverse()
@@ -319,7 +247,7 @@ def export(
                 n = export_csv(doses, fh)
             err_console.print(f"wrote {n} dose(s) to {output}")
 
-    run(go)
+    run_async(go)
 
 
 @app.command("sync")
@@ -328,7 +256,7 @@ def sync() -> None:
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings) as svc:
+        async with open_dose_service(settings) as svc:
             n = await svc.sync()
             left = await svc.pending()
             if left:
@@ -337,7 +265,7 @@ def sync() -> None:
                     "`magsleep influx ping` and run `magsleep dose sync` again")
             console.print(f"sent {n} dose(s), night tag(s) and lights out/on to InfluxDB")
 
-    run(go)
+    run_async(go)
 
 
 def api(
@@ -348,4 +276,4 @@ def api(
     from collector.doses.api import serve
 
     settings = get_settings()
-    run(lambda: serve(settings, host=host, port=port, persons=Persons(settings)))
+    run_async(lambda: serve(settings, host=host, port=port, persons=Persons(settings)))

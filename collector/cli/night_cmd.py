@@ -11,16 +11,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from collector.app.doses import open_dose_service
 from collector.cli.common import (
     DAY_FORMS,
     SINCE_HELP,
+    Person,
     SiblingHintGroup,
     console,
     get_settings,
     parse_day,
+    report_pending,
+    run_async,
     today_for,
 )
-from collector.cli.dose_cmd import Person, open_service, report_pending, run
 from collector.doses.entities import LightsEvent, NightTagName, Source
 from collector.doses.lights import person_settings
 from collector.doses.points import lights_point_of
@@ -52,7 +55,7 @@ def tag(
               if on]
 
     async def go() -> None:
-        async with open_service(settings) as svc:
+        async with open_dose_service(settings) as svc:
             names = svc.rules.persons()
             tz = svc.rules.tz(person or (names[0] if len(names) == 1 else ""))
             d = parse_day(night, svc.rules.now().astimezone(tz).date(), "night")
@@ -75,7 +78,7 @@ def tag(
                     console.print(f"[yellow]note: {len(same)} dose(s) are logged on {d}; delete "
                                   "them if the night really had no dose[/yellow]")
 
-    run(go)
+    run_async(go)
 
 
 @app.command("tags")
@@ -87,7 +90,7 @@ def tags(
     settings = get_settings()
 
     async def go() -> None:
-        async with open_service(settings, influx=False) as svc:
+        async with open_dose_service(settings, influx=False) as svc:
             start = parse_day(since, today_for(settings, person, svc.rules.now())) if since else None
             rows = await svc.night_tags(person=person, since=start)
         table = Table(title=f"{len(rows)} night tag(s)")
@@ -97,7 +100,7 @@ def tags(
             table.add_row(r.night.isoformat(), r.person, r.tag.value)
         console.print(table)
 
-    run(go)
+    run_async(go)
 
 
 # -- lights out / lights on ------------------------------------------------------------------
@@ -109,7 +112,7 @@ async def write_lights(settings: Settings, person: str | None, tag: str, at: str
                        now: datetime | None = None) -> Point:
     """Record lights out/on through the dose journal; returns the ``night_tag`` point it makes."""
     clock = now or datetime.now(UTC)
-    async with open_service(settings, now=None if now is None else (lambda: clock)) as svc:
+    async with open_dose_service(settings, now=None if now is None else (lambda: clock)) as svc:
         saved, _ = await svc.record_lights(person, LightsEvent(tag), at, source=Source.cli)
         await report_pending(svc)
     return lights_point_of(saved)
@@ -121,7 +124,7 @@ NightPerson = Annotated[str | None, typer.Option("--person", "-p", help="Whose n
 
 def _lights(tag: str, at: str | None, person: str | None) -> None:
     settings = get_settings()
-    point = run(lambda: write_lights(settings, person, tag, at), what=tag.replace("_", " "))
+    point = run_async(lambda: write_lights(settings, person, tag, at), what=tag.replace("_", " "))
     tz = person_settings(settings, str(point.tags["person"])).tz
     at_ns = point.fields["at"]
     hm = datetime.fromtimestamp(at_ns / 1e9, tz).strftime("%H:%M") if isinstance(at_ns, int) else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +52,7 @@ from collector.doses.rules import (
     same_request,
     utcnow,
 )
-from collector.errors import JournalUnavailableError, MagsleepError, StorageError
+from collector.errors import JournalUnavailableError, MagsleepError, StorageError, ValidationError
 from collector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,22 @@ class DoseService:
 
     async def journal_get(self, dose_id: UUID) -> Dose | None:
         return await self._run(partial(self.journal.get, dose_id))
+
+    async def find_id(self, text: str) -> UUID:
+        """A full dose id, or a unique prefix of one (as `magsleep dose list` shows)."""
+        t = text.strip().lower()
+        try:
+            return UUID(t)
+        except ValueError:
+            pass
+        if not re.fullmatch(r"[0-9a-f-]{4,36}", t):
+            raise ValidationError(f"{text!r} is not a dose id; copy one from `magsleep dose list`")
+        matches = [d.id for d in await self.list_doses() if str(d.id).startswith(t)]
+        if not matches:
+            raise ValidationError(f"no dose id starts with {text!r}; see `magsleep dose list`")
+        if len(matches) > 1:
+            raise ValidationError(f"{text!r} matches {len(matches)} doses; give more characters")
+        return matches[0]
 
     async def get(self, dose_id: UUID) -> Dose:
         dose = await self._run(lambda: self.journal.get(dose_id))

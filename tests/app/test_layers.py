@@ -40,3 +40,13 @@ def test_doses_import_neither_ble_nor_app_nor_cli() -> None:
     found = {f: sorted(m for m in mods if m.startswith(banned))
              for f, mods in imported_modules("doses").items()}
     assert {f: m for f, m in found.items() if m} == {}
+
+
+def test_the_dose_night_effects_and_ble_commands_import_no_other_command_module() -> None:
+    """CLI modules parse, call and render; what they share is in cli/common.py (or the layers below)."""
+    mods = imported_modules("cli")
+    for name in ("dose_cmd", "night_cmd", "effects_cmd", "ble_cmd"):
+        others = sorted(m for m in mods[f"cli/{name}.py"]
+                        if m.startswith("collector.cli.") and m != "collector.cli.common")
+        assert others == [], name
+    assert "collector.app.doses" in mods["cli/night_cmd.py"]  # the walk sees them
