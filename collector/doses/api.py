@@ -24,7 +24,7 @@ import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -411,16 +411,14 @@ def add_routes(app: web.Application, settings: Settings, *, with_root: bool = Tr
         return _json(await svc(request).remove_lights(q.person, night, event))
 
     async def plan_today(request: web.Request) -> web.StreamResponse:
+        from collector.doses.today import plan_doses
         from collector.doses.today import plan_today as build
         from collector.effects.store import PlanStore
 
         s = svc(request)
         name = _person(s, PersonQuery.model_validate(dict(request.query)).person)
         now, tz = s.rules.now(), s.rules.tz(name)
-        recent = await s.list_doses(person=name, since=now - timedelta(days=3))
-        if not any(d.supplement == "magnesium" for d in recent):  # the usual dose is older
-            older = await s.list_doses(person=name, limit=50)
-            recent += [d for d in older if d.id not in {r.id for r in recent}]
+        recent = await plan_doses(s, name, now)
         plan = await asyncio.to_thread(PlanStore.from_settings(settings).active, name)
         return _json(build(name, now, tz, plan, recent))
 

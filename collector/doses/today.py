@@ -17,7 +17,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from collector.doses.entities import (
     Assignment,
@@ -30,6 +30,9 @@ from collector.doses.entities import (
 )
 from collector.effects.store import StoredPlan, night_time_ns, tonight
 from collector.storage.reader import InfluxReader, Row, quote_str
+
+if TYPE_CHECKING:
+    from collector.doses.service import DoseService
 
 # How far back the morning card looks for the latest night and its baseline.
 LOOKBACK_DAYS = 120
@@ -125,8 +128,9 @@ def _number(v: object) -> float | None:
     return None
 
 
-def morning_card(person: str, rows: Iterable[Row]) -> MorningCard:
-    """The latest night's numbers against the median of the previous nights (not flagged)."""
+def night_rows(rows: Iterable[Row]) -> dict[date, Row]:
+    """One ``night`` row per evening, the one the morning card shows: real data before simulated,
+    computed staging before the device's."""
     best: dict[date, Row] = {}
     for row in rows:
         if not row.get("night"):
@@ -137,6 +141,12 @@ def morning_card(person: str, rows: Iterable[Row]) -> MorningCard:
             continue
         if d not in best or _rank(row) < _rank(best[d]):
             best[d] = row
+    return best
+
+
+def morning_card(person: str, rows: Iterable[Row]) -> MorningCard:
+    """The latest night's numbers against the median of the previous nights (not flagged)."""
+    best = night_rows(rows)
     if not best:
         return MorningCard(person=person, night=None,
                            text=f"No night for {person} yet: nights appear once computed.")
@@ -158,6 +168,16 @@ def morning_card(person: str, rows: Iterable[Row]) -> MorningCard:
     return MorningCard(person=person, night=latest, provisional=provisional, flagged=flagged,
                        baseline_nights=len(previous), metrics=metrics,
                        text=f"Night of {latest:%a %d %b}{note}")
+
+
+async def plan_doses(svc: DoseService, person: str, now: datetime) -> list[Dose]:
+    """The doses :func:`plan_today` needs: the last three days, and older ones when no magnesium dose
+    is among them (the newest magnesium dose is the usual one)."""
+    doses = await svc.list_doses(person=person, since=now - timedelta(days=3))
+    if not any(d.supplement == "magnesium" for d in doses):
+        older = await svc.list_doses(person=person, limit=50)
+        doses += [d for d in older if d.id not in {x.id for x in doses}]
+    return doses
 
 
 async def read_night_rows(reader: InfluxReader, person: str, today: date) -> list[Row]:

@@ -19,7 +19,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,12 @@ from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevic
 from collector.clock import Clock
 from collector.doses.entities import Assignment, Dose, DoseCreate, LightsEvent, PlanToday, Source
 from collector.doses.service import DoseService, PointSink
-from collector.doses.today import morning_card, plan_today, read_night_rows
+from collector.doses.today import morning_card, night_rows, plan_doses, plan_today, read_night_rows
 from collector.effects.store import PlanStore, StoredPlan
 from collector.errors import ConfigError, MagsleepError
 from collector.mqtt import discovery as d
 from collector.mqtt.reminders import STATE_FILE, Reminder, SentLog, due, post_ntfy
-from collector.mqtt.state import Verdict, device_states, magnesium_tonight, night_row, person_states, stored_verdict
+from collector.mqtt.state import Verdict, device_states, magnesium_tonight, person_states, stored_verdict
 from collector.settings import Settings
 from collector.storage.pipeline import backoff_delay
 from collector.storage.reader import InfluxReader, Row, quote_str
@@ -348,10 +348,7 @@ class Bridge:
     async def person_view(self, svc: DoseService, person: str) -> PersonView:
         now, tz = self.now(), svc.rules.tz(person)
         try:
-            doses = await svc.list_doses(person=person, since=now - timedelta(days=3))
-            if not any(x.supplement == "magnesium" for x in doses):  # the usual dose is older
-                older = await svc.list_doses(person=person, limit=50)
-                doses += [x for x in older if x.id not in {y.id for y in doses}]
+            doses = await plan_doses(svc, person, now)
         except MagsleepError as exc:
             log.warning("MQTT: cannot read %s's doses: %s", person, exc)
             return PersonView(person, None, None, None)
@@ -374,7 +371,7 @@ class Bridge:
                     today = self.now().astimezone(svc.rules.tz(p)).date()
                     rows = await read_night_rows(reader, p, today)
                     card = morning_card(p, rows)
-                    out[p] = (card, night_row(rows, card))
+                    out[p] = (card, night_rows(rows).get(card.night) if card.night is not None else None)
         except MagsleepError as exc:  # InfluxDB away: the retained values stay as they were
             log.debug("MQTT: cannot read nights: %s", exc)
         return out

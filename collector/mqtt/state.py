@@ -15,8 +15,6 @@ from collector.doses.today import evening_of
 from collector.mqtt.discovery import HA_STATE_MAX, NIGHT_SENSORS, NONE, OFF, ON, Topics
 from collector.storage.reader import Row
 
-_STAGING_RANK = {"computed": 0, "device": 1, "none": 2}  # as the morning card prefers them
-
 
 def _num(v: object) -> str:
     if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
@@ -42,15 +40,6 @@ def plan_state(plan: PlanToday) -> str:
     if plan.tonight is None:
         return "no_plan"
     return "magnesium" if plan.tonight.planned is Assignment.magnesium else "control"
-
-
-def night_row(rows: Sequence[Row], card: MorningCard) -> Row | None:
-    """The row the morning card's night came from (real data first, computed staging first)."""
-    if card.night is None:
-        return None
-    same = [r for r in rows if str(r.get("night")) == card.night.isoformat()]
-    return min(same, key=lambda r: (int(r.get("source") == "sim"),
-                                    _STAGING_RANK.get(str(r.get("staging")), 3)), default=None)
 
 
 #: The verdict sensor's state while no ``effect_verdict`` is stored for the person.
