@@ -17,7 +17,7 @@ import json
 import logging
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ import aiomqtt
 
 from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, load_status, status_path
 from collector.clock import Clock
-from collector.doses.entities import Assignment, Dose, DoseCreate, LightsEvent, PlanToday, Source
+from collector.doses.entities import Assignment, Dose, DoseCreate, LightsEvent, MorningCard, PlanToday, Source
 from collector.doses.service import DoseService, PointSink
 from collector.doses.today import morning_card, night_rows, plan_doses, plan_today, read_night_rows
 from collector.effects.store import PlanStore, StoredPlan
@@ -59,6 +59,15 @@ EFFECT_EVERY = 10
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def wait_or_stop(tasks: Iterable[asyncio.Task[Any]], stop: asyncio.Event) -> None:
+    """Wait until one of the tasks is done or ``stop`` is set."""
+    stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
+    try:
+        await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
 
 
 async def cancel_and_wait(tasks: Sequence[asyncio.Task[Any]], within: float) -> bool:
@@ -176,11 +185,7 @@ class Bridge:
     async def _until_done_or_stopped(self, session: asyncio.Task[int], stop: asyncio.Event) -> None:
         """Wait for the connection to end; once ``stop`` is set, give it STOP_GRACE_S to say goodbye
         and disconnect, then cancel it."""
-        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
-        try:
-            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
+        await wait_or_stop([session], stop)
         if session.done():
             return
         await asyncio.wait({session}, timeout=STOP_GRACE_S)
@@ -225,11 +230,9 @@ class Bridge:
         waits for the CONNACK (that breaks the client's state): the attempt is left to end by itself,
         and a connection it still makes is closed at once."""
         connecting = asyncio.create_task(client.__aenter__(), name="mqtt-connect")
-        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
-            await asyncio.wait({connecting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await wait_or_stop([connecting], stop)
         finally:
-            stopper.cancel()
             if not connecting.done():
                 self._left.add(connecting)
                 connecting.add_done_callback(lambda t: self._close_left(t, client))
@@ -269,17 +272,17 @@ class Bridge:
         # waits for its acknowledgement until the timeout), the listener does at once.
         listener = asyncio.create_task(self._listen(client, svc), name="mqtt-listen")
         ticker = asyncio.create_task(self._tick(client, svc, stop), name="mqtt-refresh")
-        stopper = asyncio.create_task(stop.wait(), name="mqtt-stop")
         try:
-            done, _ = await asyncio.wait({listener, ticker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (listener, ticker):
-                if task in done:
-                    task.result()  # MqttError: the connection is gone
-                    return
+            await wait_or_stop([listener, ticker], stop)
+            if not stop.is_set():
+                for task in (listener, ticker):
+                    if task.done():
+                        task.result()  # MqttError: the connection is gone
+                return
             await cancel_and_wait([listener, ticker], CANCEL_S)  # stopping: no more states, then the goodbye
             await self._goodbye(client)
         finally:
-            await cancel_and_wait([listener, ticker, stopper], CANCEL_S)
+            await cancel_and_wait([listener, ticker], CANCEL_S)
 
     async def _tick(self, client: aiomqtt.Client, svc: DoseService, stop: asyncio.Event) -> None:
         await self.refresh(client, svc, everything=True)
@@ -363,8 +366,9 @@ class Bridge:
         return PersonView(person, plan_today(person, now, tz, plan, doses) if plan_ok else None,
                           magnesium_tonight(doses, now, tz), mg[0] if mg else None)
 
-    async def _cards(self, svc: DoseService, persons: list[str]) -> dict[str, tuple[Any, Any]]:
-        out: dict[str, tuple[Any, Any]] = {}
+    async def _cards(self, svc: DoseService, persons: list[str]) -> dict[str, tuple[MorningCard, Row | None]]:
+        """Each person's morning card and the night row it shows (``doses.today``'s choice)."""
+        out: dict[str, tuple[MorningCard, Row | None]] = {}
         try:
             async with InfluxReader.from_settings(self.settings) as reader:
                 for p in persons:
