@@ -153,14 +153,8 @@ class PersonSettings(_Section):
 class DoseSettings(_Section):
     ceiling_elemental_mg: float = Field(default=2000.0, gt=0)
     daily_warning_elemental_mg: float = Field(default=350.0, gt=0)
+    #: A form name (collector/doses/forms.py), checked where doses use it (configured_form).
     default_form: str = "glycinate"
-
-    @field_validator("default_form")
-    @classmethod
-    def _check_form(cls, v: str) -> str:
-        from collector.doses.forms import parse_form  # a table of constants, no imports of its own
-
-        return parse_form(v).value
 
 
 class ApiSettings(_Section):

@@ -62,9 +62,13 @@ def config_path() -> Path | None:
 def get_settings() -> Settings:
     """The validated settings (loaded once per command); exits with a clear message if invalid."""
     if "s" not in _cache:
+        from collector.doses.forms import configured_form  # a table of constants
+
         try:
             _cache["s"] = load_settings(_state["config"])
+            configured_form(_cache["s"].doses.default_form)  # the settings do not know the forms
         except MagsleepError as exc:
+            _cache.pop("s", None)
             fail(str(exc))
     return _cache["s"]
 

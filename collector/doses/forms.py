@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from collector.errors import ConfigError
+
 # IUPAC (CIAAW) abridged standard atomic weights, g/mol.
 ATOMIC_WEIGHTS: dict[str, float] = {
     "Mg": 24.305,
@@ -118,3 +120,13 @@ def parse_form(value: str) -> Form:
         raise ValueError(
             f"unknown form {value!r}; use one of: {', '.join(FORM_NAMES)}"
         ) from None
+
+
+def configured_form(value: str, key: str = "doses.default_form") -> Form:
+    """A form from the settings (``doses.default_form``); a :class:`ConfigError` naming the key
+    and the allowed forms otherwise. The settings do not know the forms; the dose service and the
+    command line check it when they start."""
+    try:
+        return parse_form(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None

@@ -27,8 +27,8 @@ from collector.doses.entities import (
     Source,
     problems_from_pydantic,
 )
-from collector.doses.forms import Form, elemental_share, parse_form
-from collector.errors import ConfigError, ValidationError
+from collector.doses.forms import Form, configured_form, elemental_share
+from collector.errors import ValidationError
 from collector.settings import PersonSettings, Settings
 
 #: A time up to this far in the future is accepted (a clock a little ahead, "23:40" typed at 23:35).
@@ -116,10 +116,7 @@ class Rules:
         return parse_at(text, self.zone_for(person), self.now(), option)
 
     def default_form(self) -> Form:
-        try:
-            return parse_form(self.settings.doses.default_form)
-        except ValueError as exc:
-            raise ConfigError(f"doses.default_form: {exc}") from None
+        return configured_form(self.settings.doses.default_form)
 
     def resolve_person(self, person: str | None, problems: list[FieldProblem]) -> str:
         known = self.persons()

@@ -93,6 +93,7 @@ class DoseService:
         self.stall_after_s = stall_after_s
         self.settings = settings
         self.rules = Rules(settings, persons=persons, now=now)
+        self.rules.default_form()  # doses.default_form: a ConfigError before anything is logged
         self.sink = sink
         self.path = path or journal_path(settings)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dose-journal")

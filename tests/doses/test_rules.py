@@ -20,6 +20,7 @@ from collector.doses.entities import DoseCreate, DosePatch, DoseValidationError,
 from collector.doses.forms import FORMS, Form, elemental_share, molar_mass, parse_form
 from collector.doses.rules import Rules, apply_patch, build_dose
 from collector.doses.service import DoseService
+from collector.errors import ConfigError
 from collector.settings import Settings
 from collector.storage.pipeline import Pipeline
 from tests.doses.conftest import auth, make_settings
@@ -58,6 +59,21 @@ def test_parse_form_is_forgiving(text: str) -> None:
 def test_parse_form_lists_allowed() -> None:
     with pytest.raises(ValueError, match="use one of: glycinate, bisglycinate, citrate"):
         parse_form("carbonate")
+
+
+def test_configured_default_form_is_normalised_and_checked_where_doses_start(tmp_path: Path) -> None:
+    """The settings do not know the forms: the dose rules read doses.default_form, and a dose
+    service refuses to start on one that is not a form (before anything is logged)."""
+    base = make_settings(tmp_path, "http://127.0.0.1:1", "x")
+
+    def with_form(form: str) -> Settings:
+        return base.model_copy(update={"doses": base.doses.model_copy(update={"default_form": form})})
+
+    rules = Rules(with_form(" Magnesium Citrate"), now=lambda: NOW)
+    assert rules.default_form() is Form.citrate
+    assert build_dose(DoseCreate(person="alice", amount_mg=1000), rules).form is Form.citrate
+    with pytest.raises(ConfigError, match=r"^doses.default_form: unknown form 'kryptonite'; use one of: glycinate"):
+        DoseService(with_form("kryptonite"))
 
 
 @pytest.fixture
