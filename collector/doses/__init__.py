@@ -1,4 +1,5 @@
-"""Supplement doses: model, validation, SQLite journal, CLI/HTTP/phone logging (issue 5).
+"""Supplement doses: entities and forms, the pure rules, the SQLite journal and the points it
+queues, the service and its drain to InfluxDB, CLI/HTTP/phone logging (issue 5).
 
 See docs/doses.md.
 """
