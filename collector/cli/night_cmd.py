@@ -57,7 +57,7 @@ def tag(
     async def go() -> None:
         async with open_dose_service(settings) as svc:
             names = svc.rules.persons()
-            tz = svc.rules.tz(person or (names[0] if len(names) == 1 else ""))
+            tz = svc.rules.zone_for(person)
             d = parse_day(night, svc.rules.now().astimezone(tz).date(), "night")
             if not chosen:
                 raise ValidationError("give at least one tag: --no-dose, --alcohol, "
