@@ -195,22 +195,29 @@ async def read_inputs_many(r: InfluxReader, person: str,
     wins = [w for w, _ in nights]
     lo, hi = min(w.start_ns for w in wins), max(w.end_ns for w in wins)
     by = [_DEV, _SRC]
+    # InfluxDB answers the measurements side by side.
     # (a motion or stage point without a device tag counts as device "None", as it always did)
-    rr, motion, stages = await asyncio.gather(  # InfluxDB answers them side by side
-        _read_series(r, RR.quoted, [_RR_MS], _where(person, lo, hi), by),
-        # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
-        _read_series(r, MOTION.quoted, [_COUNTS, _EPOCH_S], _where(person, lo, hi), [_DEV], "None"),
-        _read_series(r, SLEEP_STAGE.quoted, [_STAGE_CODE, _STAGE_EPOCH_S],
-                     f"{_where(person, lo, hi)} AND {_NOT_OURS}", [_DEV], "None"))
-    heart = [_main_heart(_night_slices(rr, w)) for w in wins]
-    # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
-    no_rr = [k for k, h in enumerate(heart) if not h[0].size]
+    # ActiGraph counts; points of older versions (field activity, a milli-g measure) are not counts
+    motion_q = asyncio.ensure_future(
+        _read_series(r, MOTION.quoted, [_COUNTS, _EPOCH_S], _where(person, lo, hi), [_DEV], "None"))
+    stages_q = asyncio.ensure_future(_read_series(r, SLEEP_STAGE.quoted, [_STAGE_CODE, _STAGE_EPOCH_S],
+                                                  f"{_where(person, lo, hi)} AND {_NOT_OURS}", [_DEV], "None"))
+    try:
+        rr = await _read_series(r, RR.quoted, [_RR_MS], _where(person, lo, hi), by)
+        heart = [_main_heart(_night_slices(rr, w)) for w in wins]
+        # heart-rate samples only matter for straps/watches that send no RR (RR carries the same and more)
+        no_rr = [k for k, h in enumerate(heart) if not h[0].size]
+        if no_rr:
+            a, b = min(wins[k].start_ns for k in no_rr), max(wins[k].end_ns for k in no_rr)
+            hr = await _read_series(r, HEART_RATE.quoted, [_BPM], _where(person, a, b), by)
+            for k in no_rr:
+                heart[k] = _main_heart(_night_slices(hr, wins[k]))
+        motion, stages = await motion_q, await stages_q
+    finally:
+        for task in (motion_q, stages_q):
+            if not task.done():
+                task.cancel()
     no_rr_set = set(no_rr)
-    if no_rr:
-        a, b = min(wins[k].start_ns for k in no_rr), max(wins[k].end_ns for k in no_rr)
-        hr = await _read_series(r, HEART_RATE.quoted, [_BPM], _where(person, a, b), by)
-        for k in no_rr:
-            heart[k] = _main_heart(_night_slices(hr, wins[k]))
     out: list[NightInputs] = []
     for k, ((win, tag_rows), (heart_t, heart_v, sources)) in enumerate(zip(nights, heart, strict=True)):
         had_rr = k not in no_rr_set

@@ -86,8 +86,10 @@ _DOSE_LOOKBACK_NS = 24 * 3600 * NS
 #: is more than computing a night, ~0.3 s).
 MIN_NIGHTS_FOR_WORKERS = 4
 #: Nights read together (one range query per measurement) and written together: at most this many,
-#: from at most this many days (~30,000 beats a night of a chest strap: a chunk stays under 20 MB).
-CHUNK_NIGHTS = 16
+#: from at most this many days, holding at most CHUNK_POINTS points by the change detector's counts
+#: (a chest strap's night is ~30,000 beats: 10 nights a chunk; a band's minute samples: 64).
+CHUNK_NIGHTS = 64
+CHUNK_POINTS = 300_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,16 +127,28 @@ class _Todo:
     win: NightWindow
     fp: str
     tag_rows: list[Row]
+    points: int  # to be read: RR (else heart-rate samples), motion and device stages
+
+
+def _points(buckets: Iterable[tuple[Any, ...]]) -> int:
+    """The points a night's read returns, from its 30-min buckets' counts (rr, hr, motion, stages)."""
+    rr, hr, mo, st = (sum(int(b[k] or 0) for b in buckets) for k in (0, 2, 4, 6))
+    return (rr or hr) + mo + st
 
 
 def _chunks(todo: Sequence[_Todo]) -> list[list[_Todo]]:
-    """``todo`` (in night order) in runs of at most CHUNK_NIGHTS nights spanning at most CHUNK_NIGHTS days."""
+    """``todo`` (in night order) in runs of at most CHUNK_NIGHTS nights spanning at most CHUNK_NIGHTS days
+    and holding at most CHUNK_POINTS points (or one night)."""
     out: list[list[_Todo]] = []
+    held = 0
     for item in todo:
-        if out and len(out[-1]) < CHUNK_NIGHTS and (item.win.night - out[-1][0].win.night).days < CHUNK_NIGHTS:
+        if (out and len(out[-1]) < CHUNK_NIGHTS and (item.win.night - out[-1][0].win.night).days < CHUNK_NIGHTS
+                and held + item.points <= CHUNK_POINTS):
             out[-1].append(item)
+            held += item.points
         else:
             out.append([item])
+            held = item.points
     return out
 
 
@@ -304,7 +318,7 @@ async def compute_person(
             if not 0 < prev.ready_at_ns <= now_i:  # no new data, and not yet long enough after sleep
                 summary.pending += 1
                 continue
-        todo.append(_Todo(win, fp, tags_by_night.get(key, [])))
+        todo.append(_Todo(win, fp, tags_by_night.get(key, []), _points(b for _, b in inp_part)))
     if emptied:
         state.put_many(person.name, emptied)
 
@@ -379,13 +393,20 @@ async def compute_person(
         await pipe.put(points)  # in the outbox before the state says they were written
         state.put_many(person.name, rows)
 
-    # Chunks of nights, each read with a few range queries; while one chunk computes, the next is
-    # read and queued, so the workers never wait for a chunk to be written.
+    async def read(chunk: list[_Todo]) -> list[NightInputs]:
+        return await read_inputs_many(reader, person.name, [(t.win, t.tag_rows) for t in chunk])
+
+    # Chunks of nights, each read with a few range queries; while one chunk computes, the next ones
+    # are read and queued, so the workers never wait for a chunk to be read or written.
     in_flight: list[tuple[list[_Todo], list[NightInputs], list[asyncio.Future[NightResult | None]]]] = []
     left = len(todo)
+    chunks = _chunks(todo)
+    reading: list[asyncio.Future[list[NightInputs]]] = [asyncio.ensure_future(read(c)) for c in chunks[:1]]
     try:
-        for chunk in _chunks(todo):
-            inputs = await read_inputs_many(reader, person.name, [(t.win, t.tag_rows) for t in chunk])
+        for k, chunk in enumerate(chunks):
+            if k + 1 < len(chunks):  # two reads in flight: InfluxDB uses a core for each
+                reading.append(asyncio.ensure_future(read(chunks[k + 1])))
+            inputs = await reading.pop(0)
             in_flight.append((chunk, inputs, [
                 loop.run_in_executor(runner(inp, left), _compute, inp, subject, person.timezone, opts)
                 for inp in inputs]))
@@ -397,6 +418,9 @@ async def compute_person(
             await finish(*in_flight[0])
             in_flight.pop(0)
     finally:
+        for task in reading:  # after an error: nothing left reading
+            task.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
         for _, _, running in in_flight:  # after an error: nothing left computing
             for fut in running:
                 fut.cancel()
