@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 
 def journal_path(settings: Settings) -> Path:
-    return settings.storage.state_dir.expanduser() / JOURNAL_NAME
+    return settings.storage.path(JOURNAL_NAME)
 
 
 class DoseService:
