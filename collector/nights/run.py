@@ -87,9 +87,9 @@ _DOSE_LOOKBACK_NS = 24 * 3600 * NS
 MIN_NIGHTS_FOR_WORKERS = 4
 #: Nights read together (one range query per measurement) and written together: at most this many,
 #: from at most this many days, holding at most CHUNK_POINTS points by the change detector's counts
-#: (a chest strap's night is ~30,000 beats: 10 nights a chunk; a band's minute samples: 64).
+#: (a chest strap's night is ~30,000 beats: 5 nights a chunk; a band's minute samples: 64).
 CHUNK_NIGHTS = 64
-CHUNK_POINTS = 300_000
+CHUNK_POINTS = 150_000
 
 
 # --------------------------------------------------------------------------------------------
