@@ -180,7 +180,8 @@ def generate_gadgetbridge(path: Path, days: int, seed: int = 16) -> int:
     db = sqlite3.connect(path)
     db.executescript(schema)
     db.execute("INSERT INTO DEVICE VALUES (1, 'MI Band 2', 'Huami', 'C8:0F:10:AA:BB:01', 11, 'MI Band 2', NULL)")
-    t0 = int(datetime(2025, 12, 1, 12, tzinfo=UTC).timestamp())  # noon UTC
+    # noon UTC, ``days`` before the end of November 2026: every night ends before the import's clock (child_import)
+    t0 = int((datetime(2026, 11, 30, 12, tzinfo=UTC) - timedelta(days=days)).timestamp())
     n = 0
     for day in range(days):
         rows = []
