@@ -503,10 +503,6 @@ class Settings(BaseSettings):
         known = ", ".join(p.name for p in self.persons) or "none configured"
         raise ConfigError(f"unknown person {name!r} (known: {known}); add a [[persons]] entry")
 
-    @property
-    def outbox_path(self) -> Path:
-        return self.storage.path("outbox.sqlite")
-
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data with every secret replaced by '***'."""
         data: dict[str, Any] = self.model_dump(mode="json")

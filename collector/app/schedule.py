@@ -64,8 +64,7 @@ class Triggers:
 
     @classmethod
     def for_settings(cls, settings: Settings, *, time_ns: Callable[[], int] = time.time_ns) -> Triggers:
-        state_dir = settings.storage.state_dir.expanduser()
-        return cls(state_dir / STATE_NAME, state_dir / JOURNAL_NAME, time_ns=time_ns)
+        return cls(settings.storage.path(STATE_NAME), settings.storage.path(JOURNAL_NAME), time_ns=time_ns)
 
     def __init__(self, nights_state: Path, journal: Path, *, time_ns: Callable[[], int] = time.time_ns) -> None:
         self._state = nights_state

@@ -471,7 +471,7 @@ class Bridge:
     # -- reminders ------------------------------------------------------------------------------
 
     async def _reminder_loop(self, svc: DoseService, stop: asyncio.Event) -> None:
-        sent = SentLog(self.settings.storage.state_dir.expanduser() / STATE_FILE)
+        sent = SentLog(self.settings.storage.path(STATE_FILE))
         async with aiohttp.ClientSession() as http:
             while not stop.is_set():
                 try:

@@ -87,4 +87,4 @@ class NightState:
 
 
 def state_path(settings: Settings) -> Path:
-    return settings.storage.state_dir.expanduser() / STATE_NAME
+    return settings.storage.path(STATE_NAME)

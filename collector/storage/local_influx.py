@@ -247,7 +247,7 @@ def stop(root: Path, timeout: float = 15.0) -> bool:
 
 def embedded_root(settings: Settings) -> Path:
     """Where the embedded InfluxDB keeps its data: ``<state_dir>/influxdb``."""
-    return (settings.storage.state_dir.expanduser() / "influxdb").resolve()
+    return settings.storage.path("influxdb").resolve()
 
 
 def embedded_port(settings: Settings) -> int:

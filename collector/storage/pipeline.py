@@ -257,7 +257,7 @@ class Pipeline:
         not running and deliver once it is (dose logging, the API, the daemon); otherwise that
         is an error at once (commands that need an answer now)."""
         st = settings.storage
-        outbox = (st.state_dir.expanduser() / f"outbox-{name}.sqlite") if st.outbox else None
+        outbox = st.path(f"outbox-{name}.sqlite") if st.outbox else None
         opts: dict[str, Any] = {
             "outbox_path": outbox,
             "batch_size": st.batch_size,
