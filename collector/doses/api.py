@@ -577,6 +577,25 @@ def bound_to(settings: Settings, host: str) -> Settings:
 
 
 @asynccontextmanager
+async def _listening(app: web.Application, host: str, port: int, fix: str) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host``:``port`` (0: any free port) and yield its base URL; ``fix`` ends a bind error."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} for the dose API: {exc.strerror}; {fix}") from None
+        bound = runner.addresses[0][1] if port == 0 else port
+        shown = f"[{host}]" if ":" in host else host
+        log.info("dose API and phone page on http://%s:%d/app/", shown, bound)
+        yield f"http://{shown}:{bound}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def running_api(
     settings: Settings,
     *,
@@ -595,21 +614,8 @@ async def running_api(
     settings = bound_to(settings, h)
     app = web.Application(client_max_size=settings.api.max_body_bytes)
     mount(app, settings, sink=sink, persons=persons)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, h, p)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {h}:{p} for the dose API: {exc.strerror}; set "
-                              "api.port to a free port or stop what uses it") from None
-        bound = runner.addresses[0][1] if p == 0 else p
-        shown = f"[{h}]" if ":" in h else h
-        log.info("dose API and phone page on http://%s:%d/app/", shown, bound)
-        yield f"http://{shown}:{bound}"
-    finally:
-        await runner.cleanup()
+    async with _listening(app, h, p, "set api.port to a free port or stop what uses it") as url:
+        yield url
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
@@ -618,18 +624,9 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
     h = host or settings.api.host
     p = settings.api.port if port is None else port
     check_bind(h, settings)
-    runner = web.AppRunner(create_app(bound_to(settings, h), persons=persons))
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, h, p)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {h}:{p}: {exc.strerror}; pick another "
-                              "--port or stop what uses it") from None
-        shown = f"[{h}]" if ":" in h else h
-        log.info("dose API and phone page on http://%s:%d/app/", shown, p)
-        print(f"dose API and phone page on http://{shown}:{p}/app/  (Ctrl-C stops)", flush=True)  # noqa: T201
+    app = create_app(bound_to(settings, h), persons=persons)
+    async with _listening(app, h, p, "pick another --port or stop what uses it") as url:
+        print(f"dose API and phone page on {url}/app/  (Ctrl-C stops)", flush=True)  # noqa: T201
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -639,8 +636,6 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-    finally:
-        await runner.cleanup()
 
 
 __all__ = [
