@@ -43,7 +43,7 @@ SECTIONS: list[tuple[tuple[str, ...], str, Register]] = [
     (("scan", "pair", "devices", "forget", "run"), "ble_cmd", _ble),
     (("dose",), "dose_cmd", _typer("dose")),
     (("api",), "dose_cmd", _command("api", "api")),
-    (("night",), "night_cmd", _typer("night")),
+    (("night",), "night_tags_cmd", _typer("night")),
     (("nights",), "nights_cmd", _typer("nights")),
     (("effects",), "effects_cmd", _command("effects", "effects")),
     (("plan",), "effects_cmd", _typer("plan", "plan_app")),

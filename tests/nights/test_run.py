@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.cli.night_cmd import write_lights
+from collector.cli.night_tags_cmd import write_lights
 from collector.nights.listing import list_nights
 from collector.nights.run import compute_all
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
