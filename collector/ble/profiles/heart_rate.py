@@ -48,20 +48,23 @@ class HeartRateMeasurement:
         return [r * 1000.0 / 1024.0 for r in self.rr_1024]
 
 
-def decode_measurement(data: bytes) -> HeartRateMeasurement:
-    """Decode a Heart Rate Measurement; raises :class:`ParseError` when it is too short."""
+def _header(data: bytes | bytearray) -> tuple[int, int, int]:
+    """Flags, heart rate and the offset after it; raises :class:`ParseError` when the bytes are too few."""
     n = len(data)
     if n < 2:
-        raise ParseError(f"heart rate measurement too short ({n} bytes, need at least 2): {data.hex()}")
+        raise ParseError(f"heart rate measurement too short ({n} bytes, need at least 2): {bytes(data).hex()}")
     flags = data[0]
     if flags & FLAG_HR_UINT16:
         if n < 3:
-            raise ParseError(f"heart rate measurement says uint16 HR but has {n} bytes: {data.hex()}")
-        bpm = data[1] | (data[2] << 8)
-        i = 3
-    else:
-        bpm = data[1]
-        i = 2
+            raise ParseError(f"heart rate measurement says uint16 HR but has {n} bytes: {bytes(data).hex()}")
+        return flags, data[1] | (data[2] << 8), 3
+    return flags, data[1], 2
+
+
+def decode_measurement(data: bytes) -> HeartRateMeasurement:
+    """Decode a Heart Rate Measurement; raises :class:`ParseError` when it is too short."""
+    n = len(data)
+    flags, bpm, i = _header(data)
     contact: bool | None = bool(flags & FLAG_CONTACT_DETECTED) if flags & FLAG_CONTACT_SUPPORTED else None
     energy: int | None = None
     if flags & FLAG_ENERGY:
@@ -158,22 +161,13 @@ class HeartRateProfile:
 _RR_FORMATS = [f"<{k}H" for k in range(64)]
 #: Builds a Point without the NamedTuple constructor's extra Python frame (hot path, ~0.1 us a point).
 _new = tuple.__new__
+_HEART_RATE, _RR = HEART_RATE.name, RR.name
 
 
 def parse_points(data: bytes | bytearray, received_ns: int, tags: Mapping[str, str]) -> list[Point]:
     """``decode_measurement`` + ``measurement_points`` in one pass (the hot path: one call per beat batch)."""
     n = len(data)
-    if n < 2:
-        raise ParseError(f"heart rate measurement too short ({n} bytes, need at least 2): {bytes(data).hex()}")
-    flags = data[0]
-    if flags & FLAG_HR_UINT16:
-        if n < 3:
-            raise ParseError(f"heart rate measurement says uint16 HR but has {n} bytes: {bytes(data).hex()}")
-        bpm = data[1] | (data[2] << 8)
-        i = 3
-    else:
-        bpm = data[1]
-        i = 2
+    flags, bpm, i = _header(data)
     fields: dict[str, FieldValue] = {"bpm": bpm}
     if flags & FLAG_CONTACT_SUPPORTED:
         fields["contact"] = bool(flags & FLAG_CONTACT_DETECTED)
@@ -182,13 +176,13 @@ def parse_points(data: bytes | bytearray, received_ns: int, tags: Mapping[str, s
             raise ParseError(f"heart rate measurement says energy expended but has {n} bytes: {bytes(data).hex()}")
         fields["energy_kj"] = data[i] | (data[i + 1] << 8)
         i += 2
-    points = [_new(Point, ("heart_rate", tags, fields, received_ns))] if bpm else []
+    points = [_new(Point, (_HEART_RATE, tags, fields, received_ns))] if bpm else []
     pairs = (n - i) >> 1
     if flags & FLAG_RR and pairs:
         rr = struct.unpack_from(_RR_FORMATS[pairs] if pairs < 64 else f"<{pairs}H", data, i)
         if pairs == 1:
             if rr[0]:
-                points.append(_new(Point, ("rr", tags, {"rr_ms": rr[0] * 0.9765625}, received_ns)))
+                points.append(_new(Point, (_RR, tags, {"rr_ms": rr[0] * 0.9765625}, received_ns)))
             return points
         # Beat k ends where the later beats' durations, walked back from receipt, say it does.
         ends = [received_ns] * pairs
@@ -196,6 +190,6 @@ def parse_points(data: bytes | bytearray, received_ns: int, tags: Mapping[str, s
         for j in range(pairs - 1, 0, -1):
             end -= round(rr[j] * _NS_PER_RR_UNIT)
             ends[j - 1] = end
-        points += [_new(Point, ("rr", tags, {"rr_ms": raw * 0.9765625}, e))
+        points += [_new(Point, (_RR, tags, {"rr_ms": raw * 0.9765625}, e))
                    for raw, e in zip(rr, ends, strict=True) if raw]
     return points
