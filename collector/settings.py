@@ -53,6 +53,13 @@ def default_state_dir() -> Path:
     return Path(base) / "magsleep"
 
 
+def _unique(names: list[str], what: str) -> None:
+    """Raise ``ValueError`` naming the repeated ones when ``names`` repeat."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} must be unique; repeated: {', '.join(dupes)}")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -325,10 +332,7 @@ class BleSettings(_Section):
     @field_validator("generic")
     @classmethod
     def _unique_generic(cls, v: list[GenericProfileSettings]) -> list[GenericProfileSettings]:
-        names = [g.name for g in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"[[ble.generic]] names must be unique; repeated: {', '.join(dupes)}")
+        _unique([g.name for g in v], "[[ble.generic]] names")
         return v
 
 
@@ -476,10 +480,7 @@ class Settings(BaseSettings):
     @field_validator("persons")
     @classmethod
     def _unique_persons(cls, v: list[PersonSettings]) -> list[PersonSettings]:
-        names = [p.name for p in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"person names must be unique; repeated: {', '.join(dupes)}")
+        _unique([p.name for p in v], "person names")
         return v
 
     @classmethod

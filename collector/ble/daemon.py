@@ -24,8 +24,7 @@ from collector.ble.session import STATUS_INTERVAL_S, DeviceSession, PointBuffer,
 from collector.clock import Clock, SystemClock
 from collector.errors import DeviceNotFoundError
 from collector.settings import Settings
-from collector.storage.lock import acquire as acquire_instance_lock
-from collector.storage.pipeline import Pipeline
+from collector.storage.pipeline import Pipeline, start_locked
 from collector.storage.sinks import PointSink
 
 log = logging.getLogger(__name__)
@@ -74,13 +73,7 @@ async def collecting_pipeline(settings: Settings) -> AsyncIterator[CollectingPip
     """The run lock and the collector's started pipeline; on exit it is flushed within the stop budget.
 
     One ``magsleep run`` per state dir: a second would collect into this outbox and re-send it."""
-    lock = acquire_instance_lock(settings.storage.state_dir, "run", what="magsleep run")
-    try:
-        pipe = Pipeline.from_settings(settings, name="ble", wait_for_embedded=True)
-        await pipe.start()
-    except BaseException:
-        lock.release()
-        raise
+    lock, pipe = await start_locked(settings, "run", "ble", what="magsleep run")
     owned = CollectingPipeline(pipe)
     try:
         yield owned

@@ -536,17 +536,9 @@ def create_app(
         pipe = None
         lock = None
         if influx:
-            from collector.storage.lock import acquire
-            from collector.storage.pipeline import Pipeline
+            from collector.storage.pipeline import start_locked
 
-            # One per state dir: a second would share (and re-send) the outbox-api.sqlite.
-            lock = acquire(settings.storage.state_dir, "api", what="magsleep api")
-            try:
-                pipe = Pipeline.from_settings(settings, name="api", wait_for_embedded=True)
-                await pipe.start()
-            except BaseException:
-                lock.release()
-                raise
+            lock, pipe = await start_locked(settings, "api", "api", what="magsleep api")
             a[PIPELINE] = pipe
         kwargs: dict[str, Any] = {"sink": pipe, "persons": persons,
                                   "drain_interval_s": DRAIN_INTERVAL_S}

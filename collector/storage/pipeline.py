@@ -40,6 +40,8 @@ from collector.errors import StorageError, WriteError
 from collector.settings import Settings
 from collector.storage.connection import InfluxTarget, influx_target
 from collector.storage.lineprotocol import Point, RowEncoder, encode_points
+from collector.storage.lock import InstanceLock
+from collector.storage.lock import acquire as acquire_lock
 from collector.storage.outbox import DeleteOp, Entry, MemoryOutbox, OutboxStore, SqliteOutbox
 from collector.storage.schema import normalize
 from collector.storage.writers import Writer, make_writer
@@ -603,3 +605,19 @@ class Pipeline:
         await self._run(apply)
         self.stats.lines_rejected += len(bad_lines)
         self.stats.lines_written += sum(accepted)
+
+
+async def start_locked(settings: Settings, role: str, name: str, *, what: str) -> tuple[InstanceLock, Pipeline]:
+    """Take ``role``'s instance lock and start the pipeline ``name`` (``outbox-<name>.sqlite``) under it.
+
+    One process per role and state dir: a second would share, and re-send, the outbox. The lock is
+    released if the pipeline does not start; otherwise the caller stops the pipeline, then releases it.
+    """
+    lock = acquire_lock(settings.storage.state_dir, role, what=what)
+    try:
+        pipe = Pipeline.from_settings(settings, name=name, wait_for_embedded=True)
+        await pipe.start()
+    except BaseException:
+        lock.release()
+        raise
+    return lock, pipe
