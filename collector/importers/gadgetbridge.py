@@ -35,6 +35,10 @@ from collector.nights.stages import DEEP, LIGHT, NOT_WORN, STAGE_NAMES, UNKNOWN,
 from collector.storage.lineprotocol import Tags
 
 EPOCH_S = 60
+#: Rows fetched from SQLite at a time
+_FETCH = 4096
+#: What _stage gives for a "same as before" kind when asked with it as the previous code
+_CARRY = -99
 MIBAND1_TYPES = {"10", "MIBAND"}
 #: Mi Band 1 (MiBandSampleProvider)
 MIBAND1: dict[int, int] = {4: LIGHT, 5: DEEP, 3: NOT_WORN, 6: NOT_WORN, -1: WAKE}
@@ -134,33 +138,43 @@ class GadgetbridgeImporter:
                 # rows, not points: the pipeline encodes them at f-string speed (base.Rows)
                 hr_rows: list[tuple[int, int]] = []
                 stage_rows: list[tuple[int, str, int, int]] = []
+                stage_of: dict[int, int] = {}  # RAW_KIND -> stage code (_CARRY: the previous one)
                 rows = db.execute(
                     f'SELECT TIMESTAMP, RAW_INTENSITY, RAW_KIND, HEART_RATE FROM "{fam.table}" '
                     "WHERE DEVICE_ID = ? ORDER BY TIMESTAMP", (dev_id,))
                 try:
-                    for ts, intensity, raw_kind, hr in rows:
-                        done += per_row
+                    while chunk := rows.fetchmany(_FETCH):
+                        done += per_row * len(chunk)
                         if done >= 65536:
                             ctx.advance(int(done))
                             done -= int(done)
-                        if type(ts) is not int or ts <= 0:
-                            ctx.report.bad_input(_where(path, fam, ts, dev_id), f"TIMESTAMP {ts!r} is not Unix seconds")
-                            continue
-                        t = ts * NS
-                        if type(hr) is int:
-                            if 0 < hr < 255:
-                                hr_rows.append((t, hr))
-                        elif hr is not None:
-                            ctx.report.bad_input(_where(path, fam, ts, dev_id), f"HEART_RATE {hr!r} is not a number")
-                        if type(intensity) is int and intensity > 0:
-                            intensities += 1
-                        if staged:
-                            if type(raw_kind) is not int:
+                        for ts, intensity, raw_kind, hr in chunk:
+                            if type(ts) is not int or ts <= 0:
                                 ctx.report.bad_input(_where(path, fam, ts, dev_id),
-                                                     f"RAW_KIND {raw_kind!r} is not a number")
+                                                     f"TIMESTAMP {ts!r} is not Unix seconds")
                                 continue
-                            prev_code = code = _stage(fam, codes, raw_kind, prev_code)
-                            stage_rows.append((t, STAGE_NAMES[code], code, EPOCH_S))
+                            t = ts * NS
+                            if type(hr) is int:
+                                if 0 < hr < 255:
+                                    hr_rows.append((t, hr))
+                            elif hr is not None:
+                                ctx.report.bad_input(_where(path, fam, ts, dev_id),
+                                                     f"HEART_RATE {hr!r} is not a number")
+                            if type(intensity) is int and intensity > 0:
+                                intensities += 1
+                            if staged:
+                                if type(raw_kind) is not int:
+                                    ctx.report.bad_input(_where(path, fam, ts, dev_id),
+                                                         f"RAW_KIND {raw_kind!r} is not a number")
+                                    continue
+                                code = stage_of.get(raw_kind)
+                                if code is None:
+                                    code = stage_of[raw_kind] = _stage(fam, codes, raw_kind, _CARRY)
+                                if code == _CARRY:
+                                    code = prev_code
+                                else:
+                                    prev_code = code
+                                stage_rows.append((t, STAGE_NAMES[code], code, EPOCH_S))
                         if len(stage_rows) + len(hr_rows) >= BATCH:
                             yield from _rows(tags, hr_rows, stage_rows)
                             hr_rows, stage_rows = [], []
