@@ -53,6 +53,9 @@ def default_state_dir() -> Path:
     return Path(base) / "magsleep"
 
 
+#: What to do when a command needs a person and none is configured.
+NO_PERSONS = "no persons configured; add a [[persons]] entry to the settings file"
+
 def _unique(names: list[str], what: str) -> None:
     """Raise ``ValueError`` naming the repeated ones when ``names`` repeat."""
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -503,6 +506,16 @@ class Settings(BaseSettings):
                 return p
         known = ", ".join(p.name for p in self.persons) or "none configured"
         raise ConfigError(f"unknown person {name!r} (known: {known}); add a [[persons]] entry")
+
+    def one_person(self, name: str | None) -> PersonSettings:
+        """The person ``name``, or the only configured one; a :class:`ConfigError` saying what to pass."""
+        if name:
+            return self.person(name)
+        if len(self.persons) == 1:
+            return self.persons[0]
+        if not self.persons:
+            raise ConfigError(NO_PERSONS)
+        raise ConfigError(f"several persons are configured; pass --person ({', '.join(p.name for p in self.persons)})")
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data with every secret replaced by '***'."""

@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 
 from collector.doses.rules import ConfiguredPersons
 from collector.errors import ConfigError, MagsleepError
-from collector.settings import Settings
+from collector.settings import NO_PERSONS, Settings
 
 log = logging.getLogger(__name__)
 
-NO_PERSONS = "no persons configured; add a [[persons]] entry to the settings file"
 
 
 def registry_persons(settings: Settings) -> Callable[[], list[str]]:
@@ -62,15 +61,7 @@ class Persons(ConfiguredPersons):
     def one_configured(self, name: str | None) -> str:
         """``name`` (a configured person), or the only configured person; a
         :class:`ConfigError` saying what to pass otherwise."""
-        if name:
-            self.settings.person(name)
-            return name
-        names = [p.name for p in self.settings.persons]
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise ConfigError(NO_PERSONS)
-        raise ConfigError(f"several persons are configured; pass --person ({', '.join(names)})")
+        return self.settings.one_person(name).name
 
 
-__all__ = ["NO_PERSONS", "Persons", "registry_persons"]
+__all__ = ["Persons", "registry_persons"]

@@ -69,17 +69,6 @@ class ImportSummary:
         return sum(self.points.values())
 
 
-def resolve_person(settings: Settings, name: str | None) -> PersonSettings:
-    if name:
-        return settings.person(name)
-    if len(settings.persons) == 1:
-        return settings.persons[0]
-    if not settings.persons:
-        raise ValidationError("no persons configured; add a [[persons]] entry with name and timezone")
-    names = ", ".join(p.name for p in settings.persons)
-    raise ValidationError(f"whose data is it? give --person (one of {names})")
-
-
 class _Tally:
     """Counts points per measurement, the time range and the time slots nights are computed from."""
 
@@ -153,7 +142,7 @@ async def run_import(
     """
     t0 = time.perf_counter()
     imp = get_importer(kind)
-    p = resolve_person(settings, person)
+    p = settings.one_person(person)
     path = Path(source)
 
     def check() -> int:  # file system or network: off the event loop
