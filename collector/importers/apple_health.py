@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 import zipfile
 import zlib
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -563,10 +564,15 @@ def _sleep_points(sleep: dict[str, list[_Segment]], ctx: ImportContext) -> Itera
     out: list[Point] = []
     for device, segs in sleep.items():
         stages = sorted((s for s in segs if s.code >= 0), key=lambda s: s.start_ns)
+        starts = [s.start_ns for s in stages]
+        longest = max((s.end_ns - s.start_ns for s in stages), default=0)
         in_bed = [s for s in segs if s.code == -1]
         fill: list[_Segment] = []
         for b in in_bed:
-            inside = [s for s in stages if s.end_ns > b.start_ns and s.start_ns < b.end_ns]
+            # the stages overlapping b start within the longest stage's length before it (years of
+            # nights: a binary search per in-bed period, not a pass over every stage)
+            lo, hi = bisect_left(starts, b.start_ns - longest), bisect_left(starts, b.end_ns)
+            inside = [s for s in stages[lo:hi] if s.end_ns > b.start_ns]
             if not inside:
                 ctx.report.skipped["in-bed periods without sleep stages"] += 1
                 continue

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
-from collector.importers.apple_health import AppleHealthImporter, apple_ns, clock_s
+from collector.importers.apple_health import AppleHealthImporter, _Segment, _sleep_points, apple_ns, clock_s
 from collector.importers.base import Rows
+from collector.nights.stages import DEEP, LIGHT, REM, WAKE
 from collector.storage.lineprotocol import encode_points
 from collector.storage.schema import normalize
 from tests.importers.common import FIXTURES, NS, count, ctx, do_import, settings
@@ -76,6 +78,36 @@ def test_heart_rate_rows_write_the_lines_of_their_points() -> None:
     assert sum(len(b) for b in rows) == 6
     for b in rows:  # what the pipeline writes for the rows is what the points give through the general path
         assert b.lines() == encode_points([normalize(p) for p in b])
+
+
+def test_in_bed_wake_over_many_nights_equals_a_pass_over_every_stage() -> None:
+    rng = random.Random(16)
+    segs: list[_Segment] = []
+    for night in range(400):  # a source writing both its in-bed periods and its stages
+        t = night * 86400 * NS
+        segs.append(_Segment(t, t + rng.randrange(6, 10) * 3600 * NS, -1))
+        t += rng.randrange(-30, 40) * 60 * NS  # stages may start before the in-bed period
+        for _ in range(rng.randrange(0, 12)):  # some nights without stages
+            e = t + rng.randrange(5, 90) * 60 * NS
+            segs.append(_Segment(t, e, rng.choice((LIGHT, DEEP, REM, WAKE))))
+            t = e + rng.choice((0, 0, 300 * NS))  # some gaps: wake inside the in-bed period
+    stages = sorted((s for s in segs if s.code >= 0), key=lambda s: s.start_ns)
+    expected: list[tuple[int, int]] = []  # (start, code): in-bed time not covered by stages is wake
+    for b in (s for s in segs if s.code == -1):
+        inside = [s for s in stages if s.end_ns > b.start_ns and s.start_ns < b.end_ns]
+        cur = b.start_ns
+        for s in inside:
+            if s.start_ns > cur:
+                expected.append((cur, WAKE))
+            cur = max(cur, s.end_ns)
+        if inside and cur < b.end_ns:
+            expected.append((cur, WAKE))
+    expected = sorted(expected + [(s.start_ns, s.code) for s in stages])
+    c = ctx()
+    got = [(p.time_ns, p.fields["stage_code"]) for b in _sleep_points({"w": segs}, c) for p in b]
+    assert got == expected and len(got) > 3000
+    assert c.report.skipped["in-bed periods without sleep stages"] == sum(
+        1 for b in segs if b.code == -1 and not any(s.end_ns > b.start_ns and s.start_ns < b.end_ns for s in stages))
 
 
 def test_beat_lists_as_rr_when_asked() -> None:
