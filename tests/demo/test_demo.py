@@ -108,8 +108,12 @@ def test_demo_reduced_end_to_end_then_clean(tmp_path: Path) -> None:
 
         dev = _rows(inst.url, db, "SELECT stage, epoch_s FROM sleep_stage WHERE source = 'device' AND person = 'ana'")
         assert len(dev) >= 4 and {r["epoch_s"] for r in dev} == {600}  # an hour, pulled every 10 minutes
-        assert [r["stage"] for r in dev] == [status_at(int(r["time"]) // 600_000_000_000) for r in dev]
-        assert int(dev[0]["time"]) == entries[0][0] * 600_000_000_000
+        # The profile corrects the watch's clock by the skew it measures over one console round trip. On the
+        # demo's compressed clock a round trip of a loaded machine's tenth of a second is minutes of demo time,
+        # so an epoch may be stamped a few minutes off its boundary: each row is matched to the nearest epoch.
+        epoch_of = [round(int(r["time"]) / 600_000_000_000) for r in dev]
+        assert [r["stage"] for r in dev] == [status_at(k) for k in epoch_of]
+        assert epoch_of[0] == entries[0][0] and abs(int(dev[0]["time"]) - entries[0][0] * 600_000_000_000) < 300e9
         assert {"light", "deep"} & {r["stage"] for r in dev}  # she fell asleep within the hour
         assert "staging" in out and "device" in out
         effects = _rows(inst.url, db, "SELECT n_mg, n_control, reported FROM effect GROUP BY person, metric")
