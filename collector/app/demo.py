@@ -714,7 +714,7 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> DemoResult:
 
 def dashboards_dir() -> Path | None:
     """The generated dashboards' JSON (``dashboards/`` of the source tree), if present."""
-    d = Path(__file__).resolve().parent.parent / "dashboards"
+    d = Path(__file__).resolve().parents[2] / "dashboards"  # collector/app/demo.py -> the tree's root
     return d if d.is_dir() else None
 
 

@@ -160,3 +160,10 @@ def test_options_are_checked() -> None:
         DemoOptions(nights=0, live_nights=0)
     with pytest.raises(ConfigError):
         DemoOptions(speed=0.5)
+
+
+def test_the_summary_points_at_the_generated_dashboards() -> None:
+    from collector.app.demo import dashboards_dir
+
+    d = dashboards_dir()
+    assert d is not None and d.name == "dashboards" and (d / "overview.json").is_file()
