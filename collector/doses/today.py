@@ -28,7 +28,8 @@ from collector.doses.entities import (
     PlanToday,
     UsualDose,
 )
-from collector.effects.store import StoredPlan, night_time_ns, tonight
+from collector.effects.store import StoredPlan, tonight
+from collector.effects.tagging import night_time_ns
 from collector.storage.reader import InfluxReader, Row, quote_str
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import cast
 import numpy as np
 
 from collector.effects.planner import Design, PlanInfo, PlanSpec, draw
-from collector.effects.tagging import night_time_ns as night_time_ns  # re-exported: callers import it from here too
+from collector.effects.tagging import night_time_ns
 from collector.errors import StorageError, ValidationError
 from collector.settings import Settings
 from collector.storage.files import private_file

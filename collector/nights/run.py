@@ -47,7 +47,6 @@ from collector.nights.compute import (
 )
 from collector.nights.gru_classifier import load_classifier
 from collector.nights.inputs import first_data_ns, read_buckets, read_doses, read_inputs_many, read_night_tags
-from collector.nights.listing import NIGHT_COLUMNS, list_nights
 from collector.nights.segment import NS, NightWindow, night_window
 from collector.nights.stages import EPOCH_S
 from collector.nights.staging import Subject
@@ -59,21 +58,15 @@ from collector.storage.pipeline import Pipeline
 from collector.storage.reader import InfluxReader, Row
 from collector.storage.schema import NIGHT, SLEEP_STAGE
 
-# The state and the listing have their own modules; their names stay importable from here.
 __all__ = [
     "ALGO_VERSION",
     "MIN_NIGHTS_FOR_WORKERS",
-    "NIGHT_COLUMNS",
     "RECHECK_DAYS",
-    "NightState",
     "RunSummary",
-    "StateRow",
     "compute_all",
     "compute_person",
     "dose_info",
-    "list_nights",
     "night_options",
-    "state_path",
 ]
 
 #: Bump when the computation changes so that every night is recomputed once.

@@ -487,7 +487,7 @@ async def test_plan_today_without_a_plan(settings: Any) -> None:
 
 def _night_point(person: str, night: str, *, provisional: bool = False, flagged: bool = False,
                  source: str | None = None, **values: float) -> Any:
-    from collector.effects.store import night_time_ns
+    from collector.effects.tagging import night_time_ns
     from collector.storage.lineprotocol import Point
 
     tags = {"person": person, "dose": "unknown", "staging": "computed"}

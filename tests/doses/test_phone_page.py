@@ -318,7 +318,8 @@ def test_tonight_morning_card_deviation_and_person_filter(
     """Issue 13 #3 at 21:00 where the persons live: plan, morning card, deviations, filter, theme."""
     from collector.doses.entities import DoseCreate, Source
     from collector.effects.planner import PlanSpec
-    from collector.effects.store import PlanStore, StoredPlan, night_time_ns, tonight
+    from collector.effects.store import PlanStore, StoredPlan, tonight
+    from collector.effects.tagging import night_time_ns
 
     zone = ZoneInfo(EVENING_ZONE)
     now = datetime.now(zone)

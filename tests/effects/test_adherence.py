@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from collector.cli import app
 from collector.effects.adherence import adherence, verdict
 from collector.effects.planner import PlanSpec
-from collector.effects.store import PlanStore, StoredPlan, night_time_ns
-from collector.effects.tagging import DoseStatus
+from collector.effects.store import PlanStore, StoredPlan
+from collector.effects.tagging import DoseStatus, night_time_ns
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.cli import app
-from collector.effects.store import PlanStore, night_time_ns
+from collector.effects.store import PlanStore
+from collector.effects.tagging import night_time_ns
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline

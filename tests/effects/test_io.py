@@ -7,7 +7,7 @@ from typing import Any
 
 from collector.effects.analysis import EffectResult
 from collector.effects.io import build_nights, effect_points
-from collector.effects.store import night_time_ns
+from collector.effects.tagging import night_time_ns
 from collector.settings import AnalysisSettings, PersonSettings, Settings
 from collector.storage.schema import validate_point
 

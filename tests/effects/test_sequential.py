@@ -28,7 +28,7 @@ from collector.effects.sequential import (
     tell_target,
     z_boundary,
 )
-from collector.effects.store import night_time_ns
+from collector.effects.tagging import night_time_ns
 from collector.settings import InfluxSettings, Settings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.effects.store import night_time_ns
+from collector.effects.tagging import night_time_ns
 from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 from collector.storage.lineprotocol import Point
 from collector.storage.pipeline import Pipeline

@@ -27,7 +27,8 @@ from collector.doses.entities import DoseCreate, Source
 from collector.doses.service import DoseService
 from collector.effects.io import verdict_point
 from collector.effects.planner import PlanSpec
-from collector.effects.store import PlanStore, StoredPlan, night_time_ns
+from collector.effects.store import PlanStore, StoredPlan
+from collector.effects.tagging import night_time_ns
 from collector.effects.verdict import Verdict, VerdictItem
 from collector.mqtt.bridge import STOP_GRACE_S, Bridge, running_bridge
 from collector.mqtt.reminders import STATE_FILE

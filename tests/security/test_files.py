@@ -249,7 +249,7 @@ def test_state_files_are_private(tmp_path: Path, loose_umask: None) -> None:
     from collector.ble.registry import DeviceRegistry, DeviceStatus, RegisteredDevice, save_status
     from collector.doses.journal import DoseJournal
     from collector.effects.store import PlanStore
-    from collector.nights.run import NightState, StateRow
+    from collector.nights.state import NightState, StateRow
     from collector.storage.outbox import SqliteOutbox
 
     home = tmp_path / "home"
