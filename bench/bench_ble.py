@@ -5,7 +5,7 @@
    (parse -> Points -> queued for storage). Reported: end-to-end wall and CPU time per notification
    and their ratio (collector / bare), plus the collector callback alone (parse + queue) per call as a
    share of the bare end-to-end cost. Interleaved repetitions, medians.
-2. Daemon footprint: ``run_daemon`` in a child process (real storage pipeline into a private
+2. Daemon footprint: ``run_wearables`` in a child process (real storage pipeline into a private
    InfluxDB) with 4 virtual wearables at 1 Hz over a simulated night on a compressed clock;
    RSS sampled through the run (start, peak, end), CPU per device.
 
@@ -128,7 +128,7 @@ def _cpu_s(pid: int) -> float:
 async def _child(args: argparse.Namespace) -> None:
     import logging
 
-    from collector.ble.daemon import run_daemon
+    from collector.ble.daemon import run_wearables
     from collector.ble.registry import DeviceRegistry
     from collector.settings import InfluxSettings, PersonSettings, Settings, StorageSettings
 
@@ -144,7 +144,7 @@ async def _child(args: argparse.Namespace) -> None:
         for i in range(1, 5)])
     clock = CompressedClock(start_ns=time.time_ns(), speed=args.speed)
     stop = asyncio.Event()
-    task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop))
+    task = asyncio.create_task(run_wearables(settings, reg, clock=clock, stop_event=stop))
     await clock.sleep(args.hours * 3600)
     stop.set()
     result = await task
@@ -222,7 +222,7 @@ def write_results(path: Path, np: dict[str, Any], fp: dict[str, Any] | None) -> 
         lines += [
             "## Daemon footprint: 4 virtual wearables at 1 Hz (goal: RSS < 120 MB, steady)",
             "",
-            f"`run_daemon` in its own process with the real storage pipeline (SQLite outbox, private InfluxDB), "
+            f"`run_wearables` in its own process with the real storage pipeline (SQLite outbox, private InfluxDB), "
             f"{fp['hours']:g} simulated hours at {fp['speed']:g}x ({fp['wall_s']:.0f} s of real time).",
             "",
             "| metric | value |",

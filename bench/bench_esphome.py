@@ -5,7 +5,7 @@
    ESPHome proxy (aioesphomeapi over TCP, bleak-esphome's client behind habluetooth's wrapper).
    Both fakes run in the benchmark's process, so CPU includes the sending side. Interleaved
    repetitions, medians; reported: wall and CPU time per notification and the ratio proxy / BlueZ.
-2. Several collectors, one store: 3 collectors (child processes, each ``run_daemon`` with the real
+2. Several collectors, one store: 3 collectors (child processes, each ``run_wearables`` with the real
    storage pipeline and its own state dir) x 4 wearables, each home's straps behind its own virtual
    ESPHome proxy, 8 simulated hours at 240x into one local InfluxDB. Reported: every notification
    stored once (InfluxDB count per device vs notifications received and sent), RSS per collector
@@ -117,7 +117,7 @@ async def _child(args: argparse.Namespace) -> None:
     import json
     import logging
 
-    from collector.ble.daemon import run_daemon
+    from collector.ble.daemon import run_wearables
     from collector.ble.registry import DeviceRegistry, RegisteredDevice
     from collector.clock import CompressedClock
     from collector.settings import BleSettings, InfluxSettings, PersonSettings, Settings, StorageSettings
@@ -142,7 +142,7 @@ async def _child(args: argparse.Namespace) -> None:
             RegisteredDevice(_address(home, i), f"h{home}-strap-{i}", persons[i], paired=True, model="H10")
             for i in range(WEARABLES)])
         stop = asyncio.Event()
-        task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop))
+        task = asyncio.create_task(run_wearables(settings, reg, clock=clock, stop_event=stop))
         await clock.sleep(args.hours * 3600)
         stop.set()
         result = await task
@@ -244,7 +244,7 @@ def report_collectors(c: dict[str, Any]) -> str:
     return f"""
 ## Several collectors, one store: {COLLECTORS} collectors x {WEARABLES} wearables through ESPHome proxies
 
-{COLLECTORS} `run_daemon` processes (own state dirs and SQLite outboxes), each with its home's
+{COLLECTORS} `run_wearables` processes (own state dirs and SQLite outboxes), each with its home's
 {WEARABLES} straps (1 Hz) behind its own virtual ESPHome proxy, {c['hours']:g} simulated hours at
 {c['speed']:g}x ({c['wall_s']:.0f} s of real time), all into one local InfluxDB 1.6.7.
 

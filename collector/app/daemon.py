@@ -16,7 +16,7 @@ import logging
 import signal
 from pathlib import Path
 
-from collector.ble.daemon import DaemonResult, collecting_pipeline, devices_to_collect, run_sessions
+from collector.ble.daemon import DaemonResult, collecting_pipeline, devices_to_collect, run_sessions, run_wearables
 from collector.ble.registry import DeviceRegistry, status_path
 from collector.clock import Clock, SystemClock
 from collector.errors import ConfigError, LocalInfluxError
@@ -46,13 +46,13 @@ async def run_daemon(
     daemon's pipeline. ``compute_nights``: also run ``magsleep [--config config] nights compute``
     every ``[nights] compute_every_min``. With ``[mqtt] host`` the Home Assistant bridge runs too.
     ``magsleep run`` does all. With a ``sink`` only the wearables run (tests, benchmarks)."""
+    if sink is not None:
+        return await run_wearables(settings, registry, clock=clock, stop_event=stop_event, sink=sink,
+                                   status_interval_s=status_interval_s, status_file=status_file)
     devices = devices_to_collect(settings, registry)
     clock = clock or SystemClock()
     stop_event = stop_event or asyncio.Event()
     status_file = status_file or status_path(settings)
-    if sink is not None:
-        return await run_sessions(settings, devices, clock=clock, stop_event=stop_event, sink=sink,
-                                  status_interval_s=status_interval_s, status_file=status_file)
     async with collecting_pipeline(settings) as owned, contextlib.AsyncExitStack() as stack:
         pipe = owned.pipeline
         if serve_api:

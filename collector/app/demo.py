@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from collector.ble import pairing
-from collector.ble.daemon import DaemonResult, run_daemon
+from collector.ble.daemon import DaemonResult, run_wearables
 from collector.ble.profiles.heart_rate import encode_measurement
 from collector.ble.registry import DeviceRegistry
 from collector.ble.uuids import HEART_RATE_MEASUREMENT
@@ -297,7 +297,7 @@ async def play_night(
         bz.add_device(wearable, paired=True)
     stop = asyncio.Event()
     wall0 = time.monotonic()
-    daemon = asyncio.create_task(run_daemon(settings, registry, clock=clock, stop_event=stop),
+    daemon = asyncio.create_task(run_wearables(settings, registry, clock=clock, stop_event=stop),
                                  name="demo-daemon")
     drops = sorted((t, s.address) for s in straps for t in s.link_drops_ns)
     try:

@@ -1,7 +1,7 @@
 """Collecting from wearables: one supervised :class:`DeviceSession` per registered device.
 
 ``ble/`` knows only wearables and a point sink: :func:`run_sessions` streams every device into a
-sink until ``stop_event`` is set; :func:`run_daemon` does that into its own storage pipeline (or a
+sink until ``stop_event`` is set; :func:`run_wearables` does that into its own storage pipeline (or a
 given sink). The process that also serves the dose API, Home Assistant and the schedules is
 composed in :mod:`collector.app.daemon` (``magsleep run``). On a stop the sessions end first and
 the flush gets the rest of ``STOP_BUDGET_S`` seconds; points not yet in InfluxDB stay in the
@@ -86,7 +86,7 @@ async def collecting_pipeline(settings: Settings) -> AsyncIterator[CollectingPip
             lock.release()
 
 
-async def run_daemon(
+async def run_wearables(
     settings: Settings,
     registry: DeviceRegistry,
     *,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.ble.daemon import run_daemon
+from collector.ble.daemon import run_wearables
 from collector.ble.registry import DeviceRegistry, RegisteredDevice, load_status
 from collector.clock import CompressedClock
 from collector.errors import ConfigError, DeviceNotFoundError
@@ -62,7 +62,7 @@ class Run:
 
     def __init__(self, settings, reg, clock, sink=None, **kw) -> None:
         self.stop_event = asyncio.Event()
-        self.task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=self.stop_event,
+        self.task = asyncio.create_task(run_wearables(settings, reg, clock=clock, stop_event=self.stop_event,
                                                    sink=sink, **kw))
 
     async def stop(self):
@@ -275,9 +275,9 @@ async def test_two_devices_one_missing_does_not_block_the_other(tmp_path, fast_b
 async def test_empty_registry_and_unknown_person_are_clear_errors(tmp_path):
     settings = make_settings(tmp_path)
     with pytest.raises(DeviceNotFoundError, match="magsleep pair"):
-        await run_daemon(settings, DeviceRegistry(tmp_path / "d.json"))
+        await run_wearables(settings, DeviceRegistry(tmp_path / "d.json"))
     with pytest.raises(ConfigError, match="unknown person 'carol'"):
-        await run_daemon(settings, registry(tmp_path, (A1, "x", "carol")))
+        await run_wearables(settings, registry(tmp_path, (A1, "x", "carol")))
 
 
 async def test_slow_device_still_streams(tmp_path, fast_bluez, compressed_clock):

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from collector.ble.bluez import BlueZProps
-from collector.ble.daemon import run_daemon
+from collector.ble.daemon import run_wearables
 from collector.ble.esphome import ProxyHub
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.ble.session import LOCAL, DeviceSession, PointBuffer
@@ -114,7 +114,7 @@ async def test_daemon_streams_a_strap_through_a_proxy(tmp_path, bedroom, clock):
     reg = DeviceRegistry(tmp_path / "devices.json", [RegisteredDevice(A1, "h10-alice", "alice", paired=True)])
     sink = MemorySink()
     stop = asyncio.Event()
-    task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop, sink=sink,
+    task = asyncio.create_task(run_wearables(settings, reg, clock=clock, stop_event=stop, sink=sink,
                                           status_interval_s=30.0))
     await until(lambda: len([p for p in sink.points if p.measurement == "heart_rate"]) >= 100)
     stop.set()

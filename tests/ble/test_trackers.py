@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from collector.ble.bluez import BlueZProps
-from collector.ble.daemon import run_daemon
+from collector.ble.daemon import run_wearables
 from collector.ble.pairing import pair
 from collector.ble.profiles import polar_pmd as pmd
 from collector.ble.registry import DeviceRegistry, RegisteredDevice
@@ -404,7 +404,7 @@ async def test_generic_profile_from_config_end_to_end(tmp_path, private_dbus, in
         registered = await pair(settings, reg, THERMO, person="alice", alias="thermo-alice", bond=False)
         assert registered.profiles == ("bedside-accel",)
         stop = asyncio.Event()
-        task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop))
+        task = asyncio.create_task(run_wearables(settings, reg, clock=clock, stop_event=stop))
         await until(lambda: dev.stats.notifications_sent >= 30)
         stop.set()
         result = await asyncio.wait_for(task, 15)
@@ -418,7 +418,7 @@ async def test_generic_profile_from_config_end_to_end(tmp_path, private_dbus, in
 
 
 async def test_bangle_daemon_restart_pulls_only_what_is_new(tmp_path, private_dbus):
-    """Through run_daemon: the state file carries the watermark across a daemon restart."""
+    """Through run_wearables: the state file carries the watermark across a daemon restart."""
     clock = CompressedClock(start_ns=time.time_ns(), speed=60.0)
     settings = make_settings(tmp_path)
     lights_out = clock.time_ns() // 1_000_000 - 9 * 3600_000
@@ -434,7 +434,7 @@ async def test_bangle_daemon_restart_pulls_only_what_is_new(tmp_path, private_db
         bz.add_device(wearable, paired=True)
         for n, sink in enumerate(sinks, start=1):
             stop = asyncio.Event()
-            task = asyncio.create_task(run_daemon(settings, reg, clock=clock, stop_event=stop, sink=sink))
+            task = asyncio.create_task(run_wearables(settings, reg, clock=clock, stop_event=stop, sink=sink))
             def pulled(n: int = n) -> bool:
                 return len(pulls()) == n and (tmp_path / "bangle-sleeplog.json").exists()
 
