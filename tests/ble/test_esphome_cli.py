@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -16,11 +11,12 @@ import pytest
 from aioesphomeapi.client import APIClient
 
 from collector.ble import pairing
-from collector.ble.registry import DeviceRegistry, RegisteredDevice
+from collector.ble.registry import DeviceRegistry
 from collector.errors import ConfigError
 from collector.settings import BleSettings, InfluxSettings, PersonSettings, ProxySettings, Settings, StorageSettings
 from collector.sim.bluez import VirtualBlueZ, heart_rate_feed, heart_rate_strap
 from collector.sim.esphome import VirtualEsphomeProxy
+from tests.ble.magsleep_process import run_until_then_sigterm, write_run_config
 from tests.cli.console import Console
 
 A1, A2 = "C0:FF:EE:00:00:01", "C0:FF:EE:00:00:02"
@@ -108,39 +104,15 @@ async def test_a_missing_noise_key_file_is_named(tmp_path):
 async def test_magsleep_run_process_streams_through_a_proxy_and_stops_cleanly(tmp_path, influx_server, influx_db):
     async with VirtualEsphomeProxy.start(name="bedroom-proxy") as px:
         dev = px.add_device(heart_rate_strap(A1, feed=heart_rate_feed(600, interval_s=0.05)))
-        cfg = tmp_path / "magsleep.toml"
-        cfg.write_text(f"""
-log_level = "INFO"
-[influx]
-embedded = false
-url = "{influx_server.url}"
-database = "{influx_db}"
-[storage]
-state_dir = "{tmp_path}"
-[[persons]]
-name = "alice"
-[nights]
+        extra = f"""[nights]
 compute_every_min = 0
 [[ble.proxies]]
 name = "bedroom-proxy"
 host = "{px.host}"
 port = {px.port}
-""")
-        DeviceRegistry(tmp_path / "devices.json", [RegisteredDevice(A1, "h10-alice", "alice", paired=True)]).save()
-        env = {**os.environ, "MAGSLEEP_CONFIG": str(cfg)}
-        proc = subprocess.Popen([sys.executable, "-m", "collector", "run"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while px.stats.notifications_sent < 20 and proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert proc.poll() is None and px.stats.notifications_sent >= 20
-            proc.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(proc.wait, 15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        out = proc.stdout.read().decode() if proc.stdout else ""
+"""
+        cfg = write_run_config(tmp_path, influx_server, influx_db, A1, extra)
+        code, out = await run_until_then_sigterm(cfg, lambda: px.stats.notifications_sent >= 20)
         assert code == 0, out
         assert not dev.connected and px.used_slots() == 0
         sent = px.stats.notifications_sent

@@ -3,54 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 
-from collector.ble.registry import DeviceRegistry, RegisteredDevice
 from collector.sim.bluez import heart_rate_feed, heart_rate_strap
+from tests.ble.magsleep_process import run_until_then_sigterm, write_run_config
 from tests.ble.test_daemon import Run, deliver_outbox, make_settings, registry
 
 A1 = "C0:FF:EE:00:00:01"
 
 
-async def _until(cond, limit_s: float) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < limit_s, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_magsleep_run_process_stops_cleanly_on_sigterm(tmp_path, virtual_bluez, influx_server, influx_db):
     dev = virtual_bluez.add_device(heart_rate_strap(A1, feed=heart_rate_feed(600, interval_s=0.05)), paired=True)
-    cfg = tmp_path / "magsleep.toml"
-    cfg.write_text(f'''
-log_level = "INFO"
-[influx]
-embedded = false
-url = "{influx_server.url}"
-database = "{influx_db}"
-[storage]
-state_dir = "{tmp_path}"
-[[persons]]
-name = "alice"
-''')
-    reg = DeviceRegistry(tmp_path / "devices.json", [RegisteredDevice(A1, "h10-alice", "alice", paired=True)])
-    reg.save()
-    env = {**os.environ, "MAGSLEEP_CONFIG": str(cfg)}
-    proc = subprocess.Popen([sys.executable, "-m", "collector", "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        await _until(lambda: dev.stats.notifications_sent >= 20 or proc.poll() is not None, 60)
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, 15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out = proc.stdout.read().decode() if proc.stdout else ""
+    cfg = write_run_config(tmp_path, influx_server, influx_db, A1)
+    code, out = await run_until_then_sigterm(cfg, lambda: dev.stats.notifications_sent >= 20)
     assert code == 0, out
     assert "stopping: disconnecting 1 device(s)" in out
     sent = dev.stats.notifications_sent
