@@ -243,8 +243,3 @@ async def read_inputs_many(r: InfluxReader, person: str,
             sim=sources == {"sim"},
         ))
     return out
-
-
-async def read_inputs(r: InfluxReader, person: str, win: NightWindow, tag_rows: Sequence[Row]) -> NightInputs:
-    """Raw points of one person in one night window."""
-    return (await read_inputs_many(r, person, [(win, tag_rows)]))[0]
