@@ -27,6 +27,7 @@ from collector.effects.sequential import (
     Step,
     critical,
     family_alpha,
+    min_nights,
     next_step,
     tell_target,
 )
@@ -312,7 +313,7 @@ def compare(
             else f"{n_c} baseline vs {n_mg} supplement nights")
     horizon = opts.horizon_nights or (plan.spec.n_nights if plan is not None else DEFAULT_HORIZON)
     alpha = alpha if alpha is not None else 1 - opts.level
-    min_n = max(1, math.ceil(opts.min_information * horizon))
+    min_n = min_nights(horizon, opts.min_information)
     base = EffectResult(person, spec.name, comparison, spec.unit, n_mg, n_c, False, "",
                         half_width=spec.describe_half_width(),
                         interval="anytime" if opts.sequential else "fixed",

@@ -124,9 +124,9 @@ def critical(n: int, horizon: int, df: float, alpha: float) -> float:
     return float(t_critical(z_boundary(max(n, 1) / horizon, alpha), df))
 
 
-def min_nights(horizon: int) -> int:
-    """Nights (both arms) before a first result is shown: a share of the horizon."""
-    return max(1, math.ceil(MIN_INFORMATION * horizon))
+def min_nights(horizon: int, share: float = MIN_INFORMATION) -> int:
+    """Nights (both arms) before a first result is shown: ``share`` of the horizon."""
+    return max(1, math.ceil(share * horizon))
 
 
 def family_alpha(metrics: list[str], alpha: float) -> dict[str, float]:
