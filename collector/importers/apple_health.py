@@ -106,11 +106,6 @@ def apple_ns(text: str) -> int:
     return (day * 86400 + h * 3600 + m * 60 + s - off) * NS
 
 
-def _offset_s(text: str) -> int:
-    off = int(text[21:23]) * 3600 + int(text[23:25]) * 60
-    return -off if text[20] == "-" else off
-
-
 def clock_s(text: str) -> float:
     """Seconds after local midnight of ``11:05:22.17 PM``, ``11:05:22.17 pm`` or ``23:05:22.17``."""
     t = text.strip().upper()

@@ -22,10 +22,6 @@ def _num(v: object) -> str:
     return NONE
 
 
-def _float(v: object) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
 def _clip(text: str) -> str:
     return text if len(text) <= HA_STATE_MAX else text[:HA_STATE_MAX - 1] + "…"
 
