@@ -20,7 +20,6 @@ from collector.settings import NO_PERSONS, Settings
 log = logging.getLogger(__name__)
 
 
-
 def registry_persons(settings: Settings) -> Callable[[], list[str]]:
     """Persons of the device registry (``<state_dir>/devices.json``), read on each call; empty
     (with a warning) if it is unreadable."""
